@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what building and testing Wharf needs on Debian 12, only where it is missing.
+# Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+
+need_pkgs=(build-essential libclang-dev pkg-config ca-certificates openssl)
+if [[ "${1:-}" == "--test" || "${WHARF_SETUP_TEST:-}" == 1 ]]; then
+    # Real third-party software for the end-to-end tests.
+    need_pkgs+=(docker-registry skopeo)
+fi
+
+missing=()
+for p in "${need_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}" >&2
+    sudo_cmd=()
+    [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo_cmd[@]}" apt-get update -qq </dev/null
+    "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" </dev/null
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+    [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup: cargo not found. Install a Rust toolchain (1.80 or newer), e.g. with rustup." >&2
+    exit 1
+fi

@@ -1,0 +1,79 @@
+//! The composition root: opens the store, builds the upstreams and the registry, runs the
+//! server, and shuts it down cleanly.
+
+use crate::config::Config;
+use crate::http::handlers::Handler;
+use crate::http::server;
+use crate::registry::Registry;
+use crate::store::Store;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// A running Wharf: its address and the handle to stop it.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub registry: Arc<Registry>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains open connections, and waits for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Waits until the server ends (it ends only when shut down).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+
+    /// A sender that triggers shutdown.
+    pub fn take_stop(&mut self) -> Option<oneshot::Sender<()>> {
+        self.stop.take()
+    }
+}
+
+/// Builds everything from `config` and starts serving on its `listen` address.
+pub async fn start(config: Config) -> Result<Running, String> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    start_on(config, listener).await
+}
+
+/// As [`start`], on a listener the caller bound (tests bind port 0).
+pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, String> {
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("listener address: {e}"))?;
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("cannot open the cache in {}: {e}", config.data_dir.display()))?;
+    let registry = Arc::new(Registry::new(&config, Arc::new(store))?);
+    let handler = Arc::new(Handler {
+        registry: registry.clone(),
+    });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server::serve(listener, handler, async {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), upstreams = config.upstreams.len(), "wharf listening");
+    Ok(Running {
+        addr,
+        registry,
+        stop: Some(stop),
+        task,
+    })
+}

@@ -1,0 +1,311 @@
+//! The TOML configuration, its defaults and its validation.
+//!
+//! Loading is two-phase: the file is deserialized into a raw shape whose leaves are
+//! untyped TOML values (see `raw`), then validated into [`Config`] while collecting
+//! every problem, each naming its key path (`upstream[2].url: ...`). Invariants of a
+//! [`Config`] that exists: all sizes are > 0, fill timeouts are > 0, upstream names
+//! and aliases are unique and well-formed, and at most one upstream is the default
+//! (see `upstream` for the rest). A file without `[[upstream]]` gets the built-in
+//! public upstreams of [`EMBEDDED_DEFAULT`].
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+mod defaults;
+mod raw;
+mod units;
+mod upstream;
+
+pub use defaults::{EMBEDDED_DEFAULT, EXAMPLE};
+pub use units::{parse_duration, parse_size};
+
+const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 5000);
+const DEFAULT_DATA_DIR: &str = "./wharf-data";
+const DEFAULT_MAX_SIZE: u64 = 50 << 30;
+const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub cache: CacheConfig,
+    pub fill: FillConfig,
+    pub upstreams: Vec<UpstreamConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    /// Bytes; > 0.
+    pub max_size: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FillConfig {
+    /// Whole upstream blob fetch; > 0.
+    pub timeout: Duration,
+    /// Longest gap between body chunks from upstream; > 0.
+    pub idle_timeout: Duration,
+}
+
+/// One upstream registry. `Debug` redacts the password.
+#[derive(Clone, PartialEq)]
+pub struct UpstreamConfig {
+    pub name: String,
+    /// Scheme and authority only (path "/").
+    pub url: http::Uri,
+    /// True for the one default upstream.
+    pub default: bool,
+    pub aliases: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    pub tag_ttl: Duration,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("default", &self.default)
+            .field("aliases", &self.aliases)
+            .field("ca_file", &self.ca_file)
+            .field("tag_ttl", &self.tag_ttl)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl UpstreamConfig {
+    /// Whether `name` is this upstream's name or one of its aliases (ASCII case-insensitive).
+    pub fn matches(&self, name: &str) -> bool {
+        self.name.eq_ignore_ascii_case(name)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(name))
+    }
+
+    /// Docker Hub needs `library/` for single-component names and has its own quirks.
+    pub fn is_docker_hub(&self) -> bool {
+        let host = self.url.host().unwrap_or("");
+        self.matches("docker.io")
+            || host.eq_ignore_ascii_case("registry-1.docker.io")
+            || host.eq_ignore_ascii_case("index.docker.io")
+    }
+}
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// Key path such as `upstream[2].url`; empty for whole-file problems (TOML syntax).
+    pub key: String,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "{}: {}", self.key, self.problem)
+        }
+    }
+}
+
+/// Every problem found in a config file (never empty).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Problem collector shared by the validation steps.
+#[derive(Default)]
+struct Problems(Vec<ConfigError>);
+
+impl Problems {
+    fn push(&mut self, key: impl Into<String>, problem: impl Into<String>) {
+        self.0.push(ConfigError {
+            key: key.into(),
+            problem: problem.into(),
+        });
+    }
+}
+
+fn positive_duration(
+    p: &mut Problems,
+    key: &str,
+    v: Option<&toml::Value>,
+    default: Duration,
+) -> Duration {
+    let Some(s) = raw::string(p, key, v) else {
+        return default;
+    };
+    match parse_duration(&s) {
+        Ok(d) if d.is_zero() => {
+            p.push(key, "must be greater than 0");
+            default
+        }
+        Ok(d) => d,
+        Err(e) => {
+            p.push(key, e);
+            default
+        }
+    }
+}
+
+fn size(p: &mut Problems, key: &str, v: Option<&toml::Value>, default: u64) -> u64 {
+    let parsed = match v {
+        None => return default,
+        Some(toml::Value::String(s)) => parse_size(s),
+        Some(toml::Value::Integer(n)) => u64::try_from(*n)
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| format!("size must be greater than 0, got {n}")),
+        Some(other) => Err(format!(
+            "expected a size like \"50GiB\" or a whole number of bytes, got {}",
+            raw::type_name(other)
+        )),
+    };
+    parsed.unwrap_or_else(|e| {
+        p.push(key, e);
+        default
+    })
+}
+
+fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigErrors> {
+    let mut p = Problems::default();
+    for key in unknown {
+        p.push(key, "unknown key");
+    }
+    let listen = match raw::string(&mut p, "listen", raw.listen.as_ref()) {
+        None => DEFAULT_LISTEN,
+        Some(s) => s.trim().parse().unwrap_or_else(|e| {
+            p.push(
+                "listen",
+                format!(
+                    "expected an address like \"0.0.0.0:5000\" or \"[::1]:5000\", got {s:?} ({e})"
+                ),
+            );
+            DEFAULT_LISTEN
+        }),
+    };
+    let data_dir = match raw::string(&mut p, "data_dir", raw.data_dir.as_ref()) {
+        Some(s) if s.is_empty() => {
+            p.push("data_dir", "must not be empty");
+            PathBuf::from(DEFAULT_DATA_DIR)
+        }
+        Some(s) => PathBuf::from(s),
+        None => PathBuf::from(DEFAULT_DATA_DIR),
+    };
+    let rc = raw.cache.unwrap_or_default();
+    let cache = CacheConfig {
+        max_size: size(
+            &mut p,
+            "cache.max_size",
+            rc.max_size.as_ref(),
+            DEFAULT_MAX_SIZE,
+        ),
+    };
+    let rf = raw.fill.unwrap_or_default();
+    let fill = FillConfig {
+        timeout: positive_duration(
+            &mut p,
+            "fill.timeout",
+            rf.timeout.as_ref(),
+            DEFAULT_FILL_TIMEOUT,
+        ),
+        idle_timeout: positive_duration(
+            &mut p,
+            "fill.idle_timeout",
+            rf.idle_timeout.as_ref(),
+            DEFAULT_IDLE_TIMEOUT,
+        ),
+    };
+    let upstreams = match &raw.upstream {
+        Some(list) => upstream::validate(&mut p, list),
+        None => match raw::parse(EMBEDDED_DEFAULT) {
+            Ok((builtin, _)) => upstream::validate(&mut p, &builtin.upstream.unwrap_or_default()),
+            Err(e) => {
+                p.push("upstream", format!("built-in upstreams are invalid: {e}"));
+                Vec::new()
+            }
+        },
+    };
+    if !p.0.is_empty() {
+        return Err(ConfigErrors(p.0));
+    }
+    Ok(Config {
+        listen,
+        data_dir,
+        cache,
+        fill,
+        upstreams,
+    })
+}
+
+impl Config {
+    /// Parses and validates a TOML document.
+    pub fn from_toml_str(s: &str) -> Result<Config, ConfigErrors> {
+        match raw::parse(s) {
+            Ok((raw, unknown)) => validate(raw, unknown),
+            Err(e) => Err(ConfigErrors(vec![ConfigError {
+                key: String::new(),
+                problem: e.to_string().trim_end().to_string(),
+            }])),
+        }
+    }
+
+    /// Reads, parses and validates a config file. Whole-file problems (unreadable,
+    /// TOML syntax) are keyed by the file's path.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                key: path.display().to_string(),
+                problem: format!("cannot read config file: {e}"),
+            }])
+        })?;
+        Config::from_toml_str(&text).map_err(|ConfigErrors(mut errs)| {
+            for e in &mut errs {
+                if e.key.is_empty() {
+                    e.key = path.display().to_string();
+                }
+            }
+            ConfigErrors(errs)
+        })
+    }
+
+    /// The built-in configuration ([`EMBEDDED_DEFAULT`]).
+    pub fn embedded_default() -> Config {
+        Config::from_toml_str(EMBEDDED_DEFAULT)
+            .expect("EMBEDDED_DEFAULT is a valid config (checked by a unit test)")
+    }
+
+    /// The upstream for repositories without a known upstream prefix.
+    pub fn default_upstream(&self) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.default)
+    }
+
+    /// The upstream with this name or alias (ASCII case-insensitive).
+    pub fn upstream(&self, name: &str) -> Option<&UpstreamConfig> {
+        self.upstreams.iter().find(|u| u.matches(name))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,103 @@
+//! The built-in configuration and the documented example.
+
+/// Used when no config file is given; its `[[upstream]]` list is also the one used
+/// when a config file has no `[[upstream]]` at all.
+pub const EMBEDDED_DEFAULT: &str = r#"
+listen = "0.0.0.0:5000"
+data_dir = "./wharf-data"
+
+[[upstream]]
+name = "docker.io"
+url = "https://registry-1.docker.io"
+default = true
+aliases = ["registry-1.docker.io", "index.docker.io"]
+
+[[upstream]]
+name = "ghcr.io"
+url = "https://ghcr.io"
+
+[[upstream]]
+name = "quay.io"
+url = "https://quay.io"
+
+[[upstream]]
+name = "registry.k8s.io"
+url = "https://registry.k8s.io"
+
+[[upstream]]
+name = "gcr.io"
+url = "https://gcr.io"
+
+[[upstream]]
+name = "mcr.microsoft.com"
+url = "https://mcr.microsoft.com"
+
+[[upstream]]
+name = "public.ecr.aws"
+url = "https://public.ecr.aws"
+"#;
+
+/// A fully commented example configuration (`wharf` can print it).
+pub const EXAMPLE: &str = r#"# Wharf configuration (TOML).
+#
+# Every key is optional unless marked "required"; the value shown is the default.
+# Unknown keys are errors. All problems in the file are reported at once.
+
+# Address and port the registry API listens on.
+listen = "0.0.0.0:5000"
+
+# Directory holding the metadata database and the cached blobs.
+data_dir = "./wharf-data"
+
+[cache]
+# Upper bound for the cached blobs on disk; past it, cached blobs are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
+# (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed
+# ("1.5TiB"); units are case-insensitive. Must be greater than 0.
+max_size = "50GiB"
+
+[fill]
+# Longest time a single blob fetch from an upstream may take in total.
+# Durations: "30s", "10m", "24h", "7d", or combinations such as "1h 30m".
+timeout = "1h"
+# Longest gap between two body chunks from an upstream before the fetch is abandoned.
+idle_timeout = "60s"
+
+# Upstream registries. A repository whose first path component is an upstream's
+# name or alias ("ghcr.io/owner/image") is fetched from that upstream; other
+# repositories go to the default upstream.
+# If the file has no [[upstream]] at all, the built-in list is used: docker.io
+# (default), ghcr.io, quay.io, registry.k8s.io, gcr.io, mcr.microsoft.com and
+# public.ecr.aws. As soon as one [[upstream]] is given, only the listed ones exist.
+
+[[upstream]]
+# Name used to select this upstream; defaults to the host[:port] of url. Must be
+# non-empty, without '/' or whitespace, and unique among all names and aliases
+# (compared case-insensitively).
+name = "docker.io"
+# Required. Base URL: http or https, a host, no query; the path must be empty or "/".
+url = "https://registry-1.docker.io"
+# Whether repositories without a known upstream prefix go here (default false).
+# At most one upstream may be the default; a single configured upstream is the
+# default anyway.
+default = true
+# Other names that select this upstream (default none). Same rules as name.
+aliases = ["registry-1.docker.io", "index.docker.io"]
+# How long a tag -> digest answer is served from cache before the upstream is asked
+# again. "0s" revalidates the tag on every request.
+tag_ttl = "5m"
+
+[[upstream]]
+name = "ghcr.io"
+url = "https://ghcr.io"
+
+# A private registry with its own certificate authority and credentials.
+# [[upstream]]
+# name = "registry.internal"
+# url = "https://registry.internal:5000"
+# # PEM file with the CA certificate(s) to trust for this upstream (default none).
+# # Must exist and contain at least one certificate.
+# ca_file = "/etc/wharf/internal-ca.pem"
+# # Credentials for the upstream (default none); give both or neither.
+# username = "wharf"
+# password = "secret"
+"#;

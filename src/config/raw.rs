@@ -1,0 +1,134 @@
+//! The raw, untyped shape of the config file and the leaf-value helpers.
+//!
+//! Leaves are kept as [`toml::Value`] so that a wrong type is a validation problem
+//! naming its key (reported together with every other problem), not a fatal
+//! deserialization error. Unknown keys are collected with `serde_ignored` and
+//! rendered as `upstream[0].tag_tll`.
+
+use serde::Deserialize;
+use toml::Value;
+
+use super::Problems;
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawConfig {
+    pub listen: Option<Value>,
+    pub data_dir: Option<Value>,
+    pub cache: Option<RawCache>,
+    pub fill: Option<RawFill>,
+    pub upstream: Option<Vec<RawUpstream>>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawCache {
+    pub max_size: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawFill {
+    pub timeout: Option<Value>,
+    pub idle_timeout: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawUpstream {
+    pub name: Option<Value>,
+    pub url: Option<Value>,
+    pub default: Option<Value>,
+    pub aliases: Option<Value>,
+    pub ca_file: Option<Value>,
+    pub tag_ttl: Option<Value>,
+    pub username: Option<Value>,
+    pub password: Option<Value>,
+}
+
+/// Renders a serde_ignored path as `a.b[2].c`.
+fn render(path: &serde_ignored::Path<'_>, out: &mut String) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            render(parent, out);
+            out.push_str(&format!("[{index}]"));
+        }
+        Path::Map { parent, key } => {
+            render(parent, out);
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(key);
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => render(parent, out),
+    }
+}
+
+/// Parses TOML into the raw shape; returns the unknown keys' paths alongside.
+pub(super) fn parse(s: &str) -> Result<(RawConfig, Vec<String>), toml::de::Error> {
+    let de = toml::Deserializer::parse(s)?;
+    let mut unknown = Vec::new();
+    let raw = serde_ignored::deserialize(de, |path| {
+        let mut key = String::new();
+        render(&path, &mut key);
+        unknown.push(key);
+    })?;
+    Ok((raw, unknown))
+}
+
+/// The TOML type name of a value, for messages.
+pub(super) fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Integer(_) => "an integer",
+        Value::Float(_) => "a float",
+        Value::Boolean(_) => "a boolean",
+        Value::Datetime(_) => "a datetime",
+        Value::Array(_) => "an array",
+        Value::Table(_) => "a table",
+    }
+}
+
+/// A string leaf; None when absent or (after recording a problem) of another type.
+pub(super) fn string(p: &mut Problems, key: &str, v: Option<&Value>) -> Option<String> {
+    match v? {
+        Value::String(s) => Some(s.clone()),
+        other => {
+            p.push(key, format!("expected a string, got {}", type_name(other)));
+            None
+        }
+    }
+}
+
+/// A boolean leaf; None when absent or of another type.
+pub(super) fn boolean(p: &mut Problems, key: &str, v: Option<&Value>) -> Option<bool> {
+    match v? {
+        Value::Boolean(b) => Some(*b),
+        other => {
+            p.push(
+                key,
+                format!("expected true or false, got {}", type_name(other)),
+            );
+            None
+        }
+    }
+}
+
+/// An array of strings; elements of another type are reported by index.
+pub(super) fn string_list(p: &mut Problems, key: &str, v: Option<&Value>) -> Vec<String> {
+    match v {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| string(p, &format!("{key}[{i}]"), Some(item)))
+            .collect(),
+        Some(other) => {
+            p.push(
+                key,
+                format!("expected an array of strings, got {}", type_name(other)),
+            );
+            Vec::new()
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! Request handlers: a parsed [`Route`] in, a response out.
+
+use super::error::into_response;
+use super::range::{content_range, unsatisfied_range, ByteRange};
+use super::route::{self, Query, Route};
+use super::{empty, full, RespBody};
+use crate::error::{Error, Result};
+use crate::oci::{Digest, ErrorCode};
+use crate::registry::body::{self, Source};
+use crate::registry::{Blob, Registry};
+use futures_util::TryStreamExt;
+use http::header::{
+    ACCEPT, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LINK, RANGE,
+};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::{Frame, Incoming};
+use std::sync::Arc;
+
+const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
+const DIGEST_HEADER: &str = "docker-content-digest";
+
+pub struct Handler {
+    pub registry: Arc<Registry>,
+}
+
+impl Handler {
+    pub async fn handle(&self, req: Request<Incoming>) -> Response<RespBody> {
+        let started = std::time::Instant::now();
+        let method = req.method().clone();
+        let head = method == Method::HEAD;
+        let path = req.uri().path().to_string();
+        let resp = match self.dispatch(&req).await {
+            Ok(r) => r,
+            Err(e) => into_response(&e, head),
+        };
+        tracing::debug!(
+            %method,
+            path = %truncate(&path),
+            status = resp.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64,
+            "request"
+        );
+        let mut resp = resp;
+        resp.headers_mut()
+            .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
+        resp
+    }
+
+    async fn dispatch(&self, req: &Request<Incoming>) -> Result<Response<RespBody>> {
+        let route = route::parse(req.uri().path())?;
+        let query = Query::parse(req.uri().query());
+        let method = req.method();
+        let read = method == Method::GET || method == Method::HEAD;
+        if !read {
+            return Err(Error::client(
+                ErrorCode::Unsupported,
+                format!("{method} is not supported: this mirror is read-only"),
+            ));
+        }
+        let head = method == Method::HEAD;
+        match route {
+            Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
+            Route::Manifest { name, reference } => {
+                let t = self.registry.resolve(name, query.ns)?;
+                let accept: Vec<String> = req
+                    .headers()
+                    .get_all(ACCEPT)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .map(str::to_string)
+                    .collect();
+                let m = self.registry.manifest(&t, &reference, &accept).await?;
+                let mut resp = Response::new(if head { empty() } else { full(m.bytes.clone()) });
+                let h = resp.headers_mut();
+                h.insert(CONTENT_TYPE, header(&m.media_type)?);
+                h.insert(CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
+                h.insert(DIGEST_HEADER, header(&m.digest.to_string())?);
+                h.insert(ETAG, header(&format!("\"{}\"", m.digest))?);
+                Ok(resp)
+            }
+            Route::Blob { name, digest } => {
+                let t = self.registry.resolve(name, query.ns)?;
+                let range = req
+                    .headers()
+                    .get(RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(ByteRange::parse);
+                let blob = self.registry.blob(&t, &digest, head).await?;
+                blob_response(blob, &digest, range, head)
+            }
+            Route::TagsList { name } => {
+                let t = self.registry.resolve(name, query.ns)?;
+                let up = self.registry.tags_list(&t, query.pagination().as_deref()).await?;
+                let mut resp = Response::new(if head {
+                    empty()
+                } else {
+                    up.into_body()
+                        .map_err(std::io::Error::other)
+                        .boxed_unsync()
+                });
+                resp.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                Ok(resp)
+            }
+            Route::Referrers { .. } => Ok(referrers_unsupported()),
+            Route::Upload { .. } | Route::Catalog => Err(Error::client(
+                ErrorCode::Unsupported,
+                "this operation is not supported by the mirror",
+            )),
+        }
+    }
+}
+
+/// Answers a blob request: 200 with the whole blob, or 206 for a satisfiable `Range`, 416 for
+/// an unsatisfiable one.
+fn blob_response(
+    blob: Blob,
+    digest: &Digest,
+    range: Option<ByteRange>,
+    head: bool,
+) -> Result<Response<RespBody>> {
+    let (source, size) = match blob {
+        Blob::Cached { file, len } => (Some(Source::File { file, len }), Some(len)),
+        Blob::Filling { fill, size, .. } => (
+            Some(Source::from_fill(&fill).map_err(Error::from)?),
+            size,
+        ),
+        Blob::Head { size } => (None, size),
+    };
+    let mut status = StatusCode::OK;
+    let (mut start, mut end) = (0u64, size);
+    let mut content_range_value = None;
+    if let (Some(r), Some(len)) = (range, size) {
+        match r.resolve(len) {
+            Some((s, e)) => {
+                status = StatusCode::PARTIAL_CONTENT;
+                start = s;
+                end = Some(e);
+                content_range_value = Some(content_range(s, e, len));
+            }
+            None => {
+                let mut resp = into_response(
+                    &Error::client(ErrorCode::RangeInvalid, "requested range not satisfiable"),
+                    head,
+                );
+                resp.headers_mut()
+                    .insert(CONTENT_RANGE, header(&unsatisfied_range(len))?);
+                return Ok(resp);
+            }
+        }
+    }
+    let body = match (head, source) {
+        (false, Some(src)) => {
+            let s = body::stream(src, start, end).map_ok(Frame::data);
+            StreamBody::new(s).boxed_unsync()
+        }
+        _ => empty(),
+    };
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(DIGEST_HEADER, header(&digest.to_string())?);
+    h.insert(ETAG, header(&format!("\"{digest}\""))?);
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Some(end) = end {
+        h.insert(CONTENT_LENGTH, HeaderValue::from(end - start));
+    }
+    if let Some(cr) = content_range_value {
+        h.insert(CONTENT_RANGE, header(&cr)?);
+    }
+    Ok(resp)
+}
+
+/// The referrers API is not offered yet: a 404 tells clients to use the tag schema.
+fn referrers_unsupported() -> Response<RespBody> {
+    let body = crate::oci::error::envelope(
+        ErrorCode::Unsupported,
+        "the referrers API is not supported by this mirror",
+    );
+    let mut resp = json_response(StatusCode::NOT_FOUND, body, false);
+    resp.headers_mut().remove(LINK);
+    resp
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>, head: bool) -> Response<RespBody> {
+    let len = body.len();
+    let mut resp = Response::new(if head { empty() } else { full(body) });
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp
+}
+
+fn header(s: &str) -> Result<HeaderValue> {
+    HeaderValue::from_str(s).map_err(|_| Error::internal("header value not representable"))
+}
+
+fn truncate(s: &str) -> &str {
+    let mut end = s.len().min(256);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}

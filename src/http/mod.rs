@@ -1,0 +1,23 @@
+//! The hyper edge: the server loop, route parsing, handlers, errors and `Range`.
+
+pub mod error;
+pub mod handlers;
+pub mod range;
+pub mod route;
+pub mod server;
+
+use bytes::Bytes;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+
+/// Every response body: full buffers for small things, streams for blobs.
+pub type RespBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub fn full(b: impl Into<Bytes>) -> RespBody {
+    Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+pub fn empty() -> RespBody {
+    full(Bytes::new())
+}

@@ -1,0 +1,21 @@
+//! Wharf: a pull-through caching proxy (mirror) for OCI container registries.
+//!
+//! Layout (the request path runs top to bottom):
+//!
+//! - [`http`]: the hyper edge. Parses every request once into a [`http::route::Route`],
+//!   picks the upstream, maps errors to the OCI JSON envelope, handles `Range`.
+//! - [`registry`]: the pull-through policy: hit, miss, stale tag, single-flight fills.
+//! - [`upstream`]: the client for upstream registries: TLS, token dance, redirects.
+//! - [`store`]: RocksDB metadata and verified blob files on disk.
+//! - [`oci`]: pure protocol vocabulary (digests, names, references, media types, errors).
+//! - [`config`]: the TOML configuration, its defaults and its validation.
+//! - [`app`]: the composition root that wires the pieces together and runs the servers.
+
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod oci;
+pub mod registry;
+pub mod store;
+pub mod upstream;

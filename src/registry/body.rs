@@ -1,0 +1,174 @@
+//! Response bodies for blobs: a committed file, or a fill's growing temp file.
+//!
+//! Reads are positional (`pread`) in large chunks on blocking threads, so many readers share
+//! one file descriptor without a shared cursor. A reader of a fill never runs ahead of the
+//! bytes the fill has written, and withholds the last byte of its range until the fill is
+//! committed: an unverified blob never reaches a client complete. A failed fill ends the body
+//! with an error, which makes hyper reset the connection (never a short 200).
+
+use super::fill::{Fill, FillState};
+use bytes::Bytes;
+use futures_util::stream::{self, Stream};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// How much one read takes from the file (large reads matter: see the design notes).
+const CHUNK: u64 = 512 * 1024;
+
+pub enum Source {
+    /// A committed blob of known length.
+    File { file: Arc<File>, len: u64 },
+    /// A fill in progress (the file is set, the fill has started).
+    Fill {
+        file: Arc<File>,
+        state: watch::Receiver<FillState>,
+    },
+}
+
+impl Source {
+    pub fn from_fill(fill: &Fill) -> io::Result<Source> {
+        let file = fill
+            .file()
+            .ok_or_else(|| io::Error::other("fill has no file yet"))?;
+        Ok(Source::Fill {
+            file,
+            state: fill.subscribe(),
+        })
+    }
+}
+
+struct Reader {
+    source: Source,
+    offset: u64,
+    /// Exclusive end of the requested range; `None` = to the end of the blob.
+    end: Option<u64>,
+}
+
+/// What a fill offers a reader right now.
+struct View {
+    available: u64,
+    size: Option<u64>,
+    done: bool,
+}
+
+impl Reader {
+    fn view(&self) -> io::Result<View> {
+        match &self.source {
+            Source::File { len, .. } => Ok(View {
+                available: *len,
+                size: Some(*len),
+                done: true,
+            }),
+            Source::Fill { state, .. } => match &*state.borrow() {
+                FillState::Starting => Ok(View {
+                    available: 0,
+                    size: None,
+                    done: false,
+                }),
+                FillState::Streaming { size, written } => Ok(View {
+                    available: *written,
+                    size: *size,
+                    done: false,
+                }),
+                FillState::Committed { size } => Ok(View {
+                    available: *size,
+                    size: Some(*size),
+                    done: true,
+                }),
+                FillState::Failed(e) => Err(io::Error::other(format!("blob fill failed: {e}"))),
+            },
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Option<io::Result<Bytes>> {
+        loop {
+            let v = match self.view() {
+                Ok(v) => v,
+                Err(e) => return Some(Err(e)),
+            };
+            let end = self.end.or(v.size);
+            let mut limit = v.available;
+            if let Some(end) = end {
+                limit = limit.min(end);
+                if !v.done {
+                    // Hold back the final byte until the digest is verified.
+                    limit = limit.min(end.saturating_sub(1));
+                }
+            }
+            if self.offset < limit {
+                let n = (limit - self.offset).min(CHUNK);
+                return Some(self.read(n).await);
+            }
+            if v.done && end.is_none_or(|e| self.offset >= e) {
+                return None;
+            }
+            if v.done {
+                // A range past what the committed blob holds.
+                return Some(Err(io::Error::other("range beyond the blob's end")));
+            }
+            if let Err(e) = self.wait().await {
+                return Some(Err(e));
+            }
+        }
+    }
+
+    async fn read(&mut self, n: u64) -> io::Result<Bytes> {
+        let file = match &self.source {
+            Source::File { file, .. } | Source::Fill { file, .. } => file.clone(),
+        };
+        let offset = self.offset;
+        let bytes = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; n as usize];
+            let mut got = 0usize;
+            while got < buf.len() {
+                let r = file.read_at(&mut buf[got..], offset + got as u64)?;
+                if r == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "blob file shorter than recorded",
+                    ));
+                }
+                got += r;
+            }
+            Ok(Bytes::from(buf))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        self.offset += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    async fn wait(&mut self) -> io::Result<()> {
+        let Source::Fill { state, .. } = &mut self.source else {
+            return Ok(());
+        };
+        if state.changed().await.is_err() {
+            // The fill task is gone: fine only if it committed.
+            return match &*state.borrow() {
+                FillState::Committed { .. } => Ok(()),
+                _ => Err(io::Error::other("blob fill aborted")),
+            };
+        }
+        Ok(())
+    }
+}
+
+/// The byte stream of `[start, end)` of a blob (`end: None` = to its end).
+pub fn stream(source: Source, start: u64, end: Option<u64>) -> impl Stream<Item = io::Result<Bytes>> {
+    let reader = Reader {
+        source,
+        offset: start,
+        end,
+    };
+    stream::unfold(Some(reader), |state| async move {
+        let mut r = state?;
+        match r.next_chunk().await {
+            Some(Ok(b)) => Some((Ok(b), Some(r))),
+            Some(Err(e)) => Some((Err(e), None)),
+            None => None,
+        }
+    })
+}

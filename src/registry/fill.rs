@@ -1,0 +1,342 @@
+//! Fills: one upstream GET per blob digest, shared by every client that wants it meanwhile.
+//!
+//! Invariants:
+//! - At most one fill per digest runs at a time (the `inflight` map, whose lock is held only
+//!   to look up or insert, never across I/O).
+//! - A fill runs in its own task: a client that disconnects does not stop it. It is bounded by
+//!   the fill timeout and by the idle timeout between body chunks.
+//! - Bytes reach readers only after they are written to the temp file; `written` in
+//!   [`FillState::Streaming`] never runs ahead of the file.
+//! - The blob is committed (fsync, rename, fsync dir, metadata) only if the byte count matches
+//!   the upstream's `Content-Length` (when given) and the SHA-256 matches the digest. Commit
+//!   happens before the fill leaves the in-flight map, so a new request sees either the fill or
+//!   the committed file, never neither.
+//! - On any failure the temp file is removed, nothing is recorded, and the state becomes
+//!   [`FillState::Failed`]; if the task dies, its sender drops, which readers treat the same.
+//!   Readers withhold the last byte of their response until the state is `Committed`, so no
+//!   client ever receives a complete body of unverified bytes.
+
+use crate::config::FillConfig;
+use crate::error::{Error, Result};
+use crate::oci::digest::Hasher;
+use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::store::Store;
+use crate::upstream::{Credentials, Upstream};
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::BodyExt;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::watch;
+
+/// Bytes gathered from the upstream before one write to the temp file.
+const WRITE_BATCH: usize = 256 * 1024;
+
+#[derive(Debug, Clone)]
+pub enum FillState {
+    /// Waiting for the upstream's response headers.
+    Starting,
+    /// Receiving: `written` bytes are in the temp file; `size` from `Content-Length`.
+    Streaming { size: Option<u64>, written: u64 },
+    /// Verified and committed.
+    Committed { size: u64 },
+    Failed(Error),
+}
+
+pub struct Fill {
+    pub digest: Digest,
+    file: OnceLock<Arc<File>>,
+    state: watch::Receiver<FillState>,
+}
+
+impl Fill {
+    pub fn subscribe(&self) -> watch::Receiver<FillState> {
+        self.state.clone()
+    }
+
+    /// The temp file; set before the state leaves `Starting`.
+    pub fn file(&self) -> Option<Arc<File>> {
+        self.file.get().cloned()
+    }
+
+    /// Waits until the upstream answered: `Ok(size)` once streaming (or already committed),
+    /// or the fill's error.
+    pub async fn started(&self) -> Result<Option<u64>> {
+        let mut rx = self.state.clone();
+        loop {
+            match &*rx.borrow_and_update() {
+                FillState::Starting => {}
+                FillState::Streaming { size, .. } => return Ok(*size),
+                FillState::Committed { size } => return Ok(Some(*size)),
+                FillState::Failed(e) => return Err(e.clone()),
+            }
+            if rx.changed().await.is_err() {
+                return match &*rx.borrow() {
+                    FillState::Committed { size } => Ok(Some(*size)),
+                    FillState::Failed(e) => Err(e.clone()),
+                    _ => Err(Error::internal("fill ended unexpectedly")),
+                };
+            }
+        }
+    }
+}
+
+pub struct Fills {
+    inflight: Mutex<HashMap<Digest, Arc<Fill>>>,
+    store: Arc<Store>,
+    cfg: FillConfig,
+}
+
+/// What a fill needs to fetch its blob.
+pub struct Source {
+    pub upstream: Arc<Upstream>,
+    pub repo: RepoName,
+    pub creds: Credentials,
+}
+
+impl Fills {
+    pub fn new(store: Arc<Store>, cfg: FillConfig) -> Arc<Fills> {
+        Arc::new(Fills {
+            inflight: Mutex::new(HashMap::new()),
+            store,
+            cfg,
+        })
+    }
+
+    pub fn in_progress(&self, digest: &Digest) -> Option<Arc<Fill>> {
+        self.inflight.lock().ok()?.get(digest).cloned()
+    }
+
+    pub fn count(&self) -> usize {
+        self.inflight.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Joins the fill for `digest`, or starts one from `source`. The flag is true when this
+    /// call started it. Returns `None` when the blob got committed meanwhile (serve the file).
+    pub fn join_or_start(
+        self: &Arc<Self>,
+        digest: Digest,
+        source: Source,
+    ) -> Result<Option<(Arc<Fill>, bool)>> {
+        let mut map = self
+            .inflight
+            .lock()
+            .map_err(|_| Error::internal("fill map poisoned"))?;
+        if let Some(f) = map.get(&digest) {
+            return Ok(Some((f.clone(), false)));
+        }
+        // A fill may have committed between the caller's cache check and this lock.
+        if self.store.files().exists(&digest) {
+            return Ok(None);
+        }
+        let (tx, rx) = watch::channel(FillState::Starting);
+        let fill = Arc::new(Fill {
+            digest,
+            file: OnceLock::new(),
+            state: rx,
+        });
+        map.insert(digest, fill.clone());
+        drop(map);
+        let fills = self.clone();
+        let task_fill = fill.clone();
+        tokio::spawn(async move {
+            let guard = Inflight {
+                fills: fills.clone(),
+                digest,
+            };
+            let timeout = fills.cfg.timeout;
+            let res = tokio::time::timeout(timeout, fills.run(&task_fill, &tx, &source))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::unreachable(
+                        source.upstream.name(),
+                        "blob fetch exceeded the fill timeout",
+                    ))
+                });
+            match res {
+                Ok(size) => {
+                    tracing::info!(digest = %digest, size, upstream = source.upstream.name(), "fill committed");
+                    drop(guard);
+                    tx.send_replace(FillState::Committed { size });
+                }
+                Err(e) => {
+                    tracing::warn!(digest = %digest, upstream = source.upstream.name(), error = %e, "fill failed");
+                    drop(guard);
+                    tx.send_replace(FillState::Failed(e));
+                }
+            }
+        });
+        Ok(Some((fill, true)))
+    }
+
+    /// Fetches, writes, verifies and commits. The temp file is removed on every error.
+    async fn run(
+        &self,
+        fill: &Fill,
+        tx: &watch::Sender<FillState>,
+        src: &Source,
+    ) -> Result<u64> {
+        let digest = fill.digest;
+        let resp = src
+            .upstream
+            .send(
+                Method::GET,
+                &src.repo,
+                &format!("blobs/{digest}"),
+                &HeaderMap::new(),
+                &src.creds,
+            )
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(super::upstream_error(
+                src.upstream.name(),
+                resp.status(),
+                resp.headers(),
+                ErrorCode::BlobUnknown,
+            ));
+        }
+        let size = super::content_length(resp.headers());
+        let store = self.store.clone();
+        let temp = tokio::task::spawn_blocking(move || store.create_temp(&digest))
+            .await
+            .map_err(Error::internal)??;
+        let temp = Arc::new(temp);
+        let _ = fill.file.set(temp.file.clone());
+        tx.send_replace(FillState::Streaming { size, written: 0 });
+        let res = self.stream_to_file(resp.into_body(), &temp.file, size, tx).await;
+        let store = self.store.clone();
+        let t = temp.clone();
+        let upstream = src.upstream.name().to_string();
+        let repo = src.repo.as_str().to_string();
+        tokio::task::spawn_blocking(move || {
+            let (hasher, written) = match res {
+                Ok(v) => v,
+                Err(e) => {
+                    store.files().discard(&t.path);
+                    return Err(e);
+                }
+            };
+            let actual = hasher.finish();
+            if actual != digest {
+                store.files().discard(&t.path);
+                return Err(Error::Upstream {
+                    upstream,
+                    status: StatusCode::BAD_GATEWAY,
+                    code: ErrorCode::DigestInvalid,
+                    message: format!("upstream sent content with digest {actual}, not {digest}"),
+                    retry_after: None,
+                });
+            }
+            if let Err(e) = store.commit_blob(&t, &digest, written) {
+                store.files().discard(&t.path);
+                return Err(e);
+            }
+            store.put_link(&upstream, &repo, &digest)?;
+            Ok(written)
+        })
+        .await
+        .map_err(Error::internal)?
+    }
+
+    /// Copies the body into the file in batches, hashing as it goes; publishes progress after
+    /// each write. Returns the hasher and the byte count.
+    async fn stream_to_file(
+        &self,
+        mut body: hyper::body::Incoming,
+        file: &Arc<File>,
+        size: Option<u64>,
+        tx: &watch::Sender<FillState>,
+    ) -> Result<(Hasher, u64)> {
+        let upstream_err = |m: String| Error::Unreachable {
+            upstream: "upstream".into(),
+            message: m,
+        };
+        let mut hasher = Hasher::new();
+        let mut written: u64 = 0;
+        let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
+        loop {
+            // Flush what we have before waiting, so readers never wait on our buffer.
+            let frame = {
+                let mut next = std::pin::pin!(body.frame());
+                match poll_once(next.as_mut()).await {
+                    Some(f) => f,
+                    None => {
+                        if !buf.is_empty() {
+                            (hasher, buf) = write_batch(file, hasher, buf).await?;
+                            written += buf.len() as u64;
+                            buf.clear();
+                            tx.send_replace(FillState::Streaming { size, written });
+                        }
+                        tokio::time::timeout(self.cfg.idle_timeout, next)
+                            .await
+                            .map_err(|_| upstream_err("upstream body stalled".into()))?
+                    }
+                }
+            };
+            let Some(frame) = frame else { break };
+            let frame = frame.map_err(|e| upstream_err(format!("upstream body: {e}")))?;
+            let Ok(data) = frame.into_data() else { continue };
+            if let Some(s) = size {
+                if written + (buf.len() + data.len()) as u64 > s {
+                    return Err(upstream_err("upstream sent more than Content-Length".into()));
+                }
+            }
+            buf.extend_from_slice(&data);
+            if buf.len() >= WRITE_BATCH {
+                (hasher, buf) = write_batch(file, hasher, buf).await?;
+                written += buf.len() as u64;
+                buf.clear();
+                tx.send_replace(FillState::Streaming { size, written });
+            }
+        }
+        if !buf.is_empty() {
+            (hasher, buf) = write_batch(file, hasher, buf).await?;
+            written += buf.len() as u64;
+            tx.send_replace(FillState::Streaming { size, written });
+        }
+        if let Some(s) = size {
+            if written != s {
+                return Err(upstream_err(format!(
+                    "upstream body ended after {written} of {s} bytes"
+                )));
+            }
+        }
+        Ok((hasher, written))
+    }
+}
+
+/// Hashes and appends one batch on a blocking thread; hands the buffer back for reuse.
+async fn write_batch(file: &Arc<File>, mut hasher: Hasher, buf: Vec<u8>) -> Result<(Hasher, Vec<u8>)> {
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        hasher.update(&buf);
+        (&*file).write_all(&buf)?;
+        Ok((hasher, buf))
+    })
+    .await
+    .map_err(Error::internal)?
+}
+
+/// Polls a future once: `Some(output)` if it is ready now.
+async fn poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut f).poll(cx) {
+        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+        std::task::Poll::Pending => std::task::Poll::Ready(None),
+    })
+    .await
+}
+
+/// Removes the fill from the in-flight map when the task ends, however it ends.
+struct Inflight {
+    fills: Arc<Fills>,
+    digest: Digest,
+}
+
+impl Drop for Inflight {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.fills.inflight.lock() {
+            m.remove(&self.digest);
+        }
+    }
+}

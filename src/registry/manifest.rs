@@ -1,0 +1,270 @@
+//! Manifests: by digest (immutable) and by tag (fresh for `tag_ttl`, then revalidated).
+//!
+//! Invariants:
+//! - A manifest is stored only after its bytes hashed to its digest (for a by-digest request,
+//!   the requested digest; for a tag, the digest the bytes have).
+//! - Stored and served bytes are the upstream's bytes, never re-serialized.
+//! - A cached manifest is served only if the client's `Accept` admits its media type;
+//!   otherwise the upstream is asked with the client's own `Accept`.
+//! - A tag revalidation that fails because the upstream is down or answers 5xx serves the
+//!   cached resolution (stale-if-error); a 404 or an auth refusal is passed on.
+
+use super::{creds_for, upstream_error, Registry, Target};
+use crate::error::{Error, Result};
+use crate::oci::manifest::{parse_refs, MAX_MANIFEST_SIZE};
+use crate::oci::{media, Digest, ErrorCode, Reference, Tag};
+use crate::store::keys::TagRecord;
+use crate::store::{now_ms, StoredManifest};
+use http::header::{ACCEPT, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use std::sync::Arc;
+
+/// The header that carries a manifest's digest.
+pub const DIGEST_HEADER: &str = "docker-content-digest";
+
+impl Registry {
+    /// The manifest for `reference` in `t`, acceptable to a client that sent `accept`.
+    pub async fn manifest(
+        &self,
+        t: &Target,
+        reference: &Reference,
+        accept: &[String],
+    ) -> Result<Arc<StoredManifest>> {
+        match reference {
+            Reference::Digest(d) => self.manifest_by_digest(t, d, accept).await,
+            Reference::Tag(tag) => self.manifest_by_tag(t, tag, accept).await,
+        }
+    }
+
+    async fn manifest_by_digest(
+        &self,
+        t: &Target,
+        digest: &Digest,
+        accept: &[String],
+    ) -> Result<Arc<StoredManifest>> {
+        if let Some(m) = self.cached_manifest(digest).await? {
+            if acceptable(accept, &m.media_type) {
+                return Ok(m);
+            }
+            return self.fetch_manifest(t, &digest.to_string(), Some(digest), accept).await;
+        }
+        let reference = digest.to_string();
+        let load = self.fetch_manifest(t, &reference, Some(digest), &[]);
+        let m = self
+            .manifests
+            .try_get_with(*digest, load)
+            .await
+            .map_err(|e: Arc<Error>| (*e).clone())?;
+        if acceptable(accept, &m.media_type) {
+            Ok(m)
+        } else {
+            self.fetch_manifest(t, &digest.to_string(), Some(digest), accept).await
+        }
+    }
+
+    async fn manifest_by_tag(
+        &self,
+        t: &Target,
+        tag: &Tag,
+        accept: &[String],
+    ) -> Result<Arc<StoredManifest>> {
+        let up = t.upstream.name();
+        let repo = t.repo.as_str();
+        let rec = self.store.get_tag(up, repo, tag.as_str())?;
+        let cached = match rec {
+            Some(r) => self
+                .cached_manifest(&r.digest)
+                .await?
+                .filter(|m| acceptable(accept, &m.media_type))
+                .map(|m| (r, m)),
+            None => None,
+        };
+        let Some((rec, m)) = cached else {
+            return self.fetch_tag(t, tag, accept).await;
+        };
+        let age_ms = now_ms().saturating_sub(rec.checked_at_ms);
+        if u128::from(age_ms) < t.upstream.cfg.tag_ttl.as_millis() {
+            return Ok(m);
+        }
+        match self.head_tag(t, tag).await {
+            Ok(Some(d)) if d == rec.digest => {
+                tracing::debug!(upstream = up, repo, tag = tag.as_str(), "tag unchanged upstream");
+                let fresh = TagRecord {
+                    digest: d,
+                    checked_at_ms: now_ms(),
+                };
+                self.store.put_tag(up, repo, tag.as_str(), fresh)?;
+                Ok(m)
+            }
+            Ok(_) => match self.fetch_tag(t, tag, accept).await {
+                Err(e) if e.is_upstream_failure() => Ok(stale(m, &e)),
+                other => other,
+            },
+            Err(e) if e.is_upstream_failure() => Ok(stale(m, &e)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The digest the upstream's tag points at now, from a `HEAD` (which Docker Hub does not
+    /// count against its pull limit); `None` if the upstream did not say.
+    async fn head_tag(&self, t: &Target, tag: &Tag) -> Result<Option<Digest>> {
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static(media::MANIFEST_ACCEPT));
+        let resp = t
+            .upstream
+            .send(
+                Method::HEAD,
+                &t.repo,
+                &format!("manifests/{}", tag.as_str()),
+                &headers,
+                &creds_for(t),
+            )
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(upstream_error(
+                t.upstream.name(),
+                resp.status(),
+                resp.headers(),
+                ErrorCode::ManifestUnknown,
+            ));
+        }
+        Ok(resp
+            .headers()
+            .get(DIGEST_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Digest::parse(v).ok()))
+    }
+
+    /// Fetches a tag's manifest and records the resolution (when the client's `Accept` did not
+    /// narrow what the upstream could send).
+    async fn fetch_tag(&self, t: &Target, tag: &Tag, accept: &[String]) -> Result<Arc<StoredManifest>> {
+        let m = self.fetch_manifest(t, tag.as_str(), None, &[]).await?;
+        if acceptable(accept, &m.media_type) {
+            let rec = TagRecord {
+                digest: m.digest,
+                checked_at_ms: now_ms(),
+            };
+            self.store
+                .put_tag(t.upstream.name(), t.repo.as_str(), tag.as_str(), rec)?;
+            return Ok(m);
+        }
+        self.fetch_manifest(t, tag.as_str(), None, accept).await
+    }
+
+    async fn cached_manifest(&self, digest: &Digest) -> Result<Option<Arc<StoredManifest>>> {
+        if let Some(m) = self.manifests.get(digest).await {
+            return Ok(Some(m));
+        }
+        match self.store.get_manifest(digest)? {
+            Some(m) => {
+                let m = Arc::new(m);
+                self.manifests.insert(*digest, m.clone()).await;
+                Ok(Some(m))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// GETs a manifest upstream (`reference` is a tag or digest), verifies it, stores it with
+    /// its links. `accept` empty means the proxy's full list.
+    async fn fetch_manifest(
+        &self,
+        t: &Target,
+        reference: &str,
+        expected: Option<&Digest>,
+        accept: &[String],
+    ) -> Result<Arc<StoredManifest>> {
+        let up = t.upstream.name();
+        let mut headers = HeaderMap::new();
+        if accept.is_empty() {
+            headers.insert(ACCEPT, HeaderValue::from_static(media::MANIFEST_ACCEPT));
+        } else {
+            for a in accept {
+                if let Ok(v) = HeaderValue::from_str(a) {
+                    headers.append(ACCEPT, v);
+                }
+            }
+        }
+        let resp = t
+            .upstream
+            .send(
+                Method::GET,
+                &t.repo,
+                &format!("manifests/{reference}"),
+                &headers,
+                &creds_for(t),
+            )
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(upstream_error(
+                up,
+                resp.status(),
+                resp.headers(),
+                ErrorCode::ManifestUnknown,
+            ));
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+        let bad = |message: String| Error::Upstream {
+            upstream: up.to_string(),
+            status: StatusCode::BAD_GATEWAY,
+            code: ErrorCode::ManifestInvalid,
+            message,
+            retry_after: None,
+        };
+        let bytes = Limited::new(resp.into_body(), MAX_MANIFEST_SIZE)
+            .collect()
+            .await
+            .map_err(|e| bad(format!("manifest body: {e}")))?
+            .to_bytes();
+        let digest = Digest::of(&bytes);
+        if let Some(exp) = expected {
+            if *exp != digest {
+                return Err(Error::Upstream {
+                    upstream: up.to_string(),
+                    status: StatusCode::BAD_GATEWAY,
+                    code: ErrorCode::DigestInvalid,
+                    message: format!("upstream sent a manifest with digest {digest}, not {exp}"),
+                    retry_after: None,
+                });
+            }
+        }
+        let refs = parse_refs(&bytes).map_err(|e| bad(format!("unparseable manifest: {e}")))?;
+        let media_type = content_type
+            .filter(|c| is_manifest_type(c))
+            .or(refs.media_type.clone())
+            .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
+        let m = Arc::new(StoredManifest {
+            digest,
+            media_type,
+            bytes,
+        });
+        let mut referenced = refs.layers.clone();
+        referenced.extend(refs.config);
+        referenced.extend(refs.manifests.iter().copied());
+        let store = self.store.clone();
+        let (up_s, repo_s, m2) = (up.to_string(), t.repo.as_str().to_string(), m.clone());
+        tokio::task::spawn_blocking(move || store.put_manifest(&up_s, &repo_s, &m2, &referenced, None))
+            .await
+            .map_err(Error::internal)??;
+        self.manifests.insert(digest, m.clone()).await;
+        Ok(m)
+    }
+}
+
+fn acceptable(accept: &[String], media_type: &str) -> bool {
+    media::accepts_any(accept.iter().map(String::as_str), media_type)
+}
+
+fn is_manifest_type(ct: &str) -> bool {
+    ct.starts_with("application/vnd.oci.") || ct.starts_with("application/vnd.docker.")
+}
+
+fn stale(m: Arc<StoredManifest>, e: &Error) -> Arc<StoredManifest> {
+    tracing::warn!(digest = %m.digest, error = %e, "upstream failing; serving cached tag resolution");
+    m
+}

@@ -1,0 +1,256 @@
+//! The pull-through policy: what is served from the cache, what goes upstream, and when.
+//!
+//! - Blobs and manifests by digest are immutable: served from the cache when present, fetched
+//!   once otherwise (blobs through a single-flight [`fill::Fills`], manifests through a
+//!   coalescing moka load).
+//! - Manifests by tag are served from the cache while the tag's resolution is younger than the
+//!   upstream's `tag_ttl`; after that they are revalidated with an upstream `HEAD` and
+//!   re-fetched only if the digest moved. When the upstream is unreachable or answers 5xx, the
+//!   cached resolution is served (stale-if-error).
+//! - Nothing here re-serializes a manifest: bytes out are bytes in.
+
+pub mod body;
+pub mod fill;
+mod manifest;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::store::{Store, StoredManifest};
+use crate::upstream::{Credentials, Upstream};
+use fill::{Fill, Fills};
+use http::{HeaderMap, Method, StatusCode};
+use hyper::body::Incoming;
+use std::fs::File;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Registry {
+    store: Arc<Store>,
+    upstreams: Vec<Arc<Upstream>>,
+    default_upstream: Option<usize>,
+    fills: Arc<Fills>,
+    manifests: moka::future::Cache<Digest, Arc<StoredManifest>>,
+}
+
+/// Where a request goes: an upstream and the repository name as that upstream knows it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub upstream: Arc<Upstream>,
+    pub repo: RepoName,
+}
+
+/// How a blob request will be answered.
+pub enum Blob {
+    /// From a committed file.
+    Cached { file: Arc<File>, len: u64 },
+    /// From a fill in progress (`size` when the upstream sent `Content-Length`).
+    Filling {
+        fill: Arc<Fill>,
+        size: Option<u64>,
+        leader: bool,
+    },
+    /// A `HEAD` answered without a body.
+    Head { size: Option<u64> },
+}
+
+impl Registry {
+    pub fn new(cfg: &Config, store: Arc<Store>) -> std::result::Result<Registry, String> {
+        let mut upstreams = Vec::new();
+        for u in &cfg.upstreams {
+            upstreams.push(Arc::new(Upstream::new(u.clone())?));
+        }
+        let default_upstream = cfg.upstreams.iter().position(|u| u.default);
+        Ok(Registry {
+            fills: Fills::new(store.clone(), cfg.fill.clone()),
+            store,
+            upstreams,
+            default_upstream,
+            manifests: moka::future::Cache::builder()
+                .max_capacity(64 * 1024 * 1024)
+                .weigher(|_, m: &Arc<StoredManifest>| {
+                    u32::try_from(m.bytes.len()).unwrap_or(u32::MAX)
+                })
+                .build(),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    pub fn fills(&self) -> &Arc<Fills> {
+        &self.fills
+    }
+
+    /// Picks the upstream and the repository for a name as the client wrote it: containerd's
+    /// `?ns=` first, then a path prefix naming an upstream, then the default upstream.
+    /// Docker Hub's single-segment names get `library/`.
+    pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target> {
+        let invalid = |e: crate::oci::NameError| {
+            Error::client(ErrorCode::NameInvalid, format!("invalid repository name: {e}"))
+        };
+        let (upstream, repo) = if let Some(ns) = ns {
+            let u = self.find_upstream(ns).ok_or_else(|| {
+                Error::client(ErrorCode::NameUnknown, format!("no upstream named {ns:?}"))
+            })?;
+            (u, RepoName::parse(name).map_err(invalid)?)
+        } else {
+            let prefixed = name.split_once('/').and_then(|(first, rest)| {
+                self.find_upstream(first).map(|u| (u, rest))
+            });
+            match prefixed {
+                Some((u, rest)) => (u, RepoName::parse(rest).map_err(invalid)?),
+                None => {
+                    let u = self
+                        .default_upstream
+                        .and_then(|i| self.upstreams.get(i))
+                        .cloned()
+                        .ok_or_else(|| {
+                            Error::client(
+                                ErrorCode::NameUnknown,
+                                "no default upstream is configured; prefix the name with an upstream",
+                            )
+                        })?;
+                    (u, RepoName::parse(name).map_err(invalid)?)
+                }
+            }
+        };
+        let repo = if upstream.cfg.is_docker_hub() {
+            repo.with_library_prefix()
+        } else {
+            repo
+        };
+        Ok(Target { upstream, repo })
+    }
+
+    fn find_upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.upstreams.iter().find(|u| u.cfg.matches(name)).cloned()
+    }
+
+    /// A blob: from the cache, from a fill in progress, or from a fill this call starts. For
+    /// `head`, a miss asks the upstream for the size without starting a download.
+    pub async fn blob(&self, t: &Target, digest: &Digest, head: bool) -> Result<Blob> {
+        if let Some(b) = self.cached_blob(digest).await? {
+            return Ok(b);
+        }
+        if head {
+            if let Some(f) = self.fills.in_progress(digest) {
+                let size = f.started().await?;
+                return Ok(Blob::Head { size });
+            }
+            let creds = t.upstream.own_credentials();
+            let resp = t
+                .upstream
+                .send(Method::HEAD, &t.repo, &format!("blobs/{digest}"), &HeaderMap::new(), &creds)
+                .await?;
+            if resp.status() != StatusCode::OK {
+                return Err(upstream_error(
+                    t.upstream.name(),
+                    resp.status(),
+                    resp.headers(),
+                    ErrorCode::BlobUnknown,
+                ));
+            }
+            return Ok(Blob::Head {
+                size: content_length(resp.headers()),
+            });
+        }
+        let source = fill::Source {
+            upstream: t.upstream.clone(),
+            repo: t.repo.clone(),
+            creds: t.upstream.own_credentials(),
+        };
+        match self.fills.join_or_start(*digest, source)? {
+            None => self
+                .cached_blob(digest)
+                .await?
+                .ok_or_else(|| Error::internal("committed blob vanished")),
+            Some((fill, leader)) => {
+                let size = fill.started().await?;
+                Ok(Blob::Filling { fill, size, leader })
+            }
+        }
+    }
+
+    async fn cached_blob(&self, digest: &Digest) -> Result<Option<Blob>> {
+        let store = self.store.clone();
+        let d = *digest;
+        let opened = tokio::task::spawn_blocking(move || store.open_blob(&d))
+            .await
+            .map_err(Error::internal)??;
+        Ok(opened.map(|(file, len)| Blob::Cached {
+            file: Arc::new(file),
+            len,
+        }))
+    }
+
+    /// The upstream's tag list, passed through (`query` carries `n` and `last`).
+    pub async fn tags_list(&self, t: &Target, query: Option<&str>) -> Result<http::Response<Incoming>> {
+        let tail = match query {
+            Some(q) if !q.is_empty() => format!("tags/list?{q}"),
+            _ => "tags/list".to_string(),
+        };
+        let creds = t.upstream.own_credentials();
+        let resp = t
+            .upstream
+            .send(Method::GET, &t.repo, &tail, &HeaderMap::new(), &creds)
+            .await?;
+        if resp.status() != StatusCode::OK {
+            return Err(upstream_error(
+                t.upstream.name(),
+                resp.status(),
+                resp.headers(),
+                ErrorCode::NameUnknown,
+            ));
+        }
+        Ok(resp)
+    }
+}
+
+/// The upstream's credentials for a target (the auth issue replaces this with the client's).
+fn creds_for(t: &Target) -> Credentials {
+    t.upstream.own_credentials()
+}
+
+/// Maps an upstream's non-success status to our error: 404 keeps its meaning (`not_found`
+/// says which code), 401/403/429 pass through, anything else is a bad gateway.
+pub(crate) fn upstream_error(
+    upstream: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    not_found: ErrorCode,
+) -> Error {
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => (not_found, "not found upstream".to_string()),
+        StatusCode::UNAUTHORIZED => (
+            ErrorCode::Unauthorized,
+            "the upstream requires authentication".to_string(),
+        ),
+        StatusCode::FORBIDDEN => (ErrorCode::Denied, "the upstream denied access".to_string()),
+        StatusCode::TOO_MANY_REQUESTS => (
+            ErrorCode::TooManyRequests,
+            "the upstream is rate-limiting".to_string(),
+        ),
+        s => (ErrorCode::Unavailable, format!("the upstream answered {s}")),
+    };
+    let retry_after = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    Error::Upstream {
+        upstream: upstream.to_string(),
+        status,
+        code,
+        message,
+        retry_after,
+    }
+}
+
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}

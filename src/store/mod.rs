@@ -1,0 +1,243 @@
+//! The persistent cache: RocksDB metadata plus verified blob files.
+//!
+//! Column families:
+//! - `manifests`: digest → media type + the manifest's exact bytes (never re-serialized).
+//! - `tags`: (upstream, repo, tag) → digest + when it was last confirmed upstream.
+//! - `blobs`: digest → size + coarse last access (for eviction).
+//! - `links`: (upstream, repo, digest) → (): the digest was fetched through, or is referenced
+//!   by a cached manifest of, that repository.
+//!
+//! Invariants:
+//! - Blob files are the truth for blobs: a blob is served only if its file exists under
+//!   `blobs/` (see [`blobs`]), and such a file was verified when it was written.
+//! - A manifest is recorded with its tag and links in one atomic write batch, and only after
+//!   its bytes hashed to its digest.
+//!
+//! All methods are blocking (RocksDB point reads and writes, file syscalls): cheap enough for
+//! point lookups on the async path; callers move bulk file work to blocking threads.
+
+pub mod blobs;
+pub mod keys;
+
+use crate::error::Result;
+use crate::oci::Digest;
+use blobs::{BlobFiles, TempBlob};
+use keys::{BlobRecord, TagRecord};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, DB};
+use std::fs::File;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const CF_MANIFESTS: &str = "manifests";
+const CF_TAGS: &str = "tags";
+const CF_BLOBS: &str = "blobs";
+const CF_LINKS: &str = "links";
+const ALL_CFS: [&str; 4] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS];
+
+pub struct Store {
+    db: DB,
+    files: BlobFiles,
+}
+
+/// A cached manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredManifest {
+    pub digest: Digest,
+    pub media_type: String,
+    pub bytes: bytes::Bytes,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the store under `data_dir`.
+    pub fn open(data_dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(data_dir)?;
+        let files = BlobFiles::open(data_dir)?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_keep_log_file_num(4);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, data_dir.join("meta"), cfs)?;
+        Ok(Store { db, files })
+    }
+
+    fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| crate::error::Error::internal(format!("column family {name} missing")))
+    }
+
+    pub fn files(&self) -> &BlobFiles {
+        &self.files
+    }
+
+    // ---- manifests and tags ----
+
+    pub fn get_manifest(&self, digest: &Digest) -> Result<Option<StoredManifest>> {
+        let cf = self.cf(CF_MANIFESTS)?;
+        let Some(v) = self.db.get_pinned_cf(cf, digest.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(keys::decode_manifest(&v).map(|(media_type, bytes)| StoredManifest {
+            digest: *digest,
+            media_type,
+            bytes: bytes::Bytes::copy_from_slice(bytes),
+        }))
+    }
+
+    /// Records a verified manifest, the repository links (the manifest itself and every digest
+    /// it references) and optionally a tag resolution, atomically.
+    pub fn put_manifest(
+        &self,
+        upstream: &str,
+        repo: &str,
+        manifest: &StoredManifest,
+        referenced: &[Digest],
+        tag: Option<(&str, TagRecord)>,
+    ) -> Result<()> {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(
+            self.cf(CF_MANIFESTS)?,
+            manifest.digest.as_bytes(),
+            keys::encode_manifest(&manifest.media_type, &manifest.bytes),
+        );
+        let links = self.cf(CF_LINKS)?;
+        batch.put_cf(links, keys::link_key(upstream, repo, &manifest.digest), []);
+        for d in referenced {
+            batch.put_cf(links, keys::link_key(upstream, repo, d), []);
+        }
+        if let Some((tag, rec)) = tag {
+            batch.put_cf(
+                self.cf(CF_TAGS)?,
+                keys::tag_key(upstream, repo, tag),
+                keys::encode_tag(&rec),
+            );
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    pub fn get_tag(&self, upstream: &str, repo: &str, tag: &str) -> Result<Option<TagRecord>> {
+        let cf = self.cf(CF_TAGS)?;
+        let v = self.db.get_pinned_cf(cf, keys::tag_key(upstream, repo, tag))?;
+        Ok(v.and_then(|v| keys::decode_tag(&v)))
+    }
+
+    pub fn put_tag(&self, upstream: &str, repo: &str, tag: &str, rec: TagRecord) -> Result<()> {
+        let cf = self.cf(CF_TAGS)?;
+        self.db
+            .put_cf(cf, keys::tag_key(upstream, repo, tag), keys::encode_tag(&rec))?;
+        Ok(())
+    }
+
+    // ---- links ----
+
+    pub fn put_link(&self, upstream: &str, repo: &str, digest: &Digest) -> Result<()> {
+        let cf = self.cf(CF_LINKS)?;
+        self.db.put_cf(cf, keys::link_key(upstream, repo, digest), [])?;
+        Ok(())
+    }
+
+    pub fn has_link(&self, upstream: &str, repo: &str, digest: &Digest) -> Result<bool> {
+        let cf = self.cf(CF_LINKS)?;
+        Ok(self
+            .db
+            .get_pinned_cf(cf, keys::link_key(upstream, repo, digest))?
+            .is_some())
+    }
+
+    // ---- blobs ----
+
+    /// Opens a committed blob: the file and its length.
+    pub fn open_blob(&self, digest: &Digest) -> Result<Option<(File, u64)>> {
+        Ok(self.files.open_blob(digest)?)
+    }
+
+    pub fn create_temp(&self, digest: &Digest) -> Result<TempBlob> {
+        Ok(self.files.create_temp(digest)?)
+    }
+
+    /// Commits a verified temp file and records the blob.
+    pub fn commit_blob(&self, temp: &TempBlob, digest: &Digest, size: u64) -> Result<()> {
+        self.files.commit(&temp.path, &temp.file, digest)?;
+        let rec = BlobRecord {
+            size,
+            last_access_s: now_ms() / 1000,
+        };
+        self.db
+            .put_cf(self.cf(CF_BLOBS)?, digest.as_bytes(), keys::encode_blob(&rec))?;
+        Ok(())
+    }
+
+    pub fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
+        let v = self.db.get_pinned_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
+        Ok(v.and_then(|v| keys::decode_blob(&v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn manifest(body: &[u8]) -> StoredManifest {
+        StoredManifest {
+            digest: Digest::of(body),
+            media_type: crate::oci::media::OCI_MANIFEST.to_string(),
+            bytes: bytes::Bytes::copy_from_slice(body),
+        }
+    }
+
+    #[test]
+    fn manifests_tags_and_links_survive_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let m = manifest(b"{\"schemaVersion\":2}");
+        let layer = Digest::of(b"layer");
+        let rec = TagRecord {
+            digest: m.digest,
+            checked_at_ms: 5,
+        };
+        {
+            let s = Store::open(dir.path()).expect("open");
+            s.put_manifest("docker.io", "library/alpine", &m, &[layer], Some(("3", rec)))
+                .expect("put");
+        }
+        let s = Store::open(dir.path()).expect("reopen");
+        assert_eq!(s.get_manifest(&m.digest).expect("get"), Some(m.clone()));
+        assert_eq!(
+            s.get_tag("docker.io", "library/alpine", "3").expect("tag"),
+            Some(rec)
+        );
+        assert!(s.has_link("docker.io", "library/alpine", &layer).expect("link"));
+        assert!(s.has_link("docker.io", "library/alpine", &m.digest).expect("link"));
+        assert!(!s.has_link("docker.io", "library/other", &layer).expect("link"));
+        assert!(!s.has_link("ghcr.io", "library/alpine", &layer).expect("link"));
+        assert_eq!(s.get_tag("docker.io", "library/alpine", "4").expect("tag"), None);
+    }
+
+    #[test]
+    fn committed_blob_is_readable_and_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let s = Store::open(dir.path()).expect("open");
+        let data = b"some layer bytes";
+        let d = Digest::of(data);
+        let t = s.create_temp(&d).expect("temp");
+        (&*t.file).write_all(data).expect("write");
+        s.commit_blob(&t, &d, data.len() as u64).expect("commit");
+        let (_, len) = s.open_blob(&d).expect("io").expect("present");
+        assert_eq!(len, data.len() as u64);
+        assert_eq!(s.blob_record(&d).expect("rec").map(|r| r.size), Some(16));
+    }
+}

@@ -1,0 +1,281 @@
+//! One upstream registry: its client, its auth (token dance) and redirect handling.
+//!
+//! Invariants:
+//! - `Authorization` is only ever sent to the upstream's own scheme+host+port. Redirects to
+//!   another host (a CDN for blobs) are followed without it.
+//! - A bearer token is obtained once per (credentials, scope) and reused until shortly before it
+//!   expires; concurrent requests that need the same token wait for one token request.
+//! - Tokens and passwords are never logged or put in error messages.
+
+pub mod challenge;
+pub mod client;
+mod token;
+
+use crate::config::UpstreamConfig;
+use crate::error::{Error, Result};
+use crate::oci::RepoName;
+use bytes::Bytes;
+use challenge::Challenge;
+use http::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use std::sync::Mutex;
+use std::time::Duration;
+pub use token::Credentials;
+
+const MAX_REDIRECTS: usize = 5;
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How the upstream wants to be authenticated, learned from its first challenge.
+#[derive(Debug, Clone)]
+enum AuthScheme {
+    Bearer { realm: String, service: Option<String> },
+    Basic,
+}
+
+pub struct Upstream {
+    pub cfg: UpstreamConfig,
+    client: client::HttpClient,
+    tokens: token::TokenCache,
+    scheme: Mutex<Option<AuthScheme>>,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream").field("name", &self.cfg.name).finish()
+    }
+}
+
+impl Upstream {
+    pub fn new(cfg: UpstreamConfig) -> std::result::Result<Upstream, String> {
+        let client = client::build(cfg.ca_file.as_deref(), CONNECT_TIMEOUT)
+            .map_err(|e| format!("upstream {}: {e}", cfg.name))?;
+        Ok(Upstream {
+            client,
+            tokens: token::TokenCache::new(),
+            scheme: Mutex::new(None),
+            cfg,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// The credentials the proxy itself uses with this upstream (configured, or anonymous).
+    pub fn own_credentials(&self) -> Credentials {
+        match (&self.cfg.username, &self.cfg.password) {
+            (Some(u), Some(p)) => Credentials::basic(u, p),
+            _ => Credentials::Anonymous,
+        }
+    }
+
+    fn url(&self, path_and_query: &str) -> Result<Uri> {
+        let base = self.cfg.url.to_string();
+        let base = base.trim_end_matches('/');
+        format!("{base}{path_and_query}")
+            .parse()
+            .map_err(|e| Error::internal(format!("bad upstream url: {e}")))
+    }
+
+    /// Sends `method` to `/v2/<repo>/<tail>` (tail includes any query), authenticating with
+    /// `creds` as the upstream demands, following redirects. Any status is returned to the
+    /// caller; only transport failures are errors.
+    pub async fn send(
+        &self,
+        method: Method,
+        repo: &RepoName,
+        tail: &str,
+        headers: &HeaderMap,
+        creds: &Credentials,
+    ) -> Result<Response<Incoming>> {
+        let uri = self.url(&format!("/v2/{}/{}", repo.as_str(), tail))?;
+        let scope = format!("repository:{}:pull", repo.as_str());
+        let auth = self.authorization(creds, &scope, false).await?;
+        let resp = self.send_following(&method, &uri, headers, auth.as_ref()).await?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return Ok(resp);
+        }
+        // Learn (or re-learn) how this upstream authenticates, then try once more.
+        let challenges: Vec<Challenge> = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(challenge::parse)
+            .collect();
+        let mut scope_for_token = scope;
+        let learned = challenges.into_iter().find_map(|c| match c {
+            Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            } => {
+                if let Some(s) = scope {
+                    scope_for_token = s;
+                }
+                Some(AuthScheme::Bearer { realm, service })
+            }
+            Challenge::Basic { .. } => Some(AuthScheme::Basic),
+            Challenge::Other(_) => None,
+        });
+        let Some(learned) = learned else {
+            return Ok(resp);
+        };
+        if let Ok(mut s) = self.scheme.lock() {
+            *s = Some(learned);
+        }
+        let auth = self.authorization(creds, &scope_for_token, true).await?;
+        if auth.is_none() {
+            return Ok(resp);
+        }
+        self.send_following(&method, &uri, headers, auth.as_ref())
+            .await
+    }
+
+    /// The `Authorization` value for a request needing `scope`, if the upstream's scheme is
+    /// known. `renew` drops a cached token first (it was just refused).
+    async fn authorization(
+        &self,
+        creds: &Credentials,
+        scope: &str,
+        renew: bool,
+    ) -> Result<Option<HeaderValue>> {
+        let scheme = self.scheme.lock().ok().and_then(|s| s.clone());
+        match scheme {
+            None => Ok(None),
+            Some(AuthScheme::Basic) => Ok(creds.basic_header()),
+            Some(AuthScheme::Bearer { realm, service }) => {
+                let key = token::TokenKey::new(creds, service.as_deref(), scope);
+                if renew {
+                    self.tokens.invalidate(&key).await;
+                }
+                let token = self
+                    .tokens
+                    .get_or_fetch(key, || {
+                        token::fetch(
+                            &self.client,
+                            self.name(),
+                            &realm,
+                            service.as_deref(),
+                            scope,
+                            creds,
+                        )
+                    })
+                    .await?;
+                Ok(Some(token))
+            }
+        }
+    }
+
+    /// One request with redirects followed (GET/HEAD only), `Authorization` kept only for the
+    /// upstream's own origin.
+    async fn send_following(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Response<Incoming>> {
+        let mut uri = uri.clone();
+        for _ in 0..=MAX_REDIRECTS {
+            let same_origin = uri.scheme() == self.cfg.url.scheme()
+                && uri.authority() == self.cfg.url.authority();
+            let mut req = Request::builder()
+                .method(method.clone())
+                .uri(uri.clone())
+                .body(Empty::<Bytes>::new())
+                .map_err(Error::internal)?;
+            for (k, v) in headers {
+                req.headers_mut().append(k, v.clone());
+            }
+            if let (true, Some(a)) = (same_origin, auth) {
+                req.headers_mut().insert(AUTHORIZATION, a.clone());
+            }
+            let resp = tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(req))
+                .await
+                .map_err(|_| Error::unreachable(self.name(), "no response in time"))?
+                .map_err(|e| Error::unreachable(self.name(), describe(&e)))?;
+            if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
+                return Ok(resp);
+            }
+            let Some(next) = resp
+                .headers()
+                .get(LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| resolve_location(&uri, l))
+            else {
+                return Err(Error::unreachable(
+                    self.name(),
+                    "redirect without a usable Location",
+                ));
+            };
+            tracing::debug!(upstream = self.name(), to = %redacted(&next), "following redirect");
+            uri = next;
+        }
+        Err(Error::unreachable(self.name(), "too many redirects"))
+    }
+}
+
+/// Resolves a `Location` against the URI it came from (absolute, or absolute-path).
+fn resolve_location(base: &Uri, location: &str) -> Option<Uri> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        return location.parse().ok();
+    }
+    if location.starts_with('/') && !location.starts_with("//") {
+        let mut parts = base.clone().into_parts();
+        parts.path_and_query = Some(location.parse().ok()?);
+        return Uri::from_parts(parts).ok();
+    }
+    None
+}
+
+/// A URI without its query (pre-signed CDN URLs carry credentials there).
+fn redacted(uri: &Uri) -> String {
+    format!(
+        "{}://{}{}",
+        uri.scheme_str().unwrap_or(""),
+        uri.authority().map(|a| a.as_str()).unwrap_or(""),
+        uri.path()
+    )
+}
+
+/// The error chain of a client failure, which names the cause (connection refused, TLS).
+fn describe(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_resolve_against_the_request() {
+        let base: Uri = "https://reg.example:5000/v2/a/blobs/sha256:ab".parse().expect("uri");
+        assert_eq!(
+            resolve_location(&base, "/other/path?x=1").map(|u| u.to_string()),
+            Some("https://reg.example:5000/other/path?x=1".to_string())
+        );
+        assert_eq!(
+            resolve_location(&base, "https://cdn.example/blob?sig=1").map(|u| u.to_string()),
+            Some("https://cdn.example/blob?sig=1".to_string())
+        );
+        assert_eq!(resolve_location(&base, "//evil/x"), None);
+        assert_eq!(resolve_location(&base, "relative"), None);
+    }
+
+    #[test]
+    fn redacted_drops_the_query() {
+        let u: Uri = "https://cdn.example/blob?X-Amz-Signature=secret".parse().expect("uri");
+        assert_eq!(redacted(&u), "https://cdn.example/blob");
+    }
+}

@@ -1,0 +1,260 @@
+//! Bearer tokens from an upstream's token service (the Docker token spec).
+//!
+//! Tokens are cached per (credential hash, service, scope) until shortly before `expires_in`
+//! (60 s when the service does not say). Concurrent misses for one key share one request.
+//! Credentials are kept only as a SHA-256 hash in keys; the password itself lives only in the
+//! [`Credentials`] value that the request carries.
+
+use super::client::HttpClient;
+use crate::error::{Error, Result};
+use base64::Engine;
+use bytes::Bytes;
+use http::{HeaderValue, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Empty, Limited};
+use moka::future::Cache;
+use moka::Expiry;
+use sha2::{Digest as _, Sha256};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DEFAULT_TTL: Duration = Duration::from_secs(60);
+const MAX_TOKEN_RESPONSE: usize = 64 * 1024;
+
+/// What a request authenticates with upstream.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credentials {
+    Anonymous,
+    Basic { user: String, password: String },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::Anonymous => f.write_str("Anonymous"),
+            Credentials::Basic { user, .. } => write!(f, "Basic({user}, <redacted>)"),
+        }
+    }
+}
+
+impl Credentials {
+    pub fn basic(user: &str, password: &str) -> Credentials {
+        Credentials::Basic {
+            user: user.to_string(),
+            password: password.to_string(),
+        }
+    }
+
+    pub fn basic_header(&self) -> Option<HeaderValue> {
+        match self {
+            Credentials::Anonymous => None,
+            Credentials::Basic { user, password } => {
+                let raw = format!("{user}:{password}");
+                let enc = base64::engine::general_purpose::STANDARD.encode(raw);
+                let mut v = HeaderValue::from_str(&format!("Basic {enc}")).ok()?;
+                v.set_sensitive(true);
+                Some(v)
+            }
+        }
+    }
+
+    /// A stable, non-reversible identity for cache keys.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        match self {
+            Credentials::Anonymous => h.update(b"anonymous"),
+            Credentials::Basic { user, password } => {
+                h.update(b"basic\0");
+                h.update(user.as_bytes());
+                h.update(b"\0");
+                h.update(password.as_bytes());
+            }
+        }
+        h.finalize().into()
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct TokenKey {
+    creds: [u8; 32],
+    service: Option<String>,
+    scope: String,
+}
+
+impl TokenKey {
+    pub fn new(creds: &Credentials, service: Option<&str>, scope: &str) -> TokenKey {
+        TokenKey {
+            creds: creds.hash(),
+            service: service.map(str::to_string),
+            scope: scope.to_string(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Token {
+    header: HeaderValue,
+    ttl: Duration,
+}
+
+struct TokenExpiry;
+
+impl Expiry<TokenKey, Token> for TokenExpiry {
+    fn expire_after_create(&self, _k: &TokenKey, v: &Token, _at: Instant) -> Option<Duration> {
+        Some(v.ttl)
+    }
+}
+
+pub struct TokenCache {
+    cache: Cache<TokenKey, Token>,
+}
+
+impl TokenCache {
+    pub fn new() -> TokenCache {
+        TokenCache {
+            cache: Cache::builder()
+                .max_capacity(10_000)
+                .expire_after(TokenExpiry)
+                .build(),
+        }
+    }
+
+    pub async fn invalidate(&self, key: &TokenKey) {
+        self.cache.invalidate(key).await;
+    }
+
+    pub async fn get_or_fetch<F, Fut>(&self, key: TokenKey, fetch: F) -> Result<HeaderValue>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Token>>,
+    {
+        self.cache
+            .try_get_with(key, fetch())
+            .await
+            .map(|t| t.header)
+            .map_err(|e: Arc<Error>| (*e).clone())
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// Asks the token service at `realm` for a token for `scope`, authenticating with `creds`.
+pub async fn fetch(
+    client: &HttpClient,
+    upstream: &str,
+    realm: &str,
+    service: Option<&str>,
+    scope: &str,
+    creds: &Credentials,
+) -> Result<Token> {
+    let mut url = realm.to_string();
+    url.push(if realm.contains('?') { '&' } else { '?' });
+    if let Some(s) = service {
+        url.push_str(&format!("service={}&", encode(s)));
+    }
+    url.push_str(&format!("scope={}", encode(scope)));
+    let uri: Uri = url
+        .parse()
+        .map_err(|_| Error::unreachable(upstream, "token realm is not a valid URL"))?;
+    let mut req = Request::get(uri)
+        .body(Empty::<Bytes>::new())
+        .map_err(Error::internal)?;
+    if let Some(h) = creds.basic_header() {
+        req.headers_mut().insert(http::header::AUTHORIZATION, h);
+    }
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .map_err(|_| Error::unreachable(upstream, "token service did not answer in time"))?
+        .map_err(|e| Error::unreachable(upstream, format!("token service: {e}")))?;
+    let status = resp.status();
+    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+        return Err(Error::Upstream {
+            upstream: upstream.to_string(),
+            status,
+            code: if status == StatusCode::UNAUTHORIZED {
+                crate::oci::ErrorCode::Unauthorized
+            } else {
+                crate::oci::ErrorCode::Denied
+            },
+            message: "the upstream's token service refused the credentials".into(),
+            retry_after: None,
+        });
+    }
+    if !status.is_success() {
+        return Err(Error::unreachable(
+            upstream,
+            format!("token service answered {status}"),
+        ));
+    }
+    let body = Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| Error::unreachable(upstream, format!("token response: {e}")))?
+        .to_bytes();
+    let parsed: TokenResponse = serde_json::from_slice(&body)
+        .map_err(|_| Error::unreachable(upstream, "token response is not valid JSON"))?;
+    let token = parsed
+        .token
+        .or(parsed.access_token)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| Error::unreachable(upstream, "token response has no token"))?;
+    let lifetime = parsed
+        .expires_in
+        .map(Duration::from_secs)
+        .unwrap_or(DEFAULT_TTL);
+    // Renew a little early so a token never expires mid-request.
+    let ttl = lifetime.mul_f64(0.9).max(Duration::from_secs(1));
+    let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
+        .map_err(|_| Error::unreachable(upstream, "token has characters not allowed in a header"))?;
+    header.set_sensitive(true);
+    Ok(Token { header, ttl })
+}
+
+/// Percent-encodes a query value.
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' | b'/' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_hash_differs_by_password_and_never_shows_it() {
+        let a = Credentials::basic("u", "p1");
+        let b = Credentials::basic("u", "p2");
+        assert_ne!(a.hash(), b.hash());
+        assert_ne!(a.hash(), Credentials::Anonymous.hash());
+        assert!(!format!("{a:?}").contains("p1"));
+    }
+
+    #[test]
+    fn basic_header_is_base64_of_user_colon_password() {
+        let h = Credentials::basic("alice", "s3cret").basic_header().expect("header");
+        assert_eq!(h.to_str().expect("ascii"), "Basic YWxpY2U6czNjcmV0");
+        assert!(h.is_sensitive());
+        assert!(Credentials::Anonymous.basic_header().is_none());
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(
+            encode("repository:library/alpine:pull,push"),
+            "repository:library/alpine:pull%2Cpush"
+        );
+        assert_eq!(encode("a b&c"), "a%20b%26c");
+    }
+}

@@ -1,0 +1,86 @@
+//! The `wharf` binary that cargo built, run as a child process on a free port.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::proc::{free_port, wait_ready, Proc};
+
+/// The upstream name clients use in a path prefix (`/v2/registry.test/e2e/app/...`).
+pub const UPSTREAM_NAME: &str = "registry.test";
+
+pub struct Wharf {
+    pub port: u16,
+    pub proc: Proc,
+}
+
+/// Status line of `GET /v2/` over a raw HTTP/1.1 connection, if one came back.
+fn get_v2_status(port: u16) -> Option<String> {
+    let mut stream =
+        TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(300))
+            .ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let request =
+        format!("GET /v2/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut head = Vec::new();
+    let mut buf = [0u8; 512];
+    while !head.windows(2).any(|w| w == b"\r\n") {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    text.lines().next().map(str::to_string)
+}
+
+/// A TOML basic string (JSON string escapes are valid TOML escapes).
+fn quoted(s: impl AsRef<std::ffi::OsStr>) -> String {
+    serde_json::to_string(&s.as_ref().to_string_lossy()).expect("quote string")
+}
+
+impl Wharf {
+    /// Writes `<dir>/wharf.toml` for one default upstream at `upstream_url` trusted via
+    /// `ca_file`, starts `wharf serve`, and waits until `GET /v2/` answers 200.
+    pub fn start(dir: &Path, upstream_url: &str, ca_file: &Path) -> Wharf {
+        let port = free_port();
+        let config = format!(
+            "listen = \"127.0.0.1:{port}\"\n\
+             data_dir = {data}\n\
+             \n\
+             [[upstream]]\n\
+             name = \"{UPSTREAM_NAME}\"\n\
+             url = {url}\n\
+             default = true\n\
+             ca_file = {ca}\n\
+             tag_ttl = \"1s\"\n",
+            data = quoted(dir.join("wharf-data")),
+            url = quoted(upstream_url),
+            ca = quoted(ca_file),
+        );
+        let config_file = dir.join("wharf.toml");
+        std::fs::write(&config_file, config).expect("write wharf.toml");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config_file)
+            .current_dir(dir);
+        if std::env::var_os("RUST_LOG").is_none() {
+            cmd.env("RUST_LOG", "info");
+        }
+        let mut proc = Proc::spawn("wharf", cmd, dir, Duration::from_secs(3));
+        wait_ready(&mut proc, "wharf serve", Duration::from_secs(30), || {
+            get_v2_status(port).is_some_and(|s| s.split(' ').nth(1) == Some("200"))
+        });
+        Wharf { port, proc }
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
