@@ -26,6 +26,6 @@ if ! command -v cargo >/dev/null 2>&1; then
     [[ -x "$HOME/.cargo/bin/cargo" ]] && export PATH="$HOME/.cargo/bin:$PATH"
 fi
 if ! command -v cargo >/dev/null 2>&1; then
-    echo "setup: cargo not found. Install a Rust toolchain (1.80 or newer), e.g. with rustup." >&2
+    echo "setup: cargo not found. Install a Rust toolchain (1.82 or newer), e.g. with rustup." >&2
     exit 1
 fi

@@ -57,7 +57,12 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| format!("cannot open the cache in {}: {e}", config.data_dir.display()))?;
+        .map_err(|e| {
+            format!(
+                "cannot open the cache in {}: {e}",
+                config.data_dir.display()
+            )
+        })?;
     let registry = Arc::new(Registry::new(&config, Arc::new(store))?);
     let handler = Arc::new(Handler {
         registry: registry.clone(),

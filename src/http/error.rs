@@ -78,9 +78,20 @@ mod tests {
             message: "m".into(),
             retry_after: None,
         };
-        assert_eq!(classify(&up(StatusCode::NOT_FOUND)).0, StatusCode::NOT_FOUND);
-        assert_eq!(classify(&up(StatusCode::SERVICE_UNAVAILABLE)).0, StatusCode::BAD_GATEWAY);
-        assert_eq!(classify(&Error::internal("disk")).0, StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(!classify(&Error::internal("secret path")).2.contains("secret"));
+        assert_eq!(
+            classify(&up(StatusCode::NOT_FOUND)).0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            classify(&up(StatusCode::SERVICE_UNAVAILABLE)).0,
+            StatusCode::BAD_GATEWAY
+        );
+        assert_eq!(
+            classify(&Error::internal("disk")).0,
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+        assert!(!classify(&Error::internal("secret path"))
+            .2
+            .contains("secret"));
     }
 }

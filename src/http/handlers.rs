@@ -91,13 +91,14 @@ impl Handler {
             }
             Route::TagsList { name } => {
                 let t = self.registry.resolve(name, query.ns)?;
-                let up = self.registry.tags_list(&t, query.pagination().as_deref()).await?;
+                let up = self
+                    .registry
+                    .tags_list(&t, query.pagination().as_deref())
+                    .await?;
                 let mut resp = Response::new(if head {
                     empty()
                 } else {
-                    up.into_body()
-                        .map_err(std::io::Error::other)
-                        .boxed_unsync()
+                    up.into_body().map_err(std::io::Error::other).boxed_unsync()
                 });
                 resp.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -122,10 +123,9 @@ fn blob_response(
 ) -> Result<Response<RespBody>> {
     let (source, size) = match blob {
         Blob::Cached { file, len } => (Some(Source::File { file, len }), Some(len)),
-        Blob::Filling { fill, size, .. } => (
-            Some(Source::from_fill(&fill).map_err(Error::from)?),
-            size,
-        ),
+        Blob::Filling { fill, size, .. } => {
+            (Some(Source::from_fill(&fill).map_err(Error::from)?), size)
+        }
         Blob::Head { size } => (None, size),
     };
     let mut status = StatusCode::OK;
@@ -160,7 +160,10 @@ fn blob_response(
     let mut resp = Response::new(body);
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     h.insert(DIGEST_HEADER, header(&digest.to_string())?);
     h.insert(ETAG, header(&format!("\"{digest}\""))?);
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -190,7 +193,8 @@ fn json_response(status: StatusCode, body: Vec<u8>, head: bool) -> Response<Resp
     *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut().insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
     resp
 }
 

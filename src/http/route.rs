@@ -13,12 +13,25 @@ use crate::oci::{Digest, DigestError, ErrorCode, Reference, ReferenceError};
 pub enum Route<'a> {
     /// `/v2/`
     Base,
-    Manifest { name: &'a str, reference: Reference },
-    Blob { name: &'a str, digest: Digest },
-    TagsList { name: &'a str },
-    Referrers { name: &'a str, digest: Digest },
+    Manifest {
+        name: &'a str,
+        reference: Reference,
+    },
+    Blob {
+        name: &'a str,
+        digest: Digest,
+    },
+    TagsList {
+        name: &'a str,
+    },
+    Referrers {
+        name: &'a str,
+        digest: Digest,
+    },
     /// `/v2/<name>/blobs/uploads/...` (push).
-    Upload { name: &'a str },
+    Upload {
+        name: &'a str,
+    },
     /// `/v2/_catalog`
     Catalog,
 }
@@ -51,7 +64,10 @@ impl<'a> Query<'a> {
     /// The pagination part to forward upstream: only well-formed values.
     pub fn pagination(&self) -> Option<String> {
         let mut parts = Vec::new();
-        if let Some(n) = self.n.filter(|n| n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit())) {
+        if let Some(n) = self
+            .n
+            .filter(|n| n.len() <= 10 && n.bytes().all(|b| b.is_ascii_digit()))
+        {
             parts.push(format!("n={n}"));
         }
         if let Some(l) = self.last.filter(|l| {
@@ -157,7 +173,13 @@ mod tests {
     fn manifest_by_digest_and_blob() {
         let p = format!("/v2/library/alpine/manifests/{D}");
         let r = parse(&p).expect("route");
-        assert!(matches!(r, Route::Manifest { name: "library/alpine", reference: Reference::Digest(_) }));
+        assert!(matches!(
+            r,
+            Route::Manifest {
+                name: "library/alpine",
+                reference: Reference::Digest(_)
+            }
+        ));
         let p = format!("/v2/a/b/blobs/{D}");
         let r = parse(&p).expect("route");
         assert_eq!(
@@ -173,28 +195,58 @@ mod tests {
     fn a_name_may_contain_the_word_manifests() {
         let p = format!("/v2/x/manifests/y/blobs/{D}");
         let r = parse(&p).expect("route");
-        assert!(matches!(r, Route::Blob { name: "x/manifests/y", .. }));
+        assert!(matches!(
+            r,
+            Route::Blob {
+                name: "x/manifests/y",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn tags_uploads_referrers_catalog() {
-        assert_eq!(parse("/v2/a/b/tags/list").ok(), Some(Route::TagsList { name: "a/b" }));
-        assert_eq!(parse("/v2/a/blobs/uploads/").ok(), Some(Route::Upload { name: "a" }));
-        assert_eq!(parse("/v2/a/blobs/uploads").ok(), Some(Route::Upload { name: "a" }));
-        assert_eq!(parse("/v2/a/b/blobs/uploads/123-abc").ok(), Some(Route::Upload { name: "a/b" }));
-        assert!(matches!(parse(&format!("/v2/a/referrers/{D}")), Ok(Route::Referrers { name: "a", .. })));
+        assert_eq!(
+            parse("/v2/a/b/tags/list").ok(),
+            Some(Route::TagsList { name: "a/b" })
+        );
+        assert_eq!(
+            parse("/v2/a/blobs/uploads/").ok(),
+            Some(Route::Upload { name: "a" })
+        );
+        assert_eq!(
+            parse("/v2/a/blobs/uploads").ok(),
+            Some(Route::Upload { name: "a" })
+        );
+        assert_eq!(
+            parse("/v2/a/b/blobs/uploads/123-abc").ok(),
+            Some(Route::Upload { name: "a/b" })
+        );
+        assert!(matches!(
+            parse(&format!("/v2/a/referrers/{D}")),
+            Ok(Route::Referrers { name: "a", .. })
+        ));
         assert_eq!(parse("/v2/_catalog").ok(), Some(Route::Catalog));
     }
 
     #[test]
     fn invalid_input_is_rejected_with_the_right_code() {
-        assert_eq!(code(parse("/v2/a/blobs/sha256:abc")), ErrorCode::DigestInvalid);
-        assert_eq!(code(parse("/v2/a/blobs/..%2f..%2fetc")), ErrorCode::DigestInvalid);
+        assert_eq!(
+            code(parse("/v2/a/blobs/sha256:abc")),
+            ErrorCode::DigestInvalid
+        );
+        assert_eq!(
+            code(parse("/v2/a/blobs/..%2f..%2fetc")),
+            ErrorCode::DigestInvalid
+        );
         assert_eq!(
             code(parse(&format!("/v2/a/blobs/sha512:{}", "a".repeat(128)))),
             ErrorCode::Unsupported
         );
-        assert_eq!(code(parse("/v2/a/manifests/-bad")), ErrorCode::ManifestUnknown);
+        assert_eq!(
+            code(parse("/v2/a/manifests/-bad")),
+            ErrorCode::ManifestUnknown
+        );
         assert_eq!(code(parse("/v2/a/manifests/")), ErrorCode::ManifestUnknown);
         assert_eq!(code(parse("/v3/a/manifests/x")), ErrorCode::NameUnknown);
         assert_eq!(code(parse("/v2/a/unknown/x")), ErrorCode::NameUnknown);

@@ -15,7 +15,11 @@ use tokio::net::TcpListener;
 const DRAIN: Duration = Duration::from_secs(10);
 
 /// Serves `listener` until `shutdown` completes, then drains open connections.
-pub async fn serve(listener: TcpListener, handler: Arc<Handler>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    handler: Arc<Handler>,
+    shutdown: impl Future<Output = ()>,
+) {
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

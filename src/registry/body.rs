@@ -157,7 +157,11 @@ impl Reader {
 }
 
 /// The byte stream of `[start, end)` of a blob (`end: None` = to its end).
-pub fn stream(source: Source, start: u64, end: Option<u64>) -> impl Stream<Item = io::Result<Bytes>> {
+pub fn stream(
+    source: Source,
+    start: u64,
+    end: Option<u64>,
+) -> impl Stream<Item = io::Result<Bytes>> {
     let reader = Reader {
         source,
         offset: start,

@@ -38,9 +38,14 @@ pub enum FillState {
     /// Waiting for the upstream's response headers.
     Starting,
     /// Receiving: `written` bytes are in the temp file; `size` from `Content-Length`.
-    Streaming { size: Option<u64>, written: u64 },
+    Streaming {
+        size: Option<u64>,
+        written: u64,
+    },
     /// Verified and committed.
-    Committed { size: u64 },
+    Committed {
+        size: u64,
+    },
     Failed(Error),
 }
 
@@ -171,12 +176,7 @@ impl Fills {
     }
 
     /// Fetches, writes, verifies and commits. The temp file is removed on every error.
-    async fn run(
-        &self,
-        fill: &Fill,
-        tx: &watch::Sender<FillState>,
-        src: &Source,
-    ) -> Result<u64> {
+    async fn run(&self, fill: &Fill, tx: &watch::Sender<FillState>, src: &Source) -> Result<u64> {
         let digest = fill.digest;
         let resp = src
             .upstream
@@ -204,7 +204,9 @@ impl Fills {
         let temp = Arc::new(temp);
         let _ = fill.file.set(temp.file.clone());
         tx.send_replace(FillState::Streaming { size, written: 0 });
-        let res = self.stream_to_file(resp.into_body(), &temp.file, size, tx).await;
+        let res = self
+            .stream_to_file(resp.into_body(), &temp.file, size, tx)
+            .await;
         let store = self.store.clone();
         let t = temp.clone();
         let upstream = src.upstream.name().to_string();
@@ -276,10 +278,14 @@ impl Fills {
             };
             let Some(frame) = frame else { break };
             let frame = frame.map_err(|e| upstream_err(format!("upstream body: {e}")))?;
-            let Ok(data) = frame.into_data() else { continue };
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
             if let Some(s) = size {
                 if written + (buf.len() + data.len()) as u64 > s {
-                    return Err(upstream_err("upstream sent more than Content-Length".into()));
+                    return Err(upstream_err(
+                        "upstream sent more than Content-Length".into(),
+                    ));
                 }
             }
             buf.extend_from_slice(&data);
@@ -307,7 +313,11 @@ impl Fills {
 }
 
 /// Hashes and appends one batch on a blocking thread; hands the buffer back for reuse.
-async fn write_batch(file: &Arc<File>, mut hasher: Hasher, buf: Vec<u8>) -> Result<(Hasher, Vec<u8>)> {
+async fn write_batch(
+    file: &Arc<File>,
+    mut hasher: Hasher,
+    buf: Vec<u8>,
+) -> Result<(Hasher, Vec<u8>)> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
         hasher.update(&buf);

@@ -47,7 +47,9 @@ impl Registry {
             if acceptable(accept, &m.media_type) {
                 return Ok(m);
             }
-            return self.fetch_manifest(t, &digest.to_string(), Some(digest), accept).await;
+            return self
+                .fetch_manifest(t, &digest.to_string(), Some(digest), accept)
+                .await;
         }
         let reference = digest.to_string();
         let load = self.fetch_manifest(t, &reference, Some(digest), &[]);
@@ -59,7 +61,8 @@ impl Registry {
         if acceptable(accept, &m.media_type) {
             Ok(m)
         } else {
-            self.fetch_manifest(t, &digest.to_string(), Some(digest), accept).await
+            self.fetch_manifest(t, &digest.to_string(), Some(digest), accept)
+                .await
         }
     }
 
@@ -89,7 +92,12 @@ impl Registry {
         }
         match self.head_tag(t, tag).await {
             Ok(Some(d)) if d == rec.digest => {
-                tracing::debug!(upstream = up, repo, tag = tag.as_str(), "tag unchanged upstream");
+                tracing::debug!(
+                    upstream = up,
+                    repo,
+                    tag = tag.as_str(),
+                    "tag unchanged upstream"
+                );
                 let fresh = TagRecord {
                     digest: d,
                     checked_at_ms: now_ms(),
@@ -138,7 +146,12 @@ impl Registry {
 
     /// Fetches a tag's manifest and records the resolution (when the client's `Accept` did not
     /// narrow what the upstream could send).
-    async fn fetch_tag(&self, t: &Target, tag: &Tag, accept: &[String]) -> Result<Arc<StoredManifest>> {
+    async fn fetch_tag(
+        &self,
+        t: &Target,
+        tag: &Tag,
+        accept: &[String],
+    ) -> Result<Arc<StoredManifest>> {
         let m = self.fetch_manifest(t, tag.as_str(), None, &[]).await?;
         if acceptable(accept, &m.media_type) {
             let rec = TagRecord {
@@ -248,9 +261,11 @@ impl Registry {
         referenced.extend(refs.manifests.iter().copied());
         let store = self.store.clone();
         let (up_s, repo_s, m2) = (up.to_string(), t.repo.as_str().to_string(), m.clone());
-        tokio::task::spawn_blocking(move || store.put_manifest(&up_s, &repo_s, &m2, &referenced, None))
-            .await
-            .map_err(Error::internal)??;
+        tokio::task::spawn_blocking(move || {
+            store.put_manifest(&up_s, &repo_s, &m2, &referenced, None)
+        })
+        .await
+        .map_err(Error::internal)??;
         self.manifests.insert(digest, m.clone()).await;
         Ok(m)
     }

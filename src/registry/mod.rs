@@ -88,7 +88,10 @@ impl Registry {
     /// Docker Hub's single-segment names get `library/`.
     pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target> {
         let invalid = |e: crate::oci::NameError| {
-            Error::client(ErrorCode::NameInvalid, format!("invalid repository name: {e}"))
+            Error::client(
+                ErrorCode::NameInvalid,
+                format!("invalid repository name: {e}"),
+            )
         };
         let (upstream, repo) = if let Some(ns) = ns {
             let u = self.find_upstream(ns).ok_or_else(|| {
@@ -96,9 +99,9 @@ impl Registry {
             })?;
             (u, RepoName::parse(name).map_err(invalid)?)
         } else {
-            let prefixed = name.split_once('/').and_then(|(first, rest)| {
-                self.find_upstream(first).map(|u| (u, rest))
-            });
+            let prefixed = name
+                .split_once('/')
+                .and_then(|(first, rest)| self.find_upstream(first).map(|u| (u, rest)));
             match prefixed {
                 Some((u, rest)) => (u, RepoName::parse(rest).map_err(invalid)?),
                 None => {
@@ -142,7 +145,13 @@ impl Registry {
             let creds = t.upstream.own_credentials();
             let resp = t
                 .upstream
-                .send(Method::HEAD, &t.repo, &format!("blobs/{digest}"), &HeaderMap::new(), &creds)
+                .send(
+                    Method::HEAD,
+                    &t.repo,
+                    &format!("blobs/{digest}"),
+                    &HeaderMap::new(),
+                    &creds,
+                )
                 .await?;
             if resp.status() != StatusCode::OK {
                 return Err(upstream_error(
@@ -186,7 +195,11 @@ impl Registry {
     }
 
     /// The upstream's tag list, passed through (`query` carries `n` and `last`).
-    pub async fn tags_list(&self, t: &Target, query: Option<&str>) -> Result<http::Response<Incoming>> {
+    pub async fn tags_list(
+        &self,
+        t: &Target,
+        query: Option<&str>,
+    ) -> Result<http::Response<Incoming>> {
         let tail = match query {
             Some(q) if !q.is_empty() => format!("tags/list?{q}"),
             _ => "tags/list".to_string(),

@@ -90,11 +90,13 @@ impl Store {
         let Some(v) = self.db.get_pinned_cf(cf, digest.as_bytes())? else {
             return Ok(None);
         };
-        Ok(keys::decode_manifest(&v).map(|(media_type, bytes)| StoredManifest {
-            digest: *digest,
-            media_type,
-            bytes: bytes::Bytes::copy_from_slice(bytes),
-        }))
+        Ok(
+            keys::decode_manifest(&v).map(|(media_type, bytes)| StoredManifest {
+                digest: *digest,
+                media_type,
+                bytes: bytes::Bytes::copy_from_slice(bytes),
+            }),
+        )
     }
 
     /// Records a verified manifest, the repository links (the manifest itself and every digest
@@ -131,14 +133,19 @@ impl Store {
 
     pub fn get_tag(&self, upstream: &str, repo: &str, tag: &str) -> Result<Option<TagRecord>> {
         let cf = self.cf(CF_TAGS)?;
-        let v = self.db.get_pinned_cf(cf, keys::tag_key(upstream, repo, tag))?;
+        let v = self
+            .db
+            .get_pinned_cf(cf, keys::tag_key(upstream, repo, tag))?;
         Ok(v.and_then(|v| keys::decode_tag(&v)))
     }
 
     pub fn put_tag(&self, upstream: &str, repo: &str, tag: &str, rec: TagRecord) -> Result<()> {
         let cf = self.cf(CF_TAGS)?;
-        self.db
-            .put_cf(cf, keys::tag_key(upstream, repo, tag), keys::encode_tag(&rec))?;
+        self.db.put_cf(
+            cf,
+            keys::tag_key(upstream, repo, tag),
+            keys::encode_tag(&rec),
+        )?;
         Ok(())
     }
 
@@ -146,7 +153,8 @@ impl Store {
 
     pub fn put_link(&self, upstream: &str, repo: &str, digest: &Digest) -> Result<()> {
         let cf = self.cf(CF_LINKS)?;
-        self.db.put_cf(cf, keys::link_key(upstream, repo, digest), [])?;
+        self.db
+            .put_cf(cf, keys::link_key(upstream, repo, digest), [])?;
         Ok(())
     }
 
@@ -176,13 +184,18 @@ impl Store {
             size,
             last_access_s: now_ms() / 1000,
         };
-        self.db
-            .put_cf(self.cf(CF_BLOBS)?, digest.as_bytes(), keys::encode_blob(&rec))?;
+        self.db.put_cf(
+            self.cf(CF_BLOBS)?,
+            digest.as_bytes(),
+            keys::encode_blob(&rec),
+        )?;
         Ok(())
     }
 
     pub fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>> {
-        let v = self.db.get_pinned_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
+        let v = self
+            .db
+            .get_pinned_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
         Ok(v.and_then(|v| keys::decode_blob(&v)))
     }
 }
@@ -211,8 +224,14 @@ mod tests {
         };
         {
             let s = Store::open(dir.path()).expect("open");
-            s.put_manifest("docker.io", "library/alpine", &m, &[layer], Some(("3", rec)))
-                .expect("put");
+            s.put_manifest(
+                "docker.io",
+                "library/alpine",
+                &m,
+                &[layer],
+                Some(("3", rec)),
+            )
+            .expect("put");
         }
         let s = Store::open(dir.path()).expect("reopen");
         assert_eq!(s.get_manifest(&m.digest).expect("get"), Some(m.clone()));
@@ -220,11 +239,22 @@ mod tests {
             s.get_tag("docker.io", "library/alpine", "3").expect("tag"),
             Some(rec)
         );
-        assert!(s.has_link("docker.io", "library/alpine", &layer).expect("link"));
-        assert!(s.has_link("docker.io", "library/alpine", &m.digest).expect("link"));
-        assert!(!s.has_link("docker.io", "library/other", &layer).expect("link"));
-        assert!(!s.has_link("ghcr.io", "library/alpine", &layer).expect("link"));
-        assert_eq!(s.get_tag("docker.io", "library/alpine", "4").expect("tag"), None);
+        assert!(s
+            .has_link("docker.io", "library/alpine", &layer)
+            .expect("link"));
+        assert!(s
+            .has_link("docker.io", "library/alpine", &m.digest)
+            .expect("link"));
+        assert!(!s
+            .has_link("docker.io", "library/other", &layer)
+            .expect("link"));
+        assert!(!s
+            .has_link("ghcr.io", "library/alpine", &layer)
+            .expect("link"));
+        assert_eq!(
+            s.get_tag("docker.io", "library/alpine", "4").expect("tag"),
+            None
+        );
     }
 
     #[test]

@@ -31,7 +31,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How the upstream wants to be authenticated, learned from its first challenge.
 #[derive(Debug, Clone)]
 enum AuthScheme {
-    Bearer { realm: String, service: Option<String> },
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
     Basic,
 }
 
@@ -44,7 +47,9 @@ pub struct Upstream {
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream").field("name", &self.cfg.name).finish()
+        f.debug_struct("Upstream")
+            .field("name", &self.cfg.name)
+            .finish()
     }
 }
 
@@ -94,7 +99,9 @@ impl Upstream {
         let uri = self.url(&format!("/v2/{}/{}", repo.as_str(), tail))?;
         let scope = format!("repository:{}:pull", repo.as_str());
         let auth = self.authorization(creds, &scope, false).await?;
-        let resp = self.send_following(&method, &uri, headers, auth.as_ref()).await?;
+        let resp = self
+            .send_following(&method, &uri, headers, auth.as_ref())
+            .await?;
         if resp.status() != StatusCode::UNAUTHORIZED {
             return Ok(resp);
         }
@@ -260,7 +267,9 @@ mod tests {
 
     #[test]
     fn locations_resolve_against_the_request() {
-        let base: Uri = "https://reg.example:5000/v2/a/blobs/sha256:ab".parse().expect("uri");
+        let base: Uri = "https://reg.example:5000/v2/a/blobs/sha256:ab"
+            .parse()
+            .expect("uri");
         assert_eq!(
             resolve_location(&base, "/other/path?x=1").map(|u| u.to_string()),
             Some("https://reg.example:5000/other/path?x=1".to_string())
@@ -275,7 +284,9 @@ mod tests {
 
     #[test]
     fn redacted_drops_the_query() {
-        let u: Uri = "https://cdn.example/blob?X-Amz-Signature=secret".parse().expect("uri");
+        let u: Uri = "https://cdn.example/blob?X-Amz-Signature=secret"
+            .parse()
+            .expect("uri");
         assert_eq!(redacted(&u), "https://cdn.example/blob");
     }
 }

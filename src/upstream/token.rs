@@ -208,8 +208,9 @@ pub async fn fetch(
         .unwrap_or(DEFAULT_TTL);
     // Renew a little early so a token never expires mid-request.
     let ttl = lifetime.mul_f64(0.9).max(Duration::from_secs(1));
-    let mut header = HeaderValue::from_str(&format!("Bearer {token}"))
-        .map_err(|_| Error::unreachable(upstream, "token has characters not allowed in a header"))?;
+    let mut header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+        Error::unreachable(upstream, "token has characters not allowed in a header")
+    })?;
     header.set_sensitive(true);
     Ok(Token { header, ttl })
 }
@@ -243,7 +244,9 @@ mod tests {
 
     #[test]
     fn basic_header_is_base64_of_user_colon_password() {
-        let h = Credentials::basic("alice", "s3cret").basic_header().expect("header");
+        let h = Credentials::basic("alice", "s3cret")
+            .basic_header()
+            .expect("header");
         assert_eq!(h.to_str().expect("ascii"), "Basic YWxpY2U6czNjcmV0");
         assert!(h.is_sensitive());
         assert!(Credentials::Anonymous.basic_header().is_none());

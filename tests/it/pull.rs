@@ -4,27 +4,41 @@
 use crate::support::{self, data, digest_of, eventually, get, request, BlobBehavior, Fake};
 use std::time::Duration;
 
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_concurrent_cold_requests_make_one_upstream_get() {
     let fake = Fake::start().await;
     let blob = data(4 * 1024 * 1024, 1);
     let d = fake.put_blob(&blob);
     // Slow enough that every client arrives while the fill is running.
-    fake.set_behavior(&d, BlobBehavior { chunk: 128 * 1024, delay: Duration::from_millis(15), ..Default::default() });
+    fake.set_behavior(
+        &d,
+        BlobBehavior {
+            chunk: 128 * 1024,
+            delay: Duration::from_millis(15),
+            ..Default::default()
+        },
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let url = format!("http://{}/v2/app/blobs/{d}", w.addr);
-    let reqs: Vec<_> = (0..16).map(|_| tokio::spawn({
-        let url = url.clone();
-        async move { get(&url).await }
-    })).collect();
+    let reqs: Vec<_> = (0..16)
+        .map(|_| {
+            tokio::spawn({
+                let url = url.clone();
+                async move { get(&url).await }
+            })
+        })
+        .collect();
     for r in reqs {
         let r = r.await.expect("join");
         assert_eq!(r.status, 200);
         assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
         assert_eq!(r.header("content-length"), Some("4194304"));
-        assert_eq!(digest_of(r.bytes()), d, "every client gets the verified bytes");
+        assert_eq!(
+            digest_of(r.bytes()),
+            d,
+            "every client gets the verified bytes"
+        );
     }
     assert_eq!(fake.count("GET blob"), 1, "exactly one upstream blob GET");
     // And the next request is a pure cache hit.
@@ -39,14 +53,23 @@ async fn a_client_that_disconnects_does_not_stop_the_fill() {
     let fake = Fake::start().await;
     let blob = data(2 * 1024 * 1024, 2);
     let d = fake.put_blob(&blob);
-    fake.set_behavior(&d, BlobBehavior { chunk: 64 * 1024, delay: Duration::from_millis(5), ..Default::default() });
+    fake.set_behavior(
+        &d,
+        BlobBehavior {
+            chunk: 64 * 1024,
+            delay: Duration::from_millis(5),
+            ..Default::default()
+        },
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let url = format!("http://{}/v2/app/blobs/{d}", w.addr);
     {
         // Read the headers and one chunk, then hang up.
         use http_body_util::BodyExt;
-        let req = http::Request::get(&url).body(http_body_util::Empty::<bytes::Bytes>::new()).expect("req");
+        let req = http::Request::get(&url)
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .expect("req");
         let resp = support::client().request(req).await.expect("resp");
         assert_eq!(resp.status(), 200);
         let mut body = resp.into_body();
@@ -61,7 +84,11 @@ async fn a_client_that_disconnects_does_not_stop_the_fill() {
     );
     let r = get(&url).await;
     assert_eq!(digest_of(r.bytes()), d);
-    assert_eq!(fake.count("GET blob"), 1, "served from the cache, no second fetch");
+    assert_eq!(
+        fake.count("GET blob"),
+        1,
+        "served from the cache, no second fetch"
+    );
     w.shutdown().await;
 }
 
@@ -72,14 +99,27 @@ async fn wrong_bytes_from_upstream_are_never_served_or_cached() {
     let d = fake.put_blob(&blob);
     let mut bad = blob.clone();
     bad[1000] ^= 0xff;
-    fake.set_behavior(&d, BlobBehavior { corrupt: Some(bad), chunk: 32 * 1024, ..Default::default() });
+    fake.set_behavior(
+        &d,
+        BlobBehavior {
+            corrupt: Some(bad),
+            chunk: 32 * 1024,
+            ..Default::default()
+        },
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let url = format!("http://{}/v2/app/blobs/{d}", w.addr);
     let r = get(&url).await;
-    assert!(r.body.is_err(), "the body must end in an error, not a 200 of wrong bytes");
+    assert!(
+        r.body.is_err(),
+        "the body must end in an error, not a 200 of wrong bytes"
+    );
     let digest = wharf::oci::Digest::parse(&d).expect("digest");
-    assert!(!w.registry.store().files().exists(&digest), "nothing cached");
+    assert!(
+        !w.registry.store().files().exists(&digest),
+        "nothing cached"
+    );
     assert_eq!(tmp_files(dir.path()), 0, "temp file removed");
     // The upstream heals: the next request refetches and succeeds.
     fake.clear_behavior(&d);
@@ -95,13 +135,25 @@ async fn an_upstream_that_breaks_mid_body_resets_the_client() {
     let blob = data(512 * 1024, 4);
     let d = fake.put_blob(&blob);
     // Slow enough that the client is streaming when the upstream breaks.
-    fake.set_behavior(&d, BlobBehavior { chunk: 64 * 1024, delay: Duration::from_millis(20), fail_after: Some(200 * 1024), corrupt: None });
+    fake.set_behavior(
+        &d,
+        BlobBehavior {
+            chunk: 64 * 1024,
+            delay: Duration::from_millis(20),
+            fail_after: Some(200 * 1024),
+            corrupt: None,
+        },
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let url = format!("http://{}/v2/app/blobs/{d}", w.addr);
     let r = get(&url).await;
     assert_eq!(r.status, 200, "headers were sent before the break");
-    assert!(r.body.is_err(), "the body must end in an error, got {:?} bytes", r.body.as_ref().map(|b| b.len()));
+    assert!(
+        r.body.is_err(),
+        "the body must end in an error, got {:?} bytes",
+        r.body.as_ref().map(|b| b.len())
+    );
     assert_eq!(tmp_files(dir.path()), 0, "temp file removed");
     fake.clear_behavior(&d);
     assert_eq!(get(&url).await.bytes().as_ref(), blob.as_slice());
@@ -109,7 +161,9 @@ async fn an_upstream_that_breaks_mid_body_resets_the_client() {
 }
 
 fn tmp_files(data_dir: &std::path::Path) -> usize {
-    std::fs::read_dir(data_dir.join("tmp")).map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir(data_dir.join("tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -121,8 +175,14 @@ async fn a_restart_keeps_the_cache() {
     let dir = tempfile::tempdir().expect("tmp");
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let base = format!("http://{}/v2/org/app", w.addr);
-    assert_eq!(get(&format!("{base}/manifests/v1")).await.bytes().as_ref(), manifest.as_slice());
-    assert_eq!(get(&format!("{base}/blobs/{ld}")).await.bytes().as_ref(), layer.as_slice());
+    assert_eq!(
+        get(&format!("{base}/manifests/v1")).await.bytes().as_ref(),
+        manifest.as_slice()
+    );
+    assert_eq!(
+        get(&format!("{base}/blobs/{ld}")).await.bytes().as_ref(),
+        layer.as_slice()
+    );
     w.shutdown().await;
 
     fake.down.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -133,9 +193,22 @@ async fn a_restart_keeps_the_cache() {
     assert_eq!(r.status, 200);
     assert_eq!(r.bytes().as_ref(), manifest.as_slice());
     assert_eq!(r.header("docker-content-digest"), Some(md.as_str()));
-    assert_eq!(get(&format!("{base}/manifests/{md}")).await.bytes().as_ref(), manifest.as_slice());
-    assert_eq!(get(&format!("{base}/blobs/{ld}")).await.bytes().as_ref(), layer.as_slice());
-    assert_eq!(fake.total(), before, "no upstream request within tag_ttl after restart");
+    assert_eq!(
+        get(&format!("{base}/manifests/{md}"))
+            .await
+            .bytes()
+            .as_ref(),
+        manifest.as_slice()
+    );
+    assert_eq!(
+        get(&format!("{base}/blobs/{ld}")).await.bytes().as_ref(),
+        layer.as_slice()
+    );
+    assert_eq!(
+        fake.total(),
+        before,
+        "no upstream request within tag_ttl after restart"
+    );
     w.shutdown().await;
 }
 
@@ -147,21 +220,36 @@ async fn tags_are_revalidated_with_head_after_tag_ttl_and_served_stale_on_error(
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "tag_ttl = \"1s\"").await;
     let url = format!("http://{}/v2/org/app/manifests/latest", w.addr);
     assert_eq!(get(&url).await.bytes().as_ref(), m1.as_slice());
-    assert_eq!((fake.count("GET manifest"), fake.count("HEAD manifest")), (1, 0));
+    assert_eq!(
+        (fake.count("GET manifest"), fake.count("HEAD manifest")),
+        (1, 0)
+    );
     // Fresh: no upstream traffic.
     assert_eq!(get(&url).await.bytes().as_ref(), m1.as_slice());
-    assert_eq!((fake.count("GET manifest"), fake.count("HEAD manifest")), (1, 0));
+    assert_eq!(
+        (fake.count("GET manifest"), fake.count("HEAD manifest")),
+        (1, 0)
+    );
     // Stale and unchanged: one HEAD, no GET.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(get(&url).await.header("docker-content-digest"), Some(d1.as_str()));
-    assert_eq!((fake.count("GET manifest"), fake.count("HEAD manifest")), (1, 1));
+    assert_eq!(
+        get(&url).await.header("docker-content-digest"),
+        Some(d1.as_str())
+    );
+    assert_eq!(
+        (fake.count("GET manifest"), fake.count("HEAD manifest")),
+        (1, 1)
+    );
     // Moved upstream: HEAD, then GET of the new manifest.
     let (d2, m2) = fake.put_image("org/app", "latest", &[b"layer two"]);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = get(&url).await;
     assert_eq!(r.bytes().as_ref(), m2.as_slice());
     assert_eq!(r.header("docker-content-digest"), Some(d2.as_str()));
-    assert_eq!((fake.count("GET manifest"), fake.count("HEAD manifest")), (2, 2));
+    assert_eq!(
+        (fake.count("GET manifest"), fake.count("HEAD manifest")),
+        (2, 2)
+    );
     // Upstream down: the cached resolution is served.
     fake.down.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -180,7 +268,14 @@ async fn range_requests_on_cached_and_in_progress_blobs() {
     let fake = Fake::start().await;
     let blob = data(1024 * 1024, 6);
     let d = fake.put_blob(&blob);
-    fake.set_behavior(&d, BlobBehavior { chunk: 64 * 1024, delay: Duration::from_millis(20), ..Default::default() });
+    fake.set_behavior(
+        &d,
+        BlobBehavior {
+            chunk: 64 * 1024,
+            delay: Duration::from_millis(20),
+            ..Default::default()
+        },
+    );
     let dir = tempfile::tempdir().expect("tmp");
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let url = format!("http://{}/v2/app/blobs/{d}", w.addr);
@@ -201,7 +296,10 @@ async fn range_requests_on_cached_and_in_progress_blobs() {
     assert_eq!(r.status, 206);
     assert_eq!(r.bytes().as_ref(), &blob[blob.len() - 10..]);
     let r = request("GET", &url, &[("range", "bytes=1048000-")]).await;
-    assert_eq!(r.header("content-range"), Some("bytes 1048000-1048575/1048576"));
+    assert_eq!(
+        r.header("content-range"),
+        Some("bytes 1048000-1048575/1048576")
+    );
     assert_eq!(r.bytes().as_ref(), &blob[1048000..]);
     let r = request("GET", &url, &[("range", "bytes=2000000-")]).await;
     assert_eq!(r.status, 416);

@@ -11,7 +11,10 @@ async fn base_endpoint_answers_with_the_api_version() {
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let r = get(&format!("http://{}/v2/", w.addr)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("docker-distribution-api-version"), Some("registry/2.0"));
+    assert_eq!(
+        r.header("docker-distribution-api-version"),
+        Some("registry/2.0")
+    );
     assert_eq!(fake.total(), 0, "the base endpoint needs no upstream");
     w.shutdown().await;
 }
@@ -31,11 +34,22 @@ async fn prefix_ns_and_default_routing_reach_the_same_image() {
         assert_eq!(r.status, 200, "{path}");
         assert_eq!(r.bytes().as_ref(), m.as_slice(), "{path}");
         assert_eq!(r.header("docker-content-digest"), Some(d.as_str()));
-        assert_eq!(r.header("content-type"), Some("application/vnd.oci.image.manifest.v1+json"));
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/vnd.oci.image.manifest.v1+json")
+        );
         assert_eq!(r.header("etag"), Some(format!("\"{d}\"").as_str()));
     }
-    assert_eq!(fake.count("GET manifest"), 1, "one upstream fetch for all three forms");
-    let r = get(&format!("http://{}/v2/org/app/manifests/v1?ns=nowhere.test", w.addr)).await;
+    assert_eq!(
+        fake.count("GET manifest"),
+        1,
+        "one upstream fetch for all three forms"
+    );
+    let r = get(&format!(
+        "http://{}/v2/org/app/manifests/v1?ns=nowhere.test",
+        w.addr
+    ))
+    .await;
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "NAME_UNKNOWN");
     w.shutdown().await;
@@ -47,7 +61,11 @@ async fn docker_hub_single_segment_names_get_library() {
     let (_, m) = fake.put_image("library/alpine", "3", &[b"alpine layer"]);
     let dir = tempfile::tempdir().expect("tmp");
     let w = support::wharf(dir.path(), "docker.io", &fake.url(), "").await;
-    for path in ["/v2/alpine/manifests/3", "/v2/library/alpine/manifests/3", "/v2/docker.io/alpine/manifests/3"] {
+    for path in [
+        "/v2/alpine/manifests/3",
+        "/v2/library/alpine/manifests/3",
+        "/v2/docker.io/alpine/manifests/3",
+    ] {
         let r = get(&format!("http://{}{path}", w.addr)).await;
         assert_eq!(r.bytes().as_ref(), m.as_slice(), "{path}");
     }
@@ -62,7 +80,12 @@ async fn bad_requests_get_spec_error_codes_without_touching_upstream() {
     let base = format!("http://{}", w.addr);
     let cases: &[(&str, &str, u16, &str)] = &[
         ("GET", "/v2/app/blobs/sha256:1234", 400, "DIGEST_INVALID"),
-        ("GET", "/v2/app/blobs/sha256:..%2f..%2fetc%2fpasswd", 400, "DIGEST_INVALID"),
+        (
+            "GET",
+            "/v2/app/blobs/sha256:..%2f..%2fetc%2fpasswd",
+            400,
+            "DIGEST_INVALID",
+        ),
         ("GET", "/v2/App/manifests/v1", 400, "NAME_INVALID"),
         ("GET", "/v2/a/../b/manifests/v1", 400, "NAME_INVALID"),
         ("GET", "/v2/a%2fb/manifests/v1", 400, "NAME_INVALID"),
@@ -81,11 +104,20 @@ async fn bad_requests_get_spec_error_codes_without_touching_upstream() {
     assert_eq!(fake.total(), 0, "invalid requests never reach the upstream");
     // Unknown things upstream: the upstream's 404 becomes the right code.
     let r = get(&format!("{base}/v2/app/manifests/missing")).await;
-    assert_eq!((r.status.as_u16(), r.error_code().as_str()), (404, "MANIFEST_UNKNOWN"));
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (404, "MANIFEST_UNKNOWN")
+    );
     let r = get(&format!("{base}/v2/app/blobs/{}", digest_of(b"nope"))).await;
-    assert_eq!((r.status.as_u16(), r.error_code().as_str()), (404, "BLOB_UNKNOWN"));
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (404, "BLOB_UNKNOWN")
+    );
     let r = get(&format!("{base}/v2/app/tags/list")).await;
-    assert_eq!((r.status.as_u16(), r.error_code().as_str()), (404, "NAME_UNKNOWN"));
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (404, "NAME_UNKNOWN")
+    );
     w.shutdown().await;
 }
 
@@ -105,7 +137,11 @@ async fn blob_head_on_a_miss_does_not_download() {
     assert_eq!(get(&url).await.bytes().len(), 65536);
     let r = request("HEAD", &url, &[]).await;
     assert_eq!(r.header("content-length"), Some("65536"));
-    assert_eq!((fake.count("HEAD blob"), fake.count("GET blob")), (1, 1), "HEAD on a hit is local");
+    assert_eq!(
+        (fake.count("HEAD blob"), fake.count("GET blob")),
+        (1, 1),
+        "HEAD on a hit is local"
+    );
     w.shutdown().await;
 }
 
@@ -147,6 +183,10 @@ async fn token_dance_one_token_serves_many_pulls() {
         assert_eq!(g.await.expect("join").bytes().as_ref(), l.as_slice());
     }
     assert_eq!(get(&format!("{base}/manifests/{d}")).await.status, 200);
-    assert_eq!(fake.tokens_issued.load(Ordering::SeqCst), 1, "one token for the whole pull");
+    assert_eq!(
+        fake.tokens_issued.load(Ordering::SeqCst),
+        1,
+        "one token for the whole pull"
+    );
     w.shutdown().await;
 }

@@ -81,7 +81,9 @@ impl Fake {
         };
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let ctx = ctx.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
@@ -110,12 +112,20 @@ impl Fake {
 
     pub fn put_blob(&self, data: &[u8]) -> String {
         let d = digest_of(data);
-        self.state.lock().expect("lock").blobs.insert(d.clone(), data.to_vec());
+        self.state
+            .lock()
+            .expect("lock")
+            .blobs
+            .insert(d.clone(), data.to_vec());
         d
     }
 
     pub fn set_behavior(&self, digest: &str, b: BlobBehavior) {
-        self.state.lock().expect("lock").behavior.insert(digest.to_string(), b);
+        self.state
+            .lock()
+            .expect("lock")
+            .behavior
+            .insert(digest.to_string(), b);
     }
 
     pub fn clear_behavior(&self, digest: &str) {
@@ -123,10 +133,17 @@ impl Fake {
     }
 
     /// Stores a manifest and points `tag` (if any) at it; returns its digest.
-    pub fn put_manifest(&self, repo: &str, tag: Option<&str>, media_type: &str, bytes: &[u8]) -> String {
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        tag: Option<&str>,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> String {
         let d = digest_of(bytes);
         let mut s = self.state.lock().expect("lock");
-        s.manifests.insert(d.clone(), (media_type.to_string(), bytes.to_vec()));
+        s.manifests
+            .insert(d.clone(), (media_type.to_string(), bytes.to_vec()));
         if let Some(t) = tag {
             s.tags.insert((repo.to_string(), t.to_string()), d.clone());
         }
@@ -135,7 +152,9 @@ impl Fake {
 
     /// Puts an OCI image (config + layers) under `repo:tag`; returns the manifest digest.
     pub fn put_image(&self, repo: &str, tag: &str, layers: &[&[u8]]) -> (String, Vec<u8>) {
-        let config = format!("{{\"architecture\":\"amd64\",\"os\":\"linux\",\"repo\":\"{repo}\",\"tag\":\"{tag}\"}}");
+        let config = format!(
+            "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"repo\":\"{repo}\",\"tag\":\"{tag}\"}}"
+        );
         let cd = self.put_blob(config.as_bytes());
         let layer_descs: Vec<String> = layers
             .iter()
@@ -152,14 +171,25 @@ impl Fake {
             config.len(),
             layer_descs.join(",")
         );
-        let d = self.put_manifest(repo, Some(tag), "application/vnd.oci.image.manifest.v1+json", manifest.as_bytes());
+        let d = self.put_manifest(
+            repo,
+            Some(tag),
+            "application/vnd.oci.image.manifest.v1+json",
+            manifest.as_bytes(),
+        );
         (d, manifest.into_bytes())
     }
 
     /// How many requests of `kind` ("GET blob", "HEAD manifest", "GET manifest", "GET tags",
     /// "GET token", "GET base") arrived.
     pub fn count(&self, kind: &str) -> u64 {
-        *self.state.lock().expect("lock").counts.get(kind).unwrap_or(&0)
+        *self
+            .state
+            .lock()
+            .expect("lock")
+            .counts
+            .get(kind)
+            .unwrap_or(&0)
     }
 
     pub fn total(&self) -> u64 {
@@ -179,13 +209,20 @@ struct Ctx {
 const TOKEN: &str = "fake-token-123";
 
 fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(Full::new(body.into()).map_err(|n| match n {}).boxed_unsync());
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|n| match n {})
+            .boxed_unsync(),
+    );
     *r.status_mut() = status;
     r
 }
 
 fn error(status: StatusCode, code: &str) -> Response<Body> {
-    full(status, format!("{{\"errors\":[{{\"code\":\"{code}\",\"message\":\"fake\"}}]}}"))
+    full(
+        status,
+        format!("{{\"errors\":[{{\"code\":\"{code}\",\"message\":\"fake\"}}]}}"),
+    )
 }
 
 impl Ctx {
@@ -217,7 +254,10 @@ impl Ctx {
         }
         if kind == "token" {
             self.tokens_issued.fetch_add(1, Ordering::SeqCst);
-            return full(StatusCode::OK, format!("{{\"token\":\"{TOKEN}\",\"expires_in\":300}}"));
+            return full(
+                StatusCode::OK,
+                format!("{{\"token\":\"{TOKEN}\",\"expires_in\":300}}"),
+            );
         }
         if self.token_auth.load(Ordering::SeqCst) {
             let ok = req
@@ -279,10 +319,16 @@ impl Ctx {
         let Some((mt, bytes)) = s.manifests.get(&digest) else {
             return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
         };
-        let mut r = full(StatusCode::OK, if head { Vec::new() } else { bytes.clone() });
+        let mut r = full(
+            StatusCode::OK,
+            if head { Vec::new() } else { bytes.clone() },
+        );
         let h = r.headers_mut();
         h.insert("content-type", HeaderValue::from_str(mt).expect("mt"));
-        h.insert("docker-content-digest", HeaderValue::from_str(&digest).expect("d"));
+        h.insert(
+            "docker-content-digest",
+            HeaderValue::from_str(&digest).expect("d"),
+        );
         h.insert("content-length", HeaderValue::from(bytes.len()));
         r
     }
@@ -298,28 +344,38 @@ impl Ctx {
         let len = data.len();
         if head {
             let mut r = full(StatusCode::OK, Vec::new());
-            r.headers_mut().insert("content-length", HeaderValue::from(len));
+            r.headers_mut()
+                .insert("content-length", HeaderValue::from(len));
             return r;
         }
         let chunk = if b.chunk == 0 { len.max(1) } else { b.chunk };
         let chunks: Vec<Bytes> = data.chunks(chunk).map(Bytes::copy_from_slice).collect();
-        let s = stream::unfold((chunks.into_iter(), 0usize, b), |(mut it, sent, b)| async move {
-            let c = it.next()?;
-            if !b.delay.is_zero() {
-                tokio::time::sleep(b.delay).await;
-            }
-            if let Some(limit) = b.fail_after {
-                if sent + c.len() > limit {
-                    return Some((Err(std::io::Error::other("injected failure")), (it, sent, b)));
+        let s = stream::unfold(
+            (chunks.into_iter(), 0usize, b),
+            |(mut it, sent, b)| async move {
+                let c = it.next()?;
+                if !b.delay.is_zero() {
+                    tokio::time::sleep(b.delay).await;
                 }
-            }
-            let n = c.len();
-            Some((Ok(Frame::data(c)), (it, sent + n, b)))
-        });
+                if let Some(limit) = b.fail_after {
+                    if sent + c.len() > limit {
+                        return Some((
+                            Err(std::io::Error::other("injected failure")),
+                            (it, sent, b),
+                        ));
+                    }
+                }
+                let n = c.len();
+                Some((Ok(Frame::data(c)), (it, sent + n, b)))
+            },
+        );
         let mut r = Response::new(StreamBody::new(s).boxed_unsync());
-        r.headers_mut().insert("content-length", HeaderValue::from(len));
         r.headers_mut()
-            .insert("docker-content-digest", HeaderValue::from_str(&digest).expect("d"));
+            .insert("content-length", HeaderValue::from(len));
+        r.headers_mut().insert(
+            "docker-content-digest",
+            HeaderValue::from_str(&digest).expect("d"),
+        );
         r
     }
 }

@@ -31,8 +31,12 @@ default = true
         data_dir.display()
     );
     let cfg = Config::from_toml_str(&toml).expect("test config is valid");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    wharf::app::start_on(cfg, listener).await.expect("wharf starts")
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    wharf::app::start_on(cfg, listener)
+        .await
+        .expect("wharf starts")
 }
 
 pub struct Resp {
@@ -95,7 +99,9 @@ pub async fn get(url: &str) -> Resp {
 
 /// Deterministic pseudo-random bytes.
 pub fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x ^= x << 13;
