@@ -13,7 +13,7 @@ use super::{creds_for, upstream_error, Registry, Target};
 use crate::error::{Error, Result};
 use crate::oci::manifest::{parse_refs, MAX_MANIFEST_SIZE};
 use crate::oci::{media, Digest, ErrorCode, Reference, Tag};
-use crate::store::keys::TagRecord;
+use crate::store::keys::{tag_key, TagRecord};
 use crate::store::{now_ms, StoredManifest};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
@@ -74,7 +74,7 @@ impl Registry {
     ) -> Result<Arc<StoredManifest>> {
         let up = t.upstream.name();
         let repo = t.repo.as_str();
-        let rec = self.store.get_tag(up, repo, tag.as_str())?;
+        let rec = self.get_tag(up, repo, tag.as_str()).await?;
         let cached = match rec {
             Some(r) => self
                 .cached_manifest(&r.digest)
@@ -102,7 +102,7 @@ impl Registry {
                     digest: d,
                     checked_at_ms: now_ms(),
                 };
-                self.store.put_tag(up, repo, tag.as_str(), fresh)?;
+                self.put_tag(up, repo, tag.as_str(), fresh).await?;
                 Ok(m)
             }
             Ok(_) => match self.fetch_tag(t, tag, accept).await {
@@ -158,11 +158,30 @@ impl Registry {
                 digest: m.digest,
                 checked_at_ms: now_ms(),
             };
-            self.store
-                .put_tag(t.upstream.name(), t.repo.as_str(), tag.as_str(), rec)?;
+            self.put_tag(t.upstream.name(), t.repo.as_str(), tag.as_str(), rec)
+                .await?;
             return Ok(m);
         }
         self.fetch_manifest(t, tag.as_str(), None, accept).await
+    }
+
+    /// A tag resolution: moka first, then RocksDB.
+    async fn get_tag(&self, up: &str, repo: &str, tag: &str) -> Result<Option<TagRecord>> {
+        let key = tag_key(up, repo, tag);
+        if let Some(r) = self.tags.get(&key).await {
+            return Ok(Some(r));
+        }
+        let rec = self.store.get_tag(up, repo, tag)?;
+        if let Some(r) = rec {
+            self.tags.insert(key, r).await;
+        }
+        Ok(rec)
+    }
+
+    async fn put_tag(&self, up: &str, repo: &str, tag: &str, rec: TagRecord) -> Result<()> {
+        self.store.put_tag(up, repo, tag, rec)?;
+        self.tags.insert(tag_key(up, repo, tag), rec).await;
+        Ok(())
     }
 
     async fn cached_manifest(&self, digest: &Digest) -> Result<Option<Arc<StoredManifest>>> {

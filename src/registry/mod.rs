@@ -30,7 +30,10 @@ pub struct Registry {
     upstreams: Vec<Arc<Upstream>>,
     default_upstream: Option<usize>,
     fills: Arc<Fills>,
+    /// Hot manifests by digest (bounded by bytes).
     manifests: moka::future::Cache<Digest, Arc<StoredManifest>>,
+    /// Hot tag resolutions, keyed like the `tags` column family; RocksDB stays the truth.
+    tags: moka::future::Cache<Vec<u8>, crate::store::keys::TagRecord>,
 }
 
 /// Where a request goes: an upstream and the repository name as that upstream knows it.
@@ -72,6 +75,7 @@ impl Registry {
                     u32::try_from(m.bytes.len()).unwrap_or(u32::MAX)
                 })
                 .build(),
+            tags: moka::future::Cache::new(100_000),
         })
     }
 
