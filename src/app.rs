@@ -66,6 +66,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     let registry = Arc::new(Registry::new(&config, Arc::new(store))?);
     let handler = Arc::new(Handler {
         registry: registry.clone(),
+        sessions: Arc::new(crate::auth::Sessions::new(config.auth.token_ttl)),
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

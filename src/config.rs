@@ -27,6 +27,9 @@ const DEFAULT_DATA_DIR: &str = "./wharf-data";
 const DEFAULT_MAX_SIZE: u64 = 50 << 30;
 const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(600);
+const DEFAULT_AUTHZ_TTL: Duration = Duration::from_secs(300);
+const DEFAULT_OFFLINE_GRACE: Duration = Duration::from_secs(24 * 3600);
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,7 +38,31 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub cache: CacheConfig,
     pub fill: FillConfig,
+    pub auth: AuthConfig,
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// Client authentication and authorization on cache hits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthConfig {
+    /// Lifetime of the tokens Wharf issues at `/token`; > 0.
+    pub token_ttl: Duration,
+    /// How long a positive "this client may pull this repository" decision is reused
+    /// before the upstream is asked again; > 0.
+    pub authz_ttl: Duration,
+    /// With the upstream unreachable, how old a client's last positive decision may be for
+    /// cached content to be served to it; > 0.
+    pub offline_grace: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl: DEFAULT_TOKEN_TTL,
+            authz_ttl: DEFAULT_AUTHZ_TTL,
+            offline_grace: DEFAULT_OFFLINE_GRACE,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -237,6 +264,27 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
             DEFAULT_IDLE_TIMEOUT,
         ),
     };
+    let ra = raw.auth.unwrap_or_default();
+    let auth = AuthConfig {
+        token_ttl: positive_duration(
+            &mut p,
+            "auth.token_ttl",
+            ra.token_ttl.as_ref(),
+            DEFAULT_TOKEN_TTL,
+        ),
+        authz_ttl: positive_duration(
+            &mut p,
+            "auth.authz_ttl",
+            ra.authz_ttl.as_ref(),
+            DEFAULT_AUTHZ_TTL,
+        ),
+        offline_grace: positive_duration(
+            &mut p,
+            "auth.offline_grace",
+            ra.offline_grace.as_ref(),
+            DEFAULT_OFFLINE_GRACE,
+        ),
+    };
     let upstreams = match &raw.upstream {
         Some(list) => upstream::validate(&mut p, list),
         None => match raw::parse(EMBEDDED_DEFAULT) {
@@ -255,6 +303,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         data_dir,
         cache,
         fill,
+        auth,
         upstreams,
     })
 }

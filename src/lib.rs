@@ -12,6 +12,7 @@
 //! - [`app`]: the composition root that wires the pieces together and runs the servers.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -62,6 +62,19 @@ timeout = "1h"
 # Longest gap between two body chunks from an upstream before the fetch is abandoned.
 idle_timeout = "60s"
 
+[auth]
+# Clients authenticate to Wharf with the Docker token flow: Wharf's /token endpoint takes
+# the client's upstream credentials (Basic), and misses are fetched upstream with them.
+# Lifetime of the tokens Wharf issues.
+token_ttl = "10m"
+# How long "this client may pull this repository" is remembered before the upstream is
+# asked again (cached content is never served to a client the upstream would refuse).
+authz_ttl = "5m"
+# With the upstream unreachable, cached content of a repository is served to a client
+# whose credentials were authorized for it within this period, or to anyone if the
+# repository was pullable anonymously when last checked.
+offline_grace = "24h"
+
 # Upstream registries. A repository whose first path component is an upstream's
 # name or alias ("ghcr.io/owner/image") is fetched from that upstream; other
 # repositories go to the default upstream.

@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub data_dir: Option<Value>,
     pub cache: Option<RawCache>,
     pub fill: Option<RawFill>,
+    pub auth: Option<RawAuth>,
     pub upstream: Option<Vec<RawUpstream>>,
 }
 
@@ -28,6 +29,13 @@ pub(super) struct RawCache {
 pub(super) struct RawFill {
     pub timeout: Option<Value>,
     pub idle_timeout: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawAuth {
+    pub token_ttl: Option<Value>,
+    pub authz_ttl: Option<Value>,
+    pub offline_grace: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -4,6 +4,7 @@ use super::error::into_response;
 use super::range::{content_range, unsatisfied_range, ByteRange};
 use super::route::{self, Query, Route};
 use super::{empty, full, RespBody};
+use crate::auth::{Presented, Sessions};
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode};
 use crate::registry::body::{self, Source};
@@ -22,6 +23,36 @@ const DIGEST_HEADER: &str = "docker-content-digest";
 
 pub struct Handler {
     pub registry: Arc<Registry>,
+    pub sessions: Arc<Sessions>,
+}
+
+/// The URL of Wharf's token endpoint as this client reaches Wharf.
+fn realm(req: &Request<Incoming>) -> String {
+    let host = req
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
+        .unwrap_or("localhost");
+    format!("http://{host}/token")
+}
+
+/// The `scope` a challenge names for a route: the repository as the client wrote it (with
+/// containerd's `ns=` folded in as a path prefix, which `/token` understands).
+fn scope_of(route: &Route<'_>, query: &Query<'_>) -> Option<String> {
+    let name = match route {
+        Route::Manifest { name, .. }
+        | Route::Blob { name, .. }
+        | Route::TagsList { name }
+        | Route::Referrers { name, .. }
+        | Route::Upload { name } => *name,
+        Route::Base | Route::Catalog => return None,
+    };
+    Some(match query.ns {
+        Some(ns) => format!("repository:{ns}/{name}:pull"),
+        None => format!("repository:{name}:pull"),
+    })
 }
 
 impl Handler {
@@ -30,9 +61,28 @@ impl Handler {
         let method = req.method().clone();
         let head = method == Method::HEAD;
         let path = req.uri().path().to_string();
-        let resp = match self.dispatch(&req).await {
-            Ok(r) => r,
-            Err(e) => into_response(&e, head),
+        let resp = if path == "/token" {
+            match super::token::handle(&self.registry, &self.sessions, req).await {
+                Ok(r) => r,
+                Err(e) => into_response(&e, head),
+            }
+        } else {
+            match self.dispatch(&req).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let mut r = into_response(&e, head);
+                    if r.status() == StatusCode::UNAUTHORIZED {
+                        let route = route::parse(req.uri().path()).ok();
+                        let query = Query::parse(req.uri().query());
+                        let scope = route.and_then(|r| scope_of(&r, &query));
+                        r.headers_mut().insert(
+                            http::header::WWW_AUTHENTICATE,
+                            crate::auth::challenge(&realm(&req), scope.as_deref()),
+                        );
+                    }
+                    r
+                }
+            }
         };
         tracing::debug!(
             %method,
@@ -59,6 +109,15 @@ impl Handler {
             ));
         }
         let head = method == Method::HEAD;
+        let client = match self.sessions.identify(req.headers()).await {
+            Presented::Client(c) => c,
+            Presented::Nothing | Presented::Invalid => {
+                return Err(Error::client(
+                    ErrorCode::Unauthorized,
+                    "authentication required: get a token from the realm in WWW-Authenticate",
+                ))
+            }
+        };
         match route {
             Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
             Route::Manifest { name, reference } => {
@@ -70,7 +129,10 @@ impl Handler {
                     .filter_map(|v| v.to_str().ok())
                     .map(str::to_string)
                     .collect();
-                let m = self.registry.manifest(&t, &reference, &accept).await?;
+                let m = self
+                    .registry
+                    .manifest(&t, &client, &reference, &accept)
+                    .await?;
                 let mut resp = Response::new(if head { empty() } else { full(m.bytes.clone()) });
                 let h = resp.headers_mut();
                 h.insert(CONTENT_TYPE, header(&m.media_type)?);
@@ -86,14 +148,14 @@ impl Handler {
                     .get(RANGE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(ByteRange::parse);
-                let blob = self.registry.blob(&t, &digest, head).await?;
+                let blob = self.registry.blob(&t, &client, &digest, head).await?;
                 blob_response(blob, &digest, range, head)
             }
             Route::TagsList { name } => {
                 let t = self.registry.resolve(name, query.ns)?;
                 let up = self
                     .registry
-                    .tags_list(&t, query.pagination().as_deref())
+                    .tags_list(&t, &client, query.pagination().as_deref())
                     .await?;
                 let mut resp = Response::new(if head {
                     empty()

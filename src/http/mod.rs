@@ -5,6 +5,7 @@ pub mod handlers;
 pub mod range;
 pub mod route;
 pub mod server;
+pub mod token;
 
 use bytes::Bytes;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};

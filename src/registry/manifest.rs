@@ -9,7 +9,8 @@
 //! - A tag revalidation that fails because the upstream is down or answers 5xx serves the
 //!   cached resolution (stale-if-error); a 404 or an auth refusal is passed on.
 
-use super::{creds_for, upstream_error, Registry, Target};
+use super::{Registry, Target};
+use crate::auth::Client;
 use crate::error::{Error, Result};
 use crate::oci::manifest::{parse_refs, MAX_MANIFEST_SIZE};
 use crate::oci::{media, Digest, ErrorCode, Reference, Tag};
@@ -24,44 +25,52 @@ use std::sync::Arc;
 pub const DIGEST_HEADER: &str = "docker-content-digest";
 
 impl Registry {
-    /// The manifest for `reference` in `t`, acceptable to a client that sent `accept`.
+    /// The manifest for `reference` in `t`, acceptable to a client that sent `accept`, if the
+    /// upstream lets `client` pull it.
     pub async fn manifest(
         &self,
         t: &Target,
+        client: &Client,
         reference: &Reference,
         accept: &[String],
     ) -> Result<Arc<StoredManifest>> {
         match reference {
-            Reference::Digest(d) => self.manifest_by_digest(t, d, accept).await,
-            Reference::Tag(tag) => self.manifest_by_tag(t, tag, accept).await,
+            Reference::Digest(d) => self.manifest_by_digest(t, client, d, accept).await,
+            Reference::Tag(tag) => self.manifest_by_tag(t, client, tag, accept).await,
         }
     }
 
     async fn manifest_by_digest(
         &self,
         t: &Target,
+        client: &Client,
         digest: &Digest,
         accept: &[String],
     ) -> Result<Arc<StoredManifest>> {
-        if let Some(m) = self.cached_manifest(digest).await? {
-            if acceptable(accept, &m.media_type) {
-                return Ok(m);
-            }
-            return self
-                .fetch_manifest(t, &digest.to_string(), Some(digest), accept)
-                .await;
-        }
         let reference = digest.to_string();
-        let load = self.fetch_manifest(t, &reference, Some(digest), &[]);
-        let m = self
-            .manifests
-            .try_get_with(*digest, load)
-            .await
-            .map_err(|e: Arc<Error>| (*e).clone())?;
+        let tail = format!("manifests/{reference}");
+        let m = match self.cached_manifest(digest).await? {
+            Some(m) => m,
+            None => {
+                // Concurrent misses share one fetch (made with the first client's
+                // credentials); everyone is authorized below.
+                let load = self.fetch_manifest(t, client, &reference, Some(digest), &[]);
+                self.manifests
+                    .try_get_with(*digest, load)
+                    .await
+                    .map_err(|e: Arc<Error>| (*e).clone())?
+            }
+        };
+        if self
+            .authorize_linked(t, client, digest, &tail, ErrorCode::ManifestUnknown)
+            .await?
+        {
+            self.link_manifest(t, &m)?;
+        }
         if acceptable(accept, &m.media_type) {
             Ok(m)
         } else {
-            self.fetch_manifest(t, &digest.to_string(), Some(digest), accept)
+            self.fetch_manifest(t, client, &reference, Some(digest), accept)
                 .await
         }
     }
@@ -69,6 +78,7 @@ impl Registry {
     async fn manifest_by_tag(
         &self,
         t: &Target,
+        client: &Client,
         tag: &Tag,
         accept: &[String],
     ) -> Result<Arc<StoredManifest>> {
@@ -84,13 +94,16 @@ impl Registry {
             None => None,
         };
         let Some((rec, m)) = cached else {
-            return self.fetch_tag(t, tag, accept).await;
+            return self.fetch_tag(t, client, tag, accept).await;
         };
         let age_ms = now_ms().saturating_sub(rec.checked_at_ms);
         if u128::from(age_ms) < t.upstream.cfg.tag_ttl.as_millis() {
+            let tail = format!("manifests/{}", tag.as_str());
+            self.ensure_authorized(t, client, &tail, ErrorCode::ManifestUnknown)
+                .await?;
             return Ok(m);
         }
-        match self.head_tag(t, tag).await {
+        match self.head_tag(t, client, tag).await {
             Ok(Some(d)) if d == rec.digest => {
                 tracing::debug!(
                     upstream = up,
@@ -105,18 +118,23 @@ impl Registry {
                 self.put_tag(up, repo, tag.as_str(), fresh).await?;
                 Ok(m)
             }
-            Ok(_) => match self.fetch_tag(t, tag, accept).await {
-                Err(e) if e.is_upstream_failure() => Ok(stale(m, &e)),
+            Ok(_) => match self.fetch_tag(t, client, tag, accept).await {
+                Err(e) if e.is_upstream_failure() => {
+                    self.offline(t, client, e.clone()).map(|()| stale(m, &e))
+                }
                 other => other,
             },
-            Err(e) if e.is_upstream_failure() => Ok(stale(m, &e)),
+            Err(e) if e.is_upstream_failure() => {
+                self.offline(t, client, e.clone()).map(|()| stale(m, &e))
+            }
             Err(e) => Err(e),
         }
     }
 
-    /// The digest the upstream's tag points at now, from a `HEAD` (which Docker Hub does not
-    /// count against its pull limit); `None` if the upstream did not say.
-    async fn head_tag(&self, t: &Target, tag: &Tag) -> Result<Option<Digest>> {
+    /// The digest the upstream's tag points at now, from a `HEAD` with the client's
+    /// credentials (Docker Hub does not count HEADs against its pull limit); `None` if the
+    /// upstream did not say. A success is also an authorization decision.
+    async fn head_tag(&self, t: &Target, client: &Client, tag: &Tag) -> Result<Option<Digest>> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(media::MANIFEST_ACCEPT));
         let resp = t
@@ -126,17 +144,21 @@ impl Registry {
                 &t.repo,
                 &format!("manifests/{}", tag.as_str()),
                 &headers,
-                &creds_for(t),
+                &t.upstream.creds_for(client),
             )
             .await?;
         if resp.status() != StatusCode::OK {
-            return Err(upstream_error(
-                t.upstream.name(),
-                resp.status(),
-                resp.headers(),
-                ErrorCode::ManifestUnknown,
-            ));
+            return Err(self
+                .refused(
+                    t,
+                    client,
+                    resp.status(),
+                    resp.headers(),
+                    ErrorCode::ManifestUnknown,
+                )
+                .await);
         }
+        self.record(t, client, true).await?;
         Ok(resp
             .headers()
             .get(DIGEST_HEADER)
@@ -149,10 +171,13 @@ impl Registry {
     async fn fetch_tag(
         &self,
         t: &Target,
+        client: &Client,
         tag: &Tag,
         accept: &[String],
     ) -> Result<Arc<StoredManifest>> {
-        let m = self.fetch_manifest(t, tag.as_str(), None, &[]).await?;
+        let m = self
+            .fetch_manifest(t, client, tag.as_str(), None, &[])
+            .await?;
         if acceptable(accept, &m.media_type) {
             let rec = TagRecord {
                 digest: m.digest,
@@ -162,7 +187,19 @@ impl Registry {
                 .await?;
             return Ok(m);
         }
-        self.fetch_manifest(t, tag.as_str(), None, accept).await
+        self.fetch_manifest(t, client, tag.as_str(), None, accept)
+            .await
+    }
+
+    /// Links a manifest the upstream confirmed under `t` (and what it references) to the
+    /// repository, so its blobs can be served there.
+    fn link_manifest(&self, t: &Target, m: &StoredManifest) -> Result<()> {
+        let (up, repo) = (t.upstream.name(), t.repo.as_str());
+        let refs = parse_refs(&m.bytes).unwrap_or_default();
+        let mut referenced = refs.layers;
+        referenced.extend(refs.config);
+        referenced.extend(refs.manifests);
+        self.store.put_manifest(up, repo, m, &referenced, None)
     }
 
     /// A tag resolution: moka first, then RocksDB.
@@ -203,6 +240,7 @@ impl Registry {
     async fn fetch_manifest(
         &self,
         t: &Target,
+        client: &Client,
         reference: &str,
         expected: Option<&Digest>,
         accept: &[String],
@@ -225,17 +263,21 @@ impl Registry {
                 &t.repo,
                 &format!("manifests/{reference}"),
                 &headers,
-                &creds_for(t),
+                &t.upstream.creds_for(client),
             )
             .await?;
         if resp.status() != StatusCode::OK {
-            return Err(upstream_error(
-                up,
-                resp.status(),
-                resp.headers(),
-                ErrorCode::ManifestUnknown,
-            ));
+            return Err(self
+                .refused(
+                    t,
+                    client,
+                    resp.status(),
+                    resp.headers(),
+                    ErrorCode::ManifestUnknown,
+                )
+                .await);
         }
+        self.record(t, client, true).await?;
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)

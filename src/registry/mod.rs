@@ -8,16 +8,21 @@
 //!   re-fetched only if the digest moved. When the upstream is unreachable or answers 5xx, the
 //!   cached resolution is served (stale-if-error).
 //! - Nothing here re-serializes a manifest: bytes out are bytes in.
+//! - Nothing cached is returned to a client before [`authz::Authz`] (or the upstream, just
+//!   now, with that client's credentials) said the client may pull the repository, and a
+//!   blob is returned under a repository only if it is linked to it.
 
+pub mod authz;
 pub mod body;
 pub mod fill;
 mod manifest;
 
+use crate::auth::Client;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::{Store, StoredManifest};
-use crate::upstream::{Credentials, Upstream};
+use crate::upstream::Upstream;
 use fill::{Fill, Fills};
 use http::{HeaderMap, Method, StatusCode};
 use hyper::body::Incoming;
@@ -32,6 +37,7 @@ pub struct Registry {
     fills: Arc<Fills>,
     /// Hot manifests by digest (bounded by bytes).
     manifests: moka::future::Cache<Digest, Arc<StoredManifest>>,
+    authz: authz::Authz,
     /// Hot tag resolutions, keyed like the `tags` column family; RocksDB stays the truth.
     tags: moka::future::Cache<Vec<u8>, crate::store::keys::TagRecord>,
 }
@@ -65,6 +71,7 @@ impl Registry {
         }
         let default_upstream = cfg.upstreams.iter().position(|u| u.default);
         Ok(Registry {
+            authz: authz::Authz::new(&cfg.auth, store.clone()),
             fills: Fills::new(store.clone(), cfg.fill.clone()),
             store,
             upstreams,
@@ -137,16 +144,32 @@ impl Registry {
 
     /// A blob: from the cache, from a fill in progress, or from a fill this call starts. For
     /// `head`, a miss asks the upstream for the size without starting a download.
-    pub async fn blob(&self, t: &Target, digest: &Digest, head: bool) -> Result<Blob> {
+    pub async fn blob(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: &Digest,
+        head: bool,
+    ) -> Result<Blob> {
         if let Some(b) = self.cached_blob(digest).await? {
+            self.authorize_blob(t, client, digest).await?;
             return Ok(b);
         }
+        if let Some(f) = self.fills.in_progress(digest) {
+            self.authorize_blob(t, client, digest).await?;
+            let size = f.started().await?;
+            return Ok(if head {
+                Blob::Head { size }
+            } else {
+                Blob::Filling {
+                    fill: f,
+                    size,
+                    leader: false,
+                }
+            });
+        }
+        let creds = t.upstream.creds_for(client);
         if head {
-            if let Some(f) = self.fills.in_progress(digest) {
-                let size = f.started().await?;
-                return Ok(Blob::Head { size });
-            }
-            let creds = t.upstream.own_credentials();
             let resp = t
                 .upstream
                 .send(
@@ -157,33 +180,190 @@ impl Registry {
                     &creds,
                 )
                 .await?;
-            if resp.status() != StatusCode::OK {
-                return Err(upstream_error(
-                    t.upstream.name(),
-                    resp.status(),
-                    resp.headers(),
-                    ErrorCode::BlobUnknown,
-                ));
-            }
-            return Ok(Blob::Head {
-                size: content_length(resp.headers()),
-            });
+            return match resp.status() {
+                StatusCode::OK => {
+                    self.record(t, client, true).await?;
+                    Ok(Blob::Head {
+                        size: content_length(resp.headers()),
+                    })
+                }
+                s => Err(self
+                    .refused(t, client, s, resp.headers(), ErrorCode::BlobUnknown)
+                    .await),
+            };
         }
         let source = fill::Source {
             upstream: t.upstream.clone(),
             repo: t.repo.clone(),
-            creds: t.upstream.own_credentials(),
+            creds,
         };
         match self.fills.join_or_start(*digest, source)? {
-            None => self
-                .cached_blob(digest)
-                .await?
-                .ok_or_else(|| Error::internal("committed blob vanished")),
+            None => {
+                self.authorize_blob(t, client, digest).await?;
+                self.cached_blob(digest)
+                    .await?
+                    .ok_or_else(|| Error::internal("committed blob vanished"))
+            }
             Some((fill, leader)) => {
+                if !leader {
+                    self.authorize_blob(t, client, digest).await?;
+                }
                 let size = fill.started().await?;
+                if leader {
+                    // The upstream just served this client's credentials.
+                    self.record(t, client, true).await?;
+                }
                 Ok(Blob::Filling { fill, size, leader })
             }
         }
+    }
+
+    /// May `client` have the cached (or someone else's in-flight) blob `digest` under `t`?
+    /// It must be linked to the repository and the client authorized for it; otherwise the
+    /// upstream is asked (a `HEAD` of the blob under that repository, with the client's
+    /// credentials), which also establishes the link.
+    async fn authorize_blob(&self, t: &Target, client: &Client, digest: &Digest) -> Result<()> {
+        let tail = format!("blobs/{digest}");
+        if self
+            .authorize_linked(t, client, digest, &tail, ErrorCode::BlobUnknown)
+            .await?
+        {
+            self.store
+                .put_link(t.upstream.name(), t.repo.as_str(), digest)?;
+        }
+        Ok(())
+    }
+
+    /// The authorization of content addressed by `digest` under `t`: it must be linked to the
+    /// repository and the client authorized for it. Unlinked content is checked with the
+    /// upstream (a `HEAD` of `tail` with the client's credentials). `Ok(true)` means the
+    /// upstream just confirmed an unlinked digest: the caller links it.
+    pub(crate) async fn authorize_linked(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: &Digest,
+        tail: &str,
+        not_found: ErrorCode,
+    ) -> Result<bool> {
+        let (up, repo) = (t.upstream.name(), t.repo.as_str());
+        if self.store.has_link(up, repo, digest)? {
+            self.ensure_authorized(t, client, tail, not_found).await?;
+            return Ok(false);
+        }
+        match self.probe(t, client, tail, not_found).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_upstream_failure() => Err(Error::client(
+                not_found,
+                format!(
+                    "{digest} is not known in repository {repo}, and the upstream cannot be asked"
+                ),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ensures `client` may pull from `t` before something cached is served: a fresh decision,
+    /// else an upstream `HEAD` of `tail` with the client's credentials, else (upstream
+    /// failing) the offline rule.
+    pub(crate) async fn ensure_authorized(
+        &self,
+        t: &Target,
+        client: &Client,
+        tail: &str,
+        not_found: ErrorCode,
+    ) -> Result<()> {
+        if self
+            .authz
+            .is_fresh(client, t.upstream.name(), t.repo.as_str())
+            .await
+        {
+            return Ok(());
+        }
+        match self.probe(t, client, tail, not_found).await {
+            Err(e) if e.is_upstream_failure() => self.offline(t, client, e),
+            other => other,
+        }
+    }
+
+    /// With the upstream failing: serve cached content only under the offline rule.
+    pub(crate) fn offline(&self, t: &Target, client: &Client, cause: Error) -> Result<()> {
+        if self
+            .authz
+            .offline_allows(client, t.upstream.name(), t.repo.as_str())?
+        {
+            tracing::debug!(
+                upstream = t.upstream.name(),
+                repo = t.repo.as_str(),
+                "upstream failing; serving cache under the offline rule"
+            );
+            return Ok(());
+        }
+        tracing::info!(upstream = t.upstream.name(), repo = t.repo.as_str(), error = %cause, "refusing cached content: no recent authorization and the upstream cannot be asked");
+        let code = if client.is_anonymous() {
+            ErrorCode::Unauthorized
+        } else {
+            ErrorCode::Denied
+        };
+        Err(Error::client(
+            code,
+            format!(
+                "the upstream is unreachable and these credentials have no recent authorization for {}",
+                t.repo
+            ),
+        ))
+    }
+
+    /// Asks the upstream whether `client` may have `tail` (a `HEAD`), recording the answer.
+    async fn probe(
+        &self,
+        t: &Target,
+        client: &Client,
+        tail: &str,
+        not_found: ErrorCode,
+    ) -> Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static(crate::oci::media::MANIFEST_ACCEPT),
+        );
+        let creds = t.upstream.creds_for(client);
+        let resp = t
+            .upstream
+            .send(Method::HEAD, &t.repo, tail, &headers, &creds)
+            .await?;
+        if resp.status().is_success() {
+            self.record(t, client, true).await?;
+            return Ok(());
+        }
+        Err(self
+            .refused(t, client, resp.status(), resp.headers(), not_found)
+            .await)
+    }
+
+    /// Records an upstream decision about `client` pulling from `t`.
+    pub(crate) async fn record(&self, t: &Target, client: &Client, allowed: bool) -> Result<()> {
+        self.authz
+            .record(client, t.upstream.name(), t.repo.as_str(), allowed)
+            .await
+    }
+
+    /// The error for an upstream's non-success answer to `client`; a 401/403 is remembered
+    /// as a refusal.
+    pub(crate) async fn refused(
+        &self,
+        t: &Target,
+        client: &Client,
+        status: StatusCode,
+        headers: &HeaderMap,
+        not_found: ErrorCode,
+    ) -> Error {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            if let Err(e) = self.record(t, client, false).await {
+                tracing::warn!(error = %e, "could not record an authorization refusal");
+            }
+        }
+        upstream_error(t.upstream.name(), status, headers, not_found)
     }
 
     async fn cached_blob(&self, digest: &Digest) -> Result<Option<Blob>> {
@@ -202,32 +382,31 @@ impl Registry {
     pub async fn tags_list(
         &self,
         t: &Target,
+        client: &Client,
         query: Option<&str>,
     ) -> Result<http::Response<Incoming>> {
         let tail = match query {
             Some(q) if !q.is_empty() => format!("tags/list?{q}"),
             _ => "tags/list".to_string(),
         };
-        let creds = t.upstream.own_credentials();
+        let creds = t.upstream.creds_for(client);
         let resp = t
             .upstream
             .send(Method::GET, &t.repo, &tail, &HeaderMap::new(), &creds)
             .await?;
         if resp.status() != StatusCode::OK {
-            return Err(upstream_error(
-                t.upstream.name(),
-                resp.status(),
-                resp.headers(),
-                ErrorCode::NameUnknown,
-            ));
+            return Err(self
+                .refused(
+                    t,
+                    client,
+                    resp.status(),
+                    resp.headers(),
+                    ErrorCode::NameUnknown,
+                )
+                .await);
         }
         Ok(resp)
     }
-}
-
-/// The upstream's credentials for a target (the auth issue replaces this with the client's).
-fn creds_for(t: &Target) -> Credentials {
-    t.upstream.own_credentials()
 }
 
 /// Maps an upstream's non-success status to our error: 404 keeps its meaning (`not_found`

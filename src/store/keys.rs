@@ -85,6 +85,41 @@ pub fn decode_link_key(key: &[u8]) -> Option<(String, String, Digest)> {
     Some((upstream, repo, Digest::from_bytes(digest.try_into().ok()?)))
 }
 
+/// `<32-byte credential hash> upstream \0 repo` → key of the `authz` column family.
+pub fn authz_key(cred: &[u8; 32], upstream: &str, repo: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(33 + upstream.len() + repo.len());
+    k.extend_from_slice(cred);
+    k.extend_from_slice(upstream.as_bytes());
+    k.push(SEP);
+    k.extend_from_slice(repo.as_bytes());
+    k
+}
+
+/// The last authorization check of a credential for a repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthzRecord {
+    /// Milliseconds since the Unix epoch.
+    pub checked_at_ms: u64,
+    pub allowed: bool,
+}
+
+pub fn encode_authz(rec: &AuthzRecord) -> [u8; 9] {
+    let mut v = [0u8; 9];
+    v[..8].copy_from_slice(&rec.checked_at_ms.to_be_bytes());
+    v[8] = u8::from(rec.allowed);
+    v
+}
+
+pub fn decode_authz(v: &[u8]) -> Option<AuthzRecord> {
+    if v.len() != 9 || v[8] > 1 {
+        return None;
+    }
+    Some(AuthzRecord {
+        checked_at_ms: u64::from_be_bytes(v[..8].try_into().ok()?),
+        allowed: v[8] == 1,
+    })
+}
+
 /// A stored manifest: its media type and its exact bytes.
 pub fn encode_manifest(media_type: &str, bytes: &[u8]) -> Vec<u8> {
     let mt = media_type.as_bytes();
@@ -181,6 +216,22 @@ mod tests {
         assert_eq!(bytes, b"{\"a\":1}");
         assert!(decode_manifest(&[0]).is_none());
         assert!(decode_manifest(&[0, 9, b'a']).is_none());
+    }
+
+    #[test]
+    fn authz_record_round_trips_and_keys_separate_credentials() {
+        let r = AuthzRecord {
+            checked_at_ms: 99,
+            allowed: true,
+        };
+        assert_eq!(decode_authz(&encode_authz(&r)), Some(r));
+        assert_eq!(decode_authz(&[0; 8]), None);
+        assert_eq!(decode_authz(&[0, 0, 0, 0, 0, 0, 0, 0, 7]), None);
+        assert_ne!(authz_key(&[1; 32], "u", "r"), authz_key(&[2; 32], "u", "r"));
+        assert_ne!(
+            authz_key(&[1; 32], "u", "r/x"),
+            authz_key(&[1; 32], "u/r", "x")
+        );
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - `blobs`: digest → size + coarse last access (for eviction).
 //! - `links`: (upstream, repo, digest) → (): the digest was fetched through, or is referenced
 //!   by a cached manifest of, that repository.
+//! - `authz`: (credential hash, upstream, repo) → when the upstream last said whether that
+//!   credential may pull that repository, and what it said (for serving while offline).
 //!
 //! Invariants:
 //! - Blob files are the truth for blobs: a blob is served only if its file exists under
@@ -32,7 +34,8 @@ const CF_MANIFESTS: &str = "manifests";
 const CF_TAGS: &str = "tags";
 const CF_BLOBS: &str = "blobs";
 const CF_LINKS: &str = "links";
-const ALL_CFS: [&str; 4] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS];
+const CF_AUTHZ: &str = "authz";
+const ALL_CFS: [&str; 5] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS, CF_AUTHZ];
 
 pub struct Store {
     db: DB,
@@ -164,6 +167,37 @@ impl Store {
             .db
             .get_pinned_cf(cf, keys::link_key(upstream, repo, digest))?
             .is_some())
+    }
+
+    // ---- authorization decisions ----
+
+    pub fn get_authz(
+        &self,
+        cred: &[u8; 32],
+        upstream: &str,
+        repo: &str,
+    ) -> Result<Option<keys::AuthzRecord>> {
+        let cf = self.cf(CF_AUTHZ)?;
+        let v = self
+            .db
+            .get_pinned_cf(cf, keys::authz_key(cred, upstream, repo))?;
+        Ok(v.and_then(|v| keys::decode_authz(&v)))
+    }
+
+    pub fn put_authz(
+        &self,
+        cred: &[u8; 32],
+        upstream: &str,
+        repo: &str,
+        rec: keys::AuthzRecord,
+    ) -> Result<()> {
+        let cf = self.cf(CF_AUTHZ)?;
+        self.db.put_cf(
+            cf,
+            keys::authz_key(cred, upstream, repo),
+            keys::encode_authz(&rec),
+        )?;
+        Ok(())
     }
 
     // ---- blobs ----

@@ -77,6 +77,83 @@ impl Upstream {
         }
     }
 
+    /// The credentials to use upstream for a client: its own, or (for clients that brought
+    /// none) the proxy's configured ones.
+    pub fn creds_for(&self, client: &crate::auth::Client) -> Credentials {
+        if client.is_anonymous() {
+            self.own_credentials()
+        } else {
+            client.creds.clone()
+        }
+    }
+
+    /// Checks `creds` with the upstream for pulling `repo`: at its token service (Bearer) or
+    /// on `/v2/` (Basic). `Ok` when the upstream accepts them or needs no auth; the upstream's
+    /// 401 as an error otherwise.
+    pub async fn login(&self, creds: &Credentials, repo: &RepoName) -> Result<()> {
+        if self.scheme.lock().ok().and_then(|s| s.clone()).is_none() {
+            let uri = self.url("/v2/")?;
+            let resp = self
+                .send_following(&Method::GET, &uri, &HeaderMap::new(), None)
+                .await?;
+            if resp.status() == StatusCode::UNAUTHORIZED {
+                let _ = self.learn_scheme(&resp);
+            }
+        }
+        let scheme = self.scheme.lock().ok().and_then(|s| s.clone());
+        match scheme {
+            None => Ok(()),
+            Some(AuthScheme::Bearer { .. }) => {
+                let scope = format!("repository:{}:pull", repo.as_str());
+                self.authorization(creds, &scope, false).await.map(|_| ())
+            }
+            Some(AuthScheme::Basic) => {
+                let uri = self.url("/v2/")?;
+                let auth = creds.basic_header();
+                let resp = self
+                    .send_following(&Method::GET, &uri, &HeaderMap::new(), auth.as_ref())
+                    .await?;
+                if resp.status() == StatusCode::UNAUTHORIZED {
+                    return Err(Error::Upstream {
+                        upstream: self.name().to_string(),
+                        status: StatusCode::UNAUTHORIZED,
+                        code: crate::oci::ErrorCode::Unauthorized,
+                        message: "the upstream refused the credentials".into(),
+                        retry_after: None,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Remembers the auth scheme of a 401 response's challenge; returns the scope it names.
+    fn learn_scheme(&self, resp: &Response<Incoming>) -> Option<Option<String>> {
+        let mut scope_for_token = None;
+        let learned = resp
+            .headers()
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(challenge::parse)
+            .find_map(|c| match c {
+                Challenge::Bearer {
+                    realm,
+                    service,
+                    scope,
+                } => {
+                    scope_for_token = scope;
+                    Some(AuthScheme::Bearer { realm, service })
+                }
+                Challenge::Basic { .. } => Some(AuthScheme::Basic),
+                Challenge::Other(_) => None,
+            })?;
+        if let Ok(mut s) = self.scheme.lock() {
+            *s = Some(learned);
+        }
+        Some(scope_for_token)
+    }
+
     fn url(&self, path_and_query: &str) -> Result<Uri> {
         let base = self.cfg.url.to_string();
         let base = base.trim_end_matches('/');
@@ -106,34 +183,10 @@ impl Upstream {
             return Ok(resp);
         }
         // Learn (or re-learn) how this upstream authenticates, then try once more.
-        let challenges: Vec<Challenge> = resp
-            .headers()
-            .get_all(WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(challenge::parse)
-            .collect();
-        let mut scope_for_token = scope;
-        let learned = challenges.into_iter().find_map(|c| match c {
-            Challenge::Bearer {
-                realm,
-                service,
-                scope,
-            } => {
-                if let Some(s) = scope {
-                    scope_for_token = s;
-                }
-                Some(AuthScheme::Bearer { realm, service })
-            }
-            Challenge::Basic { .. } => Some(AuthScheme::Basic),
-            Challenge::Other(_) => None,
-        });
-        let Some(learned) = learned else {
+        let Some(challenge_scope) = self.learn_scheme(&resp) else {
             return Ok(resp);
         };
-        if let Ok(mut s) = self.scheme.lock() {
-            *s = Some(learned);
-        }
+        let scope_for_token = challenge_scope.unwrap_or(scope);
         let auth = self.authorization(creds, &scope_for_token, true).await?;
         if auth.is_none() {
             return Ok(resp);

@@ -1,10 +1,12 @@
 //! Wharf's one integration test binary (every test binary links RocksDB, so there is one).
 //!
+//! - `auth`: client authentication and per-repository authorization.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
 //!   and helpers to run Wharf in-process on port 0.
 //! - `e2e`: end-to-end tests with real third-party software (CNCF Distribution's
 //!   `docker-registry`, `skopeo`) against the `wharf` binary that `cargo test` built.
 
+mod auth;
 mod e2e;
 mod pull;
 mod routing;

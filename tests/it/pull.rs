@@ -67,7 +67,14 @@ async fn a_client_that_disconnects_does_not_stop_the_fill() {
     {
         // Read the headers and one chunk, then hang up.
         use http_body_util::BodyExt;
+        let token = get(&format!("http://{}/token?service=wharf", w.addr))
+            .await
+            .json()["token"]
+            .as_str()
+            .expect("a token")
+            .to_string();
         let req = http::Request::get(&url)
+            .header("authorization", format!("Bearer {token}"))
             .body(http_body_util::Empty::<bytes::Bytes>::new())
             .expect("req");
         let resp = support::client().request(req).await.expect("resp");

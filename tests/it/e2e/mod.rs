@@ -9,10 +9,14 @@
 //! - `upstream`: certificates, the registry, and the parser of its request log.
 //! - `skopeo`: sealed skopeo runs and the checks of `dir:` copies.
 //! - `wharf`: the `wharf serve` child process.
+//! - `token_server`: the upstream's token service (ES256 JWTs), for `auth`.
+//! - `auth`: the registry behind token auth, directly and through Wharf.
 
+mod auth;
 mod images;
 mod proc;
 mod skopeo;
+mod token_server;
 mod upstream;
 mod wharf;
 

@@ -17,7 +17,8 @@ pub struct Certs {
     pub cert_dir: PathBuf,
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl <args>` in `dir`; panics with its stderr on failure.
+pub fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -191,6 +192,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(dir: &Path, certs: &Certs) -> Upstream {
+        Upstream::start_with(dir, certs, "")
+    }
+
+    /// Like [`Upstream::start`], with `extra` (top-level YAML sections such as `auth:`)
+    /// appended to the configuration.
+    pub fn start_with(dir: &Path, certs: &Certs, extra: &str) -> Upstream {
         let port = free_port();
         let storage = dir.join("registry-storage");
         std::fs::create_dir_all(&storage).expect("create registry storage");
@@ -201,7 +208,7 @@ impl Upstream {
             storage = storage.display(),
             cert = certs.server_pem.display(),
             key = certs.server_key.display(),
-        );
+        ) + extra;
         let config_file = dir.join("registry.yml");
         std::fs::write(&config_file, config).expect("write registry config");
         let mut cmd = Command::new("docker-registry");

@@ -45,7 +45,8 @@ fn quoted(s: impl AsRef<std::ffi::OsStr>) -> String {
 
 impl Wharf {
     /// Writes `<dir>/wharf.toml` for one default upstream at `upstream_url` trusted via
-    /// `ca_file`, starts `wharf serve`, and waits until `GET /v2/` answers 200.
+    /// `ca_file`, starts `wharf serve`, and waits until `GET /v2/` answers 200 (or 401: a
+    /// Wharf that requires authentication).
     pub fn start(dir: &Path, upstream_url: &str, ca_file: &Path) -> Wharf {
         let port = free_port();
         let config = format!(
@@ -74,7 +75,8 @@ impl Wharf {
         }
         let mut proc = Proc::spawn("wharf", cmd, dir, Duration::from_secs(3));
         wait_ready(&mut proc, "wharf serve", Duration::from_secs(30), || {
-            get_v2_status(port).is_some_and(|s| s.split(' ').nth(1) == Some("200"))
+            let status = get_v2_status(port);
+            status.is_some_and(|s| matches!(s.split(' ').nth(1), Some("200" | "401")))
         });
         Wharf { port, proc }
     }

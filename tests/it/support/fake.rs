@@ -1,26 +1,41 @@
 //! An in-process fake upstream registry: serves what a test puts in it, counts every request
 //! by kind, and injects faults on demand (wrong bytes, slow bodies, 5xx, refusal).
+//!
+//! Content is scoped by repository like a real registry: a manifest or blob put through
+//! [`Fake::put_image`]/[`Fake::put_manifest`] exists only under its repository; blobs put
+//! with [`Fake::put_blob`] exist under every repository.
+//!
+//! With `token_auth` on it authenticates like Docker Hub (see `auth`): a `/token` service,
+//! users [`ALICE`] (may pull `private/*`) and [`BOB`] (may not), and repositories whose name
+//! starts with `private/` are private.
 
-use bytes::Bytes;
-use futures_util::stream;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+mod auth;
+mod serve;
+
 use sha2::{Digest as _, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+/// A user who may pull private repositories.
+pub const ALICE: (&str, &str) = ("alice", "alicepw");
+/// A user who exists but may not pull private repositories.
+pub const BOB: (&str, &str) = ("bob", "bobpw");
 
 pub fn digest_of(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// Whether the fake treats `repo` as private.
+pub fn is_private(repo: &str) -> bool {
+    repo.starts_with("private/")
 }
 
 /// How a blob is served.
@@ -37,12 +52,18 @@ pub struct BlobBehavior {
 }
 
 #[derive(Default)]
-pub struct State {
+pub(crate) struct State {
     /// (repo, tag) → manifest digest
     tags: HashMap<(String, String), String>,
     /// digest → (media type, bytes)
     manifests: HashMap<String, (String, Vec<u8>)>,
+    /// (repo, manifest digest) present
+    repo_manifests: HashSet<(String, String)>,
     blobs: HashMap<String, Vec<u8>>,
+    /// (repo, blob digest) present
+    repo_blobs: HashSet<(String, String)>,
+    /// blobs present under every repository
+    unscoped: HashSet<String>,
     behavior: HashMap<String, BlobBehavior>,
     counts: HashMap<String, u64>,
 }
@@ -50,11 +71,16 @@ pub struct State {
 pub struct Fake {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
-    /// Answer every request with 503.
+    auth: Arc<Mutex<auth::AuthState>>,
+    /// Answer every request (the token service too) with 503.
     pub down: Arc<AtomicBool>,
     /// Require a bearer token from `/token` (Docker token spec).
     pub token_auth: Arc<AtomicBool>,
+    /// Tokens the token service handed out.
     pub tokens_issued: Arc<AtomicU64>,
+    /// The status for a valid token without access to a private repository: 401 (Docker Hub,
+    /// the default) or 403 (`DENIED`).
+    pub denied_status: Arc<AtomicU16>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -64,27 +90,40 @@ impl Drop for Fake {
     }
 }
 
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    state: Arc<Mutex<State>>,
+    auth: Arc<Mutex<auth::AuthState>>,
+    down: Arc<AtomicBool>,
+    token_auth: Arc<AtomicBool>,
+    tokens_issued: Arc<AtomicU64>,
+    denied_status: Arc<AtomicU16>,
+    addr: SocketAddr,
+}
+
 impl Fake {
     pub async fn start() -> Fake {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
         let addr = listener.local_addr().expect("addr");
-        let state = Arc::new(Mutex::new(State::default()));
-        let down = Arc::new(AtomicBool::new(false));
-        let token_auth = Arc::new(AtomicBool::new(false));
-        let tokens_issued = Arc::new(AtomicU64::new(0));
         let ctx = Ctx {
-            state: state.clone(),
-            down: down.clone(),
-            token_auth: token_auth.clone(),
-            tokens_issued: tokens_issued.clone(),
+            state: Arc::default(),
+            auth: Arc::new(Mutex::new(auth::AuthState::with_users(&[
+                (ALICE.0, ALICE.1, true),
+                (BOB.0, BOB.1, false),
+            ]))),
+            down: Arc::default(),
+            token_auth: Arc::default(),
+            tokens_issued: Arc::default(),
+            denied_status: Arc::new(AtomicU16::new(401)),
             addr,
         };
+        let serving = ctx.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let ctx = ctx.clone();
+                let ctx = serving.clone();
                 tokio::spawn(async move {
                     let svc = service_fn(move |req| {
                         let ctx = ctx.clone();
@@ -98,26 +137,55 @@ impl Fake {
         });
         Fake {
             addr,
-            state,
-            down,
-            token_auth,
-            tokens_issued,
+            state: ctx.state,
+            auth: ctx.auth,
+            down: ctx.down,
+            token_auth: ctx.token_auth,
+            tokens_issued: ctx.tokens_issued,
+            denied_status: ctx.denied_status,
             task,
         }
+    }
+
+    /// A fake that requires tokens (Docker Hub style).
+    pub async fn start_with_auth() -> Fake {
+        let f = Fake::start().await;
+        f.token_auth.store(true, Ordering::SeqCst);
+        f
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
+    /// A blob present under every repository.
     pub fn put_blob(&self, data: &[u8]) -> String {
         let d = digest_of(data);
-        self.state
-            .lock()
-            .expect("lock")
-            .blobs
-            .insert(d.clone(), data.to_vec());
+        let mut s = self.state.lock().expect("lock");
+        s.blobs.insert(d.clone(), data.to_vec());
+        s.unscoped.insert(d.clone());
         d
+    }
+
+    /// A blob present under `repo` only.
+    pub fn put_blob_in(&self, repo: &str, data: &[u8]) -> String {
+        let d = digest_of(data);
+        let mut s = self.state.lock().expect("lock");
+        s.blobs.insert(d.clone(), data.to_vec());
+        s.repo_blobs.insert((repo.to_string(), d.clone()));
+        d
+    }
+
+    /// The bytes of a stored blob.
+    pub fn blob_bytes(&self, digest: &str) -> Option<Vec<u8>> {
+        self.state.lock().expect("lock").blobs.get(digest).cloned()
+    }
+
+    /// Removes blob `digest` from `repo` (and from "every repository").
+    pub fn delete_blob(&self, repo: &str, digest: &str) {
+        let mut s = self.state.lock().expect("lock");
+        s.repo_blobs.remove(&(repo.to_string(), digest.to_string()));
+        s.unscoped.remove(digest);
     }
 
     pub fn set_behavior(&self, digest: &str, b: BlobBehavior) {
@@ -132,7 +200,7 @@ impl Fake {
         self.state.lock().expect("lock").behavior.remove(digest);
     }
 
-    /// Stores a manifest and points `tag` (if any) at it; returns its digest.
+    /// Stores a manifest under `repo` and points `tag` (if any) at it; returns its digest.
     pub fn put_manifest(
         &self,
         repo: &str,
@@ -144,10 +212,19 @@ impl Fake {
         let mut s = self.state.lock().expect("lock");
         s.manifests
             .insert(d.clone(), (media_type.to_string(), bytes.to_vec()));
+        s.repo_manifests.insert((repo.to_string(), d.clone()));
         if let Some(t) = tag {
             s.tags.insert((repo.to_string(), t.to_string()), d.clone());
         }
         d
+    }
+
+    /// Deletes manifest `digest` from `repo` and every tag of `repo` pointing at it.
+    pub fn delete_manifest(&self, repo: &str, digest: &str) {
+        let mut s = self.state.lock().expect("lock");
+        s.repo_manifests
+            .remove(&(repo.to_string(), digest.to_string()));
+        s.tags.retain(|(r, _), d| !(r == repo && d == digest));
     }
 
     /// Puts an OCI image (config + layers) under `repo:tag`; returns the manifest digest.
@@ -155,11 +232,11 @@ impl Fake {
         let config = format!(
             "{{\"architecture\":\"amd64\",\"os\":\"linux\",\"repo\":\"{repo}\",\"tag\":\"{tag}\"}}"
         );
-        let cd = self.put_blob(config.as_bytes());
+        let cd = self.put_blob_in(repo, config.as_bytes());
         let layer_descs: Vec<String> = layers
             .iter()
             .map(|l| {
-                let d = self.put_blob(l);
+                let d = self.put_blob_in(repo, l);
                 format!(
                     "{{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"{d}\",\"size\":{}}}",
                     l.len()
@@ -181,7 +258,7 @@ impl Fake {
     }
 
     /// How many requests of `kind` ("GET blob", "HEAD manifest", "GET manifest", "GET tags",
-    /// "GET token", "GET base") arrived.
+    /// "GET token", "POST token", "GET base") arrived.
     pub fn count(&self, kind: &str) -> u64 {
         *self
             .state
@@ -195,195 +272,32 @@ impl Fake {
     pub fn total(&self) -> u64 {
         self.state.lock().expect("lock").counts.values().sum()
     }
-}
 
-#[derive(Clone)]
-struct Ctx {
-    state: Arc<Mutex<State>>,
-    down: Arc<AtomicBool>,
-    token_auth: Arc<AtomicBool>,
-    tokens_issued: Arc<AtomicU64>,
-    addr: SocketAddr,
-}
+    /// Requests to the token service from `user` (by the name it gave, right password or
+    /// not), or from anonymous clients (`None`).
+    pub fn token_requests(&self, user: Option<&str>) -> u64 {
+        self.auth.lock().expect("lock").requests(user)
+    }
 
-const TOKEN: &str = "fake-token-123";
+    /// Every token the token service handed out.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.auth.lock().expect("lock").issued()
+    }
 
-fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
-    let mut r = Response::new(
-        Full::new(body.into())
-            .map_err(|n| match n {})
-            .boxed_unsync(),
-    );
-    *r.status_mut() = status;
-    r
-}
-
-fn error(status: StatusCode, code: &str) -> Response<Body> {
-    full(
-        status,
-        format!("{{\"errors\":[{{\"code\":\"{code}\",\"message\":\"fake\"}}]}}"),
-    )
-}
-
-impl Ctx {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let path = req.uri().path().to_string();
-        let method = req.method().to_string();
-        let kind = if path == "/token" {
-            "token"
-        } else if path == "/v2/" {
-            "base"
-        } else if path.contains("/blobs/") {
-            "blob"
-        } else if path.contains("/manifests/") {
-            "manifest"
-        } else if path.ends_with("/tags/list") {
-            "tags"
-        } else {
-            "other"
-        };
-        *self
-            .state
+    /// Adds (or replaces) a user.
+    pub fn add_user(&self, user: &str, password: &str, private_access: bool) {
+        self.auth
             .lock()
             .expect("lock")
-            .counts
-            .entry(format!("{method} {kind}"))
-            .or_default() += 1;
-        if self.down.load(Ordering::SeqCst) {
-            return error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
-        }
-        if kind == "token" {
-            self.tokens_issued.fetch_add(1, Ordering::SeqCst);
-            return full(
-                StatusCode::OK,
-                format!("{{\"token\":\"{TOKEN}\",\"expires_in\":300}}"),
-            );
-        }
-        if self.token_auth.load(Ordering::SeqCst) {
-            let ok = req
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                == Some(&format!("Bearer {TOKEN}"));
-            if !ok {
-                let mut r = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-                let repo = repo_of(&path);
-                let v = format!(
-                    "Bearer realm=\"http://{}/token\",service=\"fake\",scope=\"repository:{repo}:pull\"",
-                    self.addr
-                );
-                r.headers_mut().insert(
-                    http::header::WWW_AUTHENTICATE,
-                    HeaderValue::from_str(&v).expect("header"),
-                );
-                return r;
-            }
-        }
-        let head = req.method() == http::Method::HEAD;
-        match kind {
-            "base" => full(StatusCode::OK, "{}"),
-            "manifest" => self.manifest(&path, head),
-            "blob" => self.blob(&path, head),
-            "tags" => {
-                let repo = repo_of(&path);
-                let s = self.state.lock().expect("lock");
-                let mut tags: Vec<&str> = s
-                    .tags
-                    .keys()
-                    .filter(|(r, _)| *r == repo)
-                    .map(|(_, t)| t.as_str())
-                    .collect();
-                tags.sort();
-                if tags.is_empty() {
-                    return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
-                }
-                let body = serde_json::json!({"name": repo, "tags": tags}).to_string();
-                full(StatusCode::OK, body)
-            }
-            _ => error(StatusCode::NOT_FOUND, "NOT_FOUND"),
-        }
+            .add_user(user, password, private_access);
     }
 
-    fn manifest(&self, path: &str, head: bool) -> Response<Body> {
-        let repo = repo_of(path);
-        let reference = path.rsplit('/').next().unwrap_or("");
-        let s = self.state.lock().expect("lock");
-        let digest = if reference.starts_with("sha256:") {
-            reference.to_string()
-        } else {
-            match s.tags.get(&(repo.clone(), reference.to_string())) {
-                Some(d) => d.clone(),
-                None => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
-            }
-        };
-        let Some((mt, bytes)) = s.manifests.get(&digest) else {
-            return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
-        };
-        let mut r = full(
-            StatusCode::OK,
-            if head { Vec::new() } else { bytes.clone() },
-        );
-        let h = r.headers_mut();
-        h.insert("content-type", HeaderValue::from_str(mt).expect("mt"));
-        h.insert(
-            "docker-content-digest",
-            HeaderValue::from_str(&digest).expect("d"),
-        );
-        h.insert("content-length", HeaderValue::from(bytes.len()));
-        r
+    /// Grants or revokes a user's access to private repositories; takes effect at once, for
+    /// tokens already issued too.
+    pub fn set_private_access(&self, user: &str, allowed: bool) {
+        self.auth
+            .lock()
+            .expect("lock")
+            .set_private_access(user, allowed);
     }
-
-    fn blob(&self, path: &str, head: bool) -> Response<Body> {
-        let digest = path.rsplit('/').next().unwrap_or("").to_string();
-        let s = self.state.lock().expect("lock");
-        let Some(data) = s.blobs.get(&digest) else {
-            return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
-        };
-        let b = s.behavior.get(&digest).cloned().unwrap_or_default();
-        let data = b.corrupt.clone().unwrap_or_else(|| data.clone());
-        let len = data.len();
-        if head {
-            let mut r = full(StatusCode::OK, Vec::new());
-            r.headers_mut()
-                .insert("content-length", HeaderValue::from(len));
-            return r;
-        }
-        let chunk = if b.chunk == 0 { len.max(1) } else { b.chunk };
-        let chunks: Vec<Bytes> = data.chunks(chunk).map(Bytes::copy_from_slice).collect();
-        let s = stream::unfold(
-            (chunks.into_iter(), 0usize, b),
-            |(mut it, sent, b)| async move {
-                let c = it.next()?;
-                if !b.delay.is_zero() {
-                    tokio::time::sleep(b.delay).await;
-                }
-                if let Some(limit) = b.fail_after {
-                    if sent + c.len() > limit {
-                        return Some((
-                            Err(std::io::Error::other("injected failure")),
-                            (it, sent, b),
-                        ));
-                    }
-                }
-                let n = c.len();
-                Some((Ok(Frame::data(c)), (it, sent + n, b)))
-            },
-        );
-        let mut r = Response::new(StreamBody::new(s).boxed_unsync());
-        r.headers_mut()
-            .insert("content-length", HeaderValue::from(len));
-        r.headers_mut().insert(
-            "docker-content-digest",
-            HeaderValue::from_str(&digest).expect("d"),
-        );
-        r
-    }
-}
-
-fn repo_of(path: &str) -> String {
-    let rest = path.trim_start_matches("/v2/");
-    let mut it = rest.rsplitn(3, '/');
-    let _ = it.next();
-    let _ = it.next();
-    it.next().unwrap_or("").to_string()
 }

@@ -1,0 +1,190 @@
+//! The fake's request handling: counting, faults, auth, then the registry API.
+
+use super::{Ctx, State};
+use bytes::Bytes;
+use futures_util::stream;
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use std::sync::atomic::Ordering;
+
+pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+pub(crate) fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(body.into())
+            .map_err(|n| match n {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+pub(crate) fn error(status: StatusCode, code: &str) -> Response<Body> {
+    let mut r = full(
+        status,
+        format!("{{\"errors\":[{{\"code\":\"{code}\",\"message\":\"fake\"}}]}}"),
+    );
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+impl Ctx {
+    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let path = req.uri().path().to_string();
+        let method = req.method().to_string();
+        let kind = if path == "/token" {
+            "token"
+        } else if path == "/v2/" {
+            "base"
+        } else if path.contains("/blobs/") {
+            "blob"
+        } else if path.contains("/manifests/") {
+            "manifest"
+        } else if path.ends_with("/tags/list") {
+            "tags"
+        } else {
+            "other"
+        };
+        *self
+            .state
+            .lock()
+            .expect("lock")
+            .counts
+            .entry(format!("{method} {kind}"))
+            .or_default() += 1;
+        if self.down.load(Ordering::SeqCst) {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
+        }
+        if kind == "token" {
+            return self.token(req).await;
+        }
+        let repo = if kind == "base" {
+            None
+        } else {
+            Some(repo_of(&path))
+        };
+        if self.token_auth.load(Ordering::SeqCst) {
+            if let Err(refusal) = self.authorize(req.headers(), repo.as_deref()) {
+                return refusal;
+            }
+        }
+        let head = req.method() == http::Method::HEAD;
+        let repo = repo.unwrap_or_default();
+        let s = self.state.lock().expect("lock");
+        match kind {
+            "base" => full(StatusCode::OK, "{}"),
+            "manifest" => manifest(&s, &repo, &path, head),
+            "blob" => blob(&s, &repo, &path, head),
+            "tags" => {
+                let mut tags: Vec<&str> = s
+                    .tags
+                    .keys()
+                    .filter(|(r, _)| *r == repo)
+                    .map(|(_, t)| t.as_str())
+                    .collect();
+                tags.sort();
+                if tags.is_empty() {
+                    return error(StatusCode::NOT_FOUND, "NAME_UNKNOWN");
+                }
+                let body = serde_json::json!({"name": repo, "tags": tags}).to_string();
+                full(StatusCode::OK, body)
+            }
+            _ => error(StatusCode::NOT_FOUND, "NOT_FOUND"),
+        }
+    }
+}
+
+fn manifest(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
+    let reference = path.rsplit('/').next().unwrap_or("");
+    let digest = if reference.starts_with("sha256:") {
+        reference.to_string()
+    } else {
+        match s.tags.get(&(repo.to_string(), reference.to_string())) {
+            Some(d) => d.clone(),
+            None => return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN"),
+        }
+    };
+    if !s
+        .repo_manifests
+        .contains(&(repo.to_string(), digest.clone()))
+    {
+        return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    }
+    let Some((mt, bytes)) = s.manifests.get(&digest) else {
+        return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
+    };
+    let mut r = full(
+        StatusCode::OK,
+        if head { Vec::new() } else { bytes.clone() },
+    );
+    let h = r.headers_mut();
+    h.insert("content-type", HeaderValue::from_str(mt).expect("mt"));
+    h.insert(
+        "docker-content-digest",
+        HeaderValue::from_str(&digest).expect("d"),
+    );
+    h.insert("content-length", HeaderValue::from(bytes.len()));
+    r
+}
+
+fn blob(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
+    let digest = path.rsplit('/').next().unwrap_or("").to_string();
+    let present =
+        s.unscoped.contains(&digest) || s.repo_blobs.contains(&(repo.to_string(), digest.clone()));
+    let Some(data) = s.blobs.get(&digest).filter(|_| present) else {
+        return error(StatusCode::NOT_FOUND, "BLOB_UNKNOWN");
+    };
+    let b = s.behavior.get(&digest).cloned().unwrap_or_default();
+    let data = b.corrupt.clone().unwrap_or_else(|| data.clone());
+    let len = data.len();
+    if head {
+        let mut r = full(StatusCode::OK, Vec::new());
+        r.headers_mut()
+            .insert("content-length", HeaderValue::from(len));
+        r.headers_mut().insert(
+            "docker-content-digest",
+            HeaderValue::from_str(&digest).expect("d"),
+        );
+        return r;
+    }
+    let chunk = if b.chunk == 0 { len.max(1) } else { b.chunk };
+    let chunks: Vec<Bytes> = data.chunks(chunk).map(Bytes::copy_from_slice).collect();
+    let s = stream::unfold(
+        (chunks.into_iter(), 0usize, b),
+        |(mut it, sent, b)| async move {
+            let c = it.next()?;
+            if !b.delay.is_zero() {
+                tokio::time::sleep(b.delay).await;
+            }
+            if let Some(limit) = b.fail_after {
+                if sent + c.len() > limit {
+                    return Some((
+                        Err(std::io::Error::other("injected failure")),
+                        (it, sent, b),
+                    ));
+                }
+            }
+            let n = c.len();
+            Some((Ok(Frame::data(c)), (it, sent + n, b)))
+        },
+    );
+    let mut r = Response::new(StreamBody::new(s).boxed_unsync());
+    r.headers_mut()
+        .insert("content-length", HeaderValue::from(len));
+    r.headers_mut().insert(
+        "docker-content-digest",
+        HeaderValue::from_str(&digest).expect("d"),
+    );
+    r
+}
+
+/// The repository of `/v2/<repo>/<kind>/<ref>`.
+pub(crate) fn repo_of(path: &str) -> String {
+    let rest = path.trim_start_matches("/v2/");
+    let mut it = rest.rsplitn(3, '/');
+    let _ = it.next();
+    let _ = it.next();
+    it.next().unwrap_or("").to_string()
+}
