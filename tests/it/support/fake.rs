@@ -284,14 +284,6 @@ impl Fake {
         self.auth.lock().expect("lock").issued()
     }
 
-    /// Adds (or replaces) a user.
-    pub fn add_user(&self, user: &str, password: &str, private_access: bool) {
-        self.auth
-            .lock()
-            .expect("lock")
-            .add_user(user, password, private_access);
-    }
-
     /// Grants or revokes a user's access to private repositories; takes effect at once, for
     /// tokens already issued too.
     pub fn set_private_access(&self, user: &str, allowed: bool) {

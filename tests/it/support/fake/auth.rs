@@ -44,7 +44,7 @@ impl AuthState {
         s
     }
 
-    pub(crate) fn add_user(&mut self, user: &str, password: &str, private: bool) {
+    fn add_user(&mut self, user: &str, password: &str, private: bool) {
         self.users
             .insert(user.to_string(), (password.to_string(), private));
     }
@@ -77,13 +77,13 @@ enum Check {
 }
 
 impl Ctx {
-    /// `Err` is the refusal to send when `headers` do not allow pulling `repo` (`None`: the
-    /// base endpoint, which any valid token opens).
-    pub(crate) fn authorize(
+    /// The refusal to send when `headers` do not allow pulling `repo` (`None`: the base
+    /// endpoint, which any valid token opens).
+    pub(crate) fn refusal(
         &self,
         headers: &HeaderMap,
         repo: Option<&str>,
-    ) -> Result<(), Response<Body>> {
+    ) -> Option<Response<Body>> {
         let token = headers
             .get(AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -103,12 +103,12 @@ impl Ctx {
         };
         let forbid = self.denied_status.load(Ordering::SeqCst) == 403;
         match (check, repo) {
-            (Check::Ok, _) => Ok(()),
+            (Check::Ok, _) => None,
             (Check::NoAccess, Some(r)) if forbid && is_private(r) => {
-                Err(error(StatusCode::FORBIDDEN, "DENIED"))
+                Some(error(StatusCode::FORBIDDEN, "DENIED"))
             }
-            (Check::NoAccess, r) => Err(self.challenge(r, true)),
-            (Check::Missing, r) => Err(self.challenge(r, false)),
+            (Check::NoAccess, r) => Some(self.challenge(r, true)),
+            (Check::Missing, r) => Some(self.challenge(r, false)),
         }
     }
 

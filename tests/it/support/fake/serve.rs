@@ -66,7 +66,7 @@ impl Ctx {
             Some(repo_of(&path))
         };
         if self.token_auth.load(Ordering::SeqCst) {
-            if let Err(refusal) = self.authorize(req.headers(), repo.as_deref()) {
+            if let Some(refusal) = self.refusal(req.headers(), repo.as_deref()) {
                 return refusal;
             }
         }
