@@ -35,6 +35,8 @@ const DEFAULT_OFFLINE_GRACE: Duration = Duration::from_secs(24 * 3600);
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// Never contact any upstream; serve the cache only.
+    pub offline: bool,
     pub data_dir: PathBuf,
     pub cache: CacheConfig,
     pub fill: FillConfig,
@@ -92,6 +94,44 @@ pub struct UpstreamConfig {
     pub tag_ttl: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
+    pub policy: UpstreamPolicy,
+}
+
+/// How Wharf treats an upstream that is slow, failing or rate-limiting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamPolicy {
+    /// Regexes (validated) of tags that never change once cached: never revalidated.
+    pub immutable_tags: Vec<String>,
+    /// Serve a stale tag at once and revalidate it in the background.
+    pub stale_while_revalidate: bool,
+    /// How long past `tag_ttl` a tag may be served when the upstream fails.
+    pub stale_if_error: Duration,
+    /// How long an upstream 404 for a manifest is remembered (zero: not at all).
+    pub negative_ttl: Duration,
+    pub connect_timeout: Duration,
+    /// Until the upstream's response headers.
+    pub response_timeout: Duration,
+    /// Extra attempts for idempotent requests that failed before any byte reached a client.
+    pub retries: u32,
+    /// Consecutive failures that open the circuit breaker (0: never).
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+}
+
+impl Default for UpstreamPolicy {
+    fn default() -> Self {
+        UpstreamPolicy {
+            immutable_tags: Vec::new(),
+            stale_while_revalidate: false,
+            stale_if_error: Duration::from_secs(7 * 24 * 3600),
+            negative_ttl: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            response_timeout: Duration::from_secs(30),
+            retries: 2,
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+        }
+    }
 }
 
 impl fmt::Debug for UpstreamConfig {
@@ -105,6 +145,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("tag_ttl", &self.tag_ttl)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("policy", &self.policy)
             .finish()
     }
 }
@@ -232,6 +273,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
             DEFAULT_LISTEN
         }),
     };
+    let offline = raw::boolean(&mut p, "offline", raw.offline.as_ref()).unwrap_or(false);
     let data_dir = match raw::string(&mut p, "data_dir", raw.data_dir.as_ref()) {
         Some(s) if s.is_empty() => {
             p.push("data_dir", "must not be empty");
@@ -300,6 +342,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
     }
     Ok(Config {
         listen,
+        offline,
         data_dir,
         cache,
         fill,

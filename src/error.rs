@@ -56,11 +56,14 @@ impl Error {
     }
 
     /// True when the upstream failed in a way that justifies serving stale cached data
-    /// (it is down, or answered 5xx): not for 404/401/403, which are answers.
+    /// (it is down, answered 5xx, or is rate-limiting): not for 404/401/403, which are
+    /// answers.
     pub fn is_upstream_failure(&self) -> bool {
         match self {
             Error::Unreachable { .. } => true,
-            Error::Upstream { status, .. } => status.is_server_error(),
+            Error::Upstream { status, .. } => {
+                status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS
+            }
             _ => false,
         }
     }

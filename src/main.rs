@@ -36,6 +36,9 @@ enum Command {
         /// TOML configuration file.
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Never contact any upstream: serve the cache only (overrides the config's `offline`).
+        #[arg(long)]
+        offline: bool,
     },
     /// Configuration helpers.
     Config {
@@ -94,10 +97,13 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
-        Command::Serve { config } => {
+        Command::Serve { config, offline } => {
             init_tracing(cli.log_format);
             let cfg = match load(config.as_ref()) {
-                Ok(c) => c,
+                Ok(mut c) => {
+                    c.offline |= offline;
+                    c
+                }
                 Err(e) => {
                     eprintln!("{e}");
                     return ExitCode::from(EXIT_BAD_CONFIG);

@@ -15,6 +15,7 @@ pub(super) struct RawConfig {
     pub listen: Option<Value>,
     pub data_dir: Option<Value>,
     pub cache: Option<RawCache>,
+    pub offline: Option<Value>,
     pub fill: Option<RawFill>,
     pub auth: Option<RawAuth>,
     pub upstream: Option<Vec<RawUpstream>>,
@@ -48,6 +49,15 @@ pub(super) struct RawUpstream {
     pub tag_ttl: Option<Value>,
     pub username: Option<Value>,
     pub password: Option<Value>,
+    pub immutable_tags: Option<Value>,
+    pub stale_while_revalidate: Option<Value>,
+    pub stale_if_error: Option<Value>,
+    pub negative_ttl: Option<Value>,
+    pub connect_timeout: Option<Value>,
+    pub response_timeout: Option<Value>,
+    pub retries: Option<Value>,
+    pub breaker_failures: Option<Value>,
+    pub breaker_cooldown: Option<Value>,
 }
 
 /// Renders a serde_ignored path as `a.b[2].c`.
@@ -116,6 +126,30 @@ pub(super) fn boolean(p: &mut Problems, key: &str, v: Option<&Value>) -> Option<
             p.push(
                 key,
                 format!("expected true or false, got {}", type_name(other)),
+            );
+            None
+        }
+    }
+}
+
+/// A non-negative integer leaf at most `max`; None when absent or (after recording a
+/// problem) invalid.
+pub(super) fn count(p: &mut Problems, key: &str, v: Option<&Value>, max: u32) -> Option<u32> {
+    match v? {
+        Value::Integer(n) => match u32::try_from(*n) {
+            Ok(n) if n <= max => Some(n),
+            _ => {
+                p.push(
+                    key,
+                    format!("must be a whole number from 0 to {max}, got {n}"),
+                );
+                None
+            }
+        },
+        other => {
+            p.push(
+                key,
+                format!("expected a whole number, got {}", type_name(other)),
             );
             None
         }

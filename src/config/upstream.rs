@@ -12,7 +12,7 @@ use http::Uri;
 
 use super::raw::{self, RawUpstream};
 use super::units::parse_duration;
-use super::{Problems, UpstreamConfig};
+use super::{Problems, UpstreamConfig, UpstreamPolicy};
 
 const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
 
@@ -115,6 +115,82 @@ fn check_ca_file(p: &mut Problems, key: &str, path: &Path) {
     }
 }
 
+/// A duration leaf that may be zero.
+fn duration(p: &mut Problems, key: &str, v: Option<&toml::Value>, default: Duration) -> Duration {
+    match raw::string(p, key, v) {
+        Some(s) => parse_duration(&s).unwrap_or_else(|e| {
+            p.push(key, e);
+            default
+        }),
+        None => default,
+    }
+}
+
+/// The resilience policy of upstream `i`.
+fn policy(p: &mut Problems, i: usize, r: &RawUpstream) -> UpstreamPolicy {
+    let k = |field: &str| format!("upstream[{i}].{field}");
+    let d = UpstreamPolicy::default();
+    let immutable_tags = raw::string_list(p, &k("immutable_tags"), r.immutable_tags.as_ref());
+    for (j, re) in immutable_tags.iter().enumerate() {
+        if let Err(e) = regex::Regex::new(re) {
+            p.push(
+                format!("upstream[{i}].immutable_tags[{j}]"),
+                format!("not a valid regular expression: {e}"),
+            );
+        }
+    }
+    let positive = |p: &mut Problems, key: String, v: Option<&toml::Value>, default: Duration| {
+        let d = duration(p, &key, v, default);
+        if d.is_zero() {
+            p.push(key, "must be greater than 0");
+            return default;
+        }
+        d
+    };
+    UpstreamPolicy {
+        immutable_tags,
+        stale_while_revalidate: raw::boolean(
+            p,
+            &k("stale_while_revalidate"),
+            r.stale_while_revalidate.as_ref(),
+        )
+        .unwrap_or(d.stale_while_revalidate),
+        stale_if_error: duration(
+            p,
+            &k("stale_if_error"),
+            r.stale_if_error.as_ref(),
+            d.stale_if_error,
+        ),
+        negative_ttl: duration(
+            p,
+            &k("negative_ttl"),
+            r.negative_ttl.as_ref(),
+            d.negative_ttl,
+        ),
+        connect_timeout: positive(
+            p,
+            k("connect_timeout"),
+            r.connect_timeout.as_ref(),
+            d.connect_timeout,
+        ),
+        response_timeout: positive(
+            p,
+            k("response_timeout"),
+            r.response_timeout.as_ref(),
+            d.response_timeout,
+        ),
+        retries: raw::count(p, &k("retries"), r.retries.as_ref(), 10).unwrap_or(d.retries),
+        breaker_failures: raw::count(p, &k("breaker_failures"), r.breaker_failures.as_ref(), 1000)
+            .unwrap_or(d.breaker_failures),
+        breaker_cooldown: positive(
+            p,
+            k("breaker_cooldown"),
+            r.breaker_cooldown.as_ref(),
+            d.breaker_cooldown,
+        ),
+    }
+}
+
 /// Validates all upstreams, recording every problem.
 pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamConfig> {
     if raws.is_empty() {
@@ -191,6 +267,7 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
         if r.password.is_some() && r.username.is_none() {
             p.push(k("username"), "is required when password is set");
         }
+        let policy = policy(p, i, r);
         if let (Some(name), Some((url, _))) = (name, url) {
             out.push(UpstreamConfig {
                 name,
@@ -201,6 +278,7 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
                 tag_ttl,
                 username,
                 password,
+                policy,
             });
         }
     }

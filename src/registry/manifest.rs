@@ -27,17 +27,36 @@ pub const DIGEST_HEADER: &str = "docker-content-digest";
 impl Registry {
     /// The manifest for `reference` in `t`, acceptable to a client that sent `accept`, if the
     /// upstream lets `client` pull it.
+    /// An upstream 404 is remembered for the upstream's `negative_ttl` (per credentials), so
+    /// a crash-looping client does not hammer the upstream.
     pub async fn manifest(
-        &self,
+        self: &Arc<Self>,
         t: &Target,
         client: &Client,
         reference: &Reference,
         accept: &[String],
     ) -> Result<Arc<StoredManifest>> {
-        match reference {
+        let neg_key = negative_key(t, client, reference);
+        if self.negative.contains_key(&neg_key) {
+            return Err(Error::client(
+                ErrorCode::ManifestUnknown,
+                format!(
+                    "manifest unknown upstream (remembered): {}:{reference}",
+                    t.repo
+                ),
+            ));
+        }
+        let res = match reference {
             Reference::Digest(d) => self.manifest_by_digest(t, client, d, accept).await,
             Reference::Tag(tag) => self.manifest_by_tag(t, client, tag, accept).await,
+        };
+        let ttl = t.upstream.cfg.policy.negative_ttl;
+        if let Err(e) = &res {
+            if e.is_not_found() && !ttl.is_zero() {
+                self.negative.insert(neg_key, ttl).await;
+            }
         }
+        res
     }
 
     async fn manifest_by_digest(
@@ -76,7 +95,7 @@ impl Registry {
     }
 
     async fn manifest_by_tag(
-        &self,
+        self: &Arc<Self>,
         t: &Target,
         client: &Client,
         tag: &Tag,
@@ -96,13 +115,73 @@ impl Registry {
         let Some((rec, m)) = cached else {
             return self.fetch_tag(t, client, tag, accept).await;
         };
-        let age_ms = now_ms().saturating_sub(rec.checked_at_ms);
-        if u128::from(age_ms) < t.upstream.cfg.tag_ttl.as_millis() {
+        let age_ms = u128::from(now_ms().saturating_sub(rec.checked_at_ms));
+        let cfg = &t.upstream.cfg;
+        if age_ms < cfg.tag_ttl.as_millis() || t.upstream.is_immutable(tag.as_str()) {
             let tail = format!("manifests/{}", tag.as_str());
             self.ensure_authorized(t, client, &tail, ErrorCode::ManifestUnknown)
                 .await?;
             return Ok(m);
         }
+        if cfg.policy.stale_while_revalidate && self.authz.is_fresh(client, up, repo).await {
+            self.revalidate_in_background(t, client, tag, rec);
+            return Ok(m);
+        }
+        let within_window = age_ms <= (cfg.tag_ttl + cfg.policy.stale_if_error).as_millis();
+        self.revalidate(t, client, tag, accept, rec, m, within_window)
+            .await
+    }
+
+    /// Starts a background revalidation of `tag` unless one is running already.
+    fn revalidate_in_background(
+        self: &Arc<Self>,
+        t: &Target,
+        client: &Client,
+        tag: &Tag,
+        rec: TagRecord,
+    ) {
+        let key = tag_key(t.upstream.name(), t.repo.as_str(), tag.as_str());
+        match self.revalidating.lock() {
+            Ok(mut set) => {
+                if !set.insert(key.clone()) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+        let (me, t, client, tag) = (self.clone(), t.clone(), client.clone(), tag.clone());
+        tokio::spawn(async move {
+            let res = match me.cached_manifest(&rec.digest).await {
+                Ok(Some(m)) => me
+                    .revalidate(&t, &client, &tag, &[], rec, m, false)
+                    .await
+                    .map(|_| ()),
+                Ok(None) => me.fetch_tag(&t, &client, &tag, &[]).await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = res {
+                tracing::info!(upstream = t.upstream.name(), repo = t.repo.as_str(), tag = tag.as_str(), error = %e, "background tag revalidation failed");
+            }
+            if let Ok(mut set) = me.revalidating.lock() {
+                set.remove(&key);
+            }
+        });
+    }
+
+    /// Revalidates a stale tag with a `HEAD`; re-fetches if it moved. When the upstream fails
+    /// and `stale_ok`, the cached manifest is served (under the offline authorization rule).
+    #[allow(clippy::too_many_arguments)]
+    async fn revalidate(
+        &self,
+        t: &Target,
+        client: &Client,
+        tag: &Tag,
+        accept: &[String],
+        rec: TagRecord,
+        m: Arc<StoredManifest>,
+        stale_ok: bool,
+    ) -> Result<Arc<StoredManifest>> {
+        let (up, repo) = (t.upstream.name(), t.repo.as_str());
         match self.head_tag(t, client, tag).await {
             Ok(Some(d)) if d == rec.digest => {
                 tracing::debug!(
@@ -119,12 +198,12 @@ impl Registry {
                 Ok(m)
             }
             Ok(_) => match self.fetch_tag(t, client, tag, accept).await {
-                Err(e) if e.is_upstream_failure() => {
+                Err(e) if stale_ok && e.is_upstream_failure() => {
                     self.offline(t, client, e.clone()).map(|()| stale(m, &e))
                 }
                 other => other,
             },
-            Err(e) if e.is_upstream_failure() => {
+            Err(e) if stale_ok && e.is_upstream_failure() => {
                 self.offline(t, client, e.clone()).map(|()| stale(m, &e))
             }
             Err(e) => Err(e),
@@ -330,6 +409,17 @@ impl Registry {
         self.manifests.insert(digest, m.clone()).await;
         Ok(m)
     }
+}
+
+/// Key of the negative cache: credentials, upstream, repository, reference.
+fn negative_key(t: &Target, client: &Client, reference: &Reference) -> Vec<u8> {
+    let mut k = client.id.to_vec();
+    k.extend_from_slice(&tag_key(
+        t.upstream.name(),
+        t.repo.as_str(),
+        &reference.to_string(),
+    ));
+    k
 }
 
 fn acceptable(accept: &[String], media_type: &str) -> bool {

@@ -38,6 +38,10 @@ pub struct Registry {
     /// Hot manifests by digest (bounded by bytes).
     manifests: moka::future::Cache<Digest, Arc<StoredManifest>>,
     authz: authz::Authz,
+    /// Upstream 404s for manifests, remembered for the upstream's `negative_ttl`.
+    negative: moka::future::Cache<Vec<u8>, Duration>,
+    /// Tags being revalidated in the background.
+    revalidating: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
     /// Hot tag resolutions, keyed like the `tags` column family; RocksDB stays the truth.
     tags: moka::future::Cache<Vec<u8>, crate::store::keys::TagRecord>,
 }
@@ -67,11 +71,16 @@ impl Registry {
     pub fn new(cfg: &Config, store: Arc<Store>) -> std::result::Result<Registry, String> {
         let mut upstreams = Vec::new();
         for u in &cfg.upstreams {
-            upstreams.push(Arc::new(Upstream::new(u.clone())?));
+            upstreams.push(Arc::new(Upstream::new(u.clone(), cfg.offline)?));
         }
         let default_upstream = cfg.upstreams.iter().position(|u| u.default);
         Ok(Registry {
             authz: authz::Authz::new(&cfg.auth, store.clone()),
+            negative: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .expire_after(TtlIsValue)
+                .build(),
+            revalidating: std::sync::Mutex::new(std::collections::HashSet::new()),
             fills: Fills::new(store.clone(), cfg.fill.clone()),
             store,
             upstreams,
@@ -406,6 +415,20 @@ impl Registry {
                 .await);
         }
         Ok(resp)
+    }
+}
+
+/// Per-entry expiry: the value is the entry's time to live.
+struct TtlIsValue;
+
+impl moka::Expiry<Vec<u8>, Duration> for TtlIsValue {
+    fn expire_after_create(
+        &self,
+        _k: &Vec<u8>,
+        v: &Duration,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(*v)
     }
 }
 

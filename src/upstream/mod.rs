@@ -7,6 +7,7 @@
 //!   expires; concurrent requests that need the same token wait for one token request.
 //! - Tokens and passwords are never logged or put in error messages.
 
+pub mod breaker;
 pub mod challenge;
 pub mod client;
 mod token;
@@ -25,8 +26,7 @@ use std::time::Duration;
 pub use token::Credentials;
 
 const MAX_REDIRECTS: usize = 5;
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_BASE: Duration = Duration::from_millis(100);
 
 /// How the upstream wants to be authenticated, learned from its first challenge.
 #[derive(Debug, Clone)]
@@ -43,6 +43,11 @@ pub struct Upstream {
     client: client::HttpClient,
     tokens: token::TokenCache,
     scheme: Mutex<Option<AuthScheme>>,
+    breaker: breaker::Breaker,
+    /// Tags that never change once cached.
+    immutable: Option<regex::RegexSet>,
+    /// Never contact this upstream.
+    offline: bool,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -54,15 +59,41 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(cfg: UpstreamConfig) -> std::result::Result<Upstream, String> {
-        let client = client::build(cfg.ca_file.as_deref(), CONNECT_TIMEOUT)
+    pub fn new(cfg: UpstreamConfig, offline: bool) -> std::result::Result<Upstream, String> {
+        let p = &cfg.policy;
+        let client = client::build(cfg.ca_file.as_deref(), p.connect_timeout)
             .map_err(|e| format!("upstream {}: {e}", cfg.name))?;
+        let immutable = if p.immutable_tags.is_empty() {
+            None
+        } else {
+            Some(
+                regex::RegexSet::new(&p.immutable_tags)
+                    .map_err(|e| format!("upstream {}: immutable_tags: {e}", cfg.name))?,
+            )
+        };
         Ok(Upstream {
             client,
             tokens: token::TokenCache::new(),
             scheme: Mutex::new(None),
+            breaker: breaker::Breaker::new(p.breaker_failures, p.breaker_cooldown),
+            immutable,
+            offline,
             cfg,
         })
+    }
+
+    /// Whether `tag` never changes once cached (`immutable_tags`).
+    pub fn is_immutable(&self, tag: &str) -> bool {
+        self.immutable.as_ref().is_some_and(|s| s.is_match(tag))
+    }
+
+    /// Whether the breaker currently holds requests back.
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    fn offline_error(&self) -> Error {
+        Error::unreachable(self.name(), "offline mode: upstreams are never contacted")
     }
 
     pub fn name(&self) -> &str {
@@ -91,6 +122,9 @@ impl Upstream {
     /// on `/v2/` (Basic). `Ok` when the upstream accepts them or needs no auth; the upstream's
     /// 401 as an error otherwise.
     pub async fn login(&self, creds: &Credentials, repo: &RepoName) -> Result<()> {
+        if self.offline {
+            return Err(self.offline_error());
+        }
         if self.scheme.lock().ok().and_then(|s| s.clone()).is_none() {
             let uri = self.url("/v2/")?;
             let resp = self
@@ -173,6 +207,9 @@ impl Upstream {
         headers: &HeaderMap,
         creds: &Credentials,
     ) -> Result<Response<Incoming>> {
+        if self.offline {
+            return Err(self.offline_error());
+        }
         let uri = self.url(&format!("/v2/{}/{}", repo.as_str(), tail))?;
         let scope = format!("repository:{}:pull", repo.as_str());
         let auth = self.authorization(creds, &scope, false).await?;
@@ -230,9 +267,45 @@ impl Upstream {
         }
     }
 
-    /// One request with redirects followed (GET/HEAD only), `Authorization` kept only for the
-    /// upstream's own origin.
+    /// [`Self::send_once`] with retries: transport failures and 502/503/504 are retried with
+    /// jittered exponential backoff. Only requests without a body go through here, and no
+    /// byte of a response has reached a client yet, so a retry is always safe.
     async fn send_following(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        auth: Option<&HeaderValue>,
+    ) -> Result<Response<Incoming>> {
+        let retries = self.cfg.policy.retries;
+        let mut attempt = 0u32;
+        loop {
+            let res = self.send_once(method, uri, headers, auth).await;
+            let retryable = match &res {
+                Ok(r) => matches!(r.status().as_u16(), 502..=504),
+                Err(Error::Unreachable { .. }) => true,
+                Err(_) => false,
+            };
+            if !retryable || attempt >= retries || self.breaker.is_open() {
+                return res;
+            }
+            let backoff = RETRY_BASE
+                .saturating_mul(1 << attempt.min(6))
+                .mul_f64(jitter());
+            tracing::debug!(
+                upstream = self.name(),
+                attempt,
+                backoff_ms = backoff.as_millis() as u64,
+                "retrying upstream request"
+            );
+            tokio::time::sleep(backoff).await;
+            attempt += 1;
+        }
+    }
+
+    /// One request with redirects followed (GET/HEAD only), `Authorization` kept only for the
+    /// upstream's own origin. Every attempt passes the circuit breaker.
+    async fn send_once(
         &self,
         method: &Method,
         uri: &Uri,
@@ -254,10 +327,29 @@ impl Upstream {
             if let (true, Some(a)) = (same_origin, auth) {
                 req.headers_mut().insert(AUTHORIZATION, a.clone());
             }
-            let resp = tokio::time::timeout(RESPONSE_TIMEOUT, self.client.request(req))
-                .await
-                .map_err(|_| Error::unreachable(self.name(), "no response in time"))?
-                .map_err(|e| Error::unreachable(self.name(), describe(&e)))?;
+            if !self.breaker.allow() {
+                return Err(Error::unreachable(
+                    self.name(),
+                    "circuit breaker open after repeated failures",
+                ));
+            }
+            let timeout = self.cfg.policy.response_timeout;
+            let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    self.breaker.failure();
+                    return Err(Error::unreachable(self.name(), describe(&e)));
+                }
+                Err(_) => {
+                    self.breaker.failure();
+                    return Err(Error::unreachable(self.name(), "no response in time"));
+                }
+            };
+            if resp.status().is_server_error() {
+                self.breaker.failure();
+            } else {
+                self.breaker.success();
+            }
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
                 return Ok(resp);
             }
@@ -277,6 +369,15 @@ impl Upstream {
         }
         Err(Error::unreachable(self.name(), "too many redirects"))
     }
+}
+
+/// A factor in [0.5, 1.5) from the clock's low bits: enough to spread retries apart.
+fn jitter() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    0.5 + f64::from(nanos % 1000) / 1000.0
 }
 
 /// Resolves a `Location` against the URI it came from (absolute, or absolute-path).

@@ -1,6 +1,8 @@
 //! Wharf's one integration test binary (every test binary links RocksDB, so there is one).
 //!
 //! - `auth`: client authentication and per-repository authorization.
+//! - `resilience`: tag freshness, stale serving, negative caching, retries, the circuit
+//!   breaker, 429s and offline mode.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
 //!   and helpers to run Wharf in-process on port 0.
 //! - `e2e`: end-to-end tests with real third-party software (CNCF Distribution's
@@ -9,5 +11,6 @@
 mod auth;
 mod e2e;
 mod pull;
+mod resilience;
 mod routing;
 mod support;

@@ -62,7 +62,13 @@ async fn a_down_upstream_serves_the_cache_only_to_clients_authorized_before() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_grace_ends_private_access_but_not_public() {
-    let world = World::start("[auth]\nauthz_ttl = \"1s\"\noffline_grace = \"2s\"", "").await;
+    // No breaker and no retries: the test wants the very next request after the outage to
+    // reach the upstream, and no backoff eating into the 2 s grace.
+    let world = World::start(
+        "[auth]\nauthz_ttl = \"1s\"\noffline_grace = \"2s\"",
+        "breaker_failures = 0\nretries = 0",
+    )
+    .await;
     pull(&world, Who::Anonymous, &world.public, "up").await;
     pull(&world, Who::AliceBasic, &world.private, "up").await;
     world.fake.down.store(true, Ordering::SeqCst);

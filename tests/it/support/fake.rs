@@ -10,11 +10,13 @@
 //! starts with `private/` are private.
 
 mod auth;
+mod faults;
 mod serve;
+
+pub use faults::{Answer, Fault};
 
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, HashSet};
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -81,6 +83,8 @@ pub struct Fake {
     /// The status for a valid token without access to a private repository: 401 (Docker Hub,
     /// the default) or 403 (`DENIED`).
     pub denied_status: Arc<AtomicU16>,
+    faults: Arc<Mutex<faults::Faults>>,
+    connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -98,6 +102,7 @@ pub(crate) struct Ctx {
     token_auth: Arc<AtomicBool>,
     tokens_issued: Arc<AtomicU64>,
     denied_status: Arc<AtomicU16>,
+    faults: Arc<Mutex<faults::Faults>>,
     addr: SocketAddr,
 }
 
@@ -115,19 +120,24 @@ impl Fake {
             token_auth: Arc::default(),
             tokens_issued: Arc::default(),
             denied_status: Arc::new(AtomicU16::new(401)),
+            faults: Arc::default(),
             addr,
         };
         let serving = ctx.clone();
+        let connections = Arc::new(AtomicU64::new(0));
+        let accepted = connections.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                accepted.fetch_add(1, Ordering::SeqCst);
                 let ctx = serving.clone();
                 tokio::spawn(async move {
+                    // An `Err` makes hyper close the connection without answering.
                     let svc = service_fn(move |req| {
                         let ctx = ctx.clone();
-                        async move { Ok::<_, Infallible>(ctx.handle(req).await) }
+                        async move { ctx.handle(req).await }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -143,6 +153,8 @@ impl Fake {
             token_auth: ctx.token_auth,
             tokens_issued: ctx.tokens_issued,
             denied_status: ctx.denied_status,
+            faults: ctx.faults,
+            connections,
             task,
         }
     }
@@ -291,5 +303,53 @@ impl Fake {
             .lock()
             .expect("lock")
             .set_private_access(user, allowed);
+    }
+
+    /// TCP connections the fake has accepted.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Adds a fault rule (see [`Fault`]).
+    pub fn inject(&self, f: Fault) {
+        self.faults.lock().expect("lock").add(f);
+    }
+
+    /// The next `n` requests of any kind (the token service too) get `status`.
+    pub fn fail_next(&self, n: u64, status: u16) {
+        self.inject(Fault::status(None, n, status));
+    }
+
+    /// The next `n` requests of `kind` ("manifest", "GET blob", "token", ...) get `status`.
+    pub fn fail_next_kind(&self, kind: &str, n: u64, status: u16) {
+        self.inject(Fault::status(Some(kind), n, status));
+    }
+
+    /// Every request gets `status` (with `Retry-After: retry_after` if given) until
+    /// [`Fake::clear_faults`].
+    pub fn fail_always(&self, status: u16, retry_after: Option<&str>) {
+        let mut f = Fault::status(None, u64::MAX, status);
+        f.retry_after = retry_after.map(str::to_string);
+        self.inject(f);
+    }
+
+    /// The next `n` requests of `kind` (`None`: any) have their connection closed unanswered.
+    pub fn drop_next(&self, kind: Option<&str>, n: u64) {
+        let mut f = Fault::status(kind, n, 0);
+        f.answer = Answer::Drop;
+        self.inject(f);
+    }
+
+    /// The next `n` requests of `kind` are answered normally, after `delay`.
+    pub fn delay_next(&self, kind: &str, n: u64, delay: Duration) {
+        let mut f = Fault::status(Some(kind), n, 0);
+        f.answer = Answer::Normal;
+        f.delay = delay;
+        self.inject(f);
+    }
+
+    /// Removes every fault rule (not `down`).
+    pub fn clear_faults(&self) {
+        self.faults.lock().expect("lock").clear();
     }
 }

@@ -1,5 +1,6 @@
 //! The fake's request handling: counting, faults, auth, then the registry API.
 
+use super::faults::Answer;
 use super::{Ctx, State};
 use bytes::Bytes;
 use futures_util::stream;
@@ -31,7 +32,9 @@ pub(crate) fn error(status: StatusCode, code: &str) -> Response<Body> {
 }
 
 impl Ctx {
-    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    /// Counts the request, applies the fault rules, then answers; `Err` closes the
+    /// connection without a response.
+    pub(crate) async fn handle(&self, req: Request<Incoming>) -> std::io::Result<Response<Body>> {
         let path = req.uri().path().to_string();
         let method = req.method().to_string();
         let kind = if path == "/token" {
@@ -54,6 +57,34 @@ impl Ctx {
             .counts
             .entry(format!("{method} {kind}"))
             .or_default() += 1;
+        let fault = self.faults.lock().expect("lock").take(&method, kind);
+        if let Some(f) = fault {
+            if !f.delay.is_zero() {
+                tokio::time::sleep(f.delay).await;
+            }
+            match f.answer {
+                Answer::Normal => {}
+                Answer::Drop => return Err(std::io::Error::other("injected: connection dropped")),
+                Answer::Status(code) => {
+                    let status = StatusCode::from_u16(code).expect("fault status");
+                    let code = match code {
+                        429 => "TOOMANYREQUESTS",
+                        404 => "NOT_FOUND",
+                        _ => "UNAVAILABLE",
+                    };
+                    let mut r = error(status, code);
+                    if let Some(v) = f.retry_after {
+                        let v = HeaderValue::from_str(&v).expect("retry-after");
+                        r.headers_mut().insert("retry-after", v);
+                    }
+                    return Ok(r);
+                }
+            }
+        }
+        Ok(self.answer(req, &path, kind).await)
+    }
+
+    async fn answer(&self, req: Request<Incoming>, path: &str, kind: &str) -> Response<Body> {
         if self.down.load(Ordering::SeqCst) {
             return error(StatusCode::SERVICE_UNAVAILABLE, "UNAVAILABLE");
         }
@@ -63,7 +94,7 @@ impl Ctx {
         let repo = if kind == "base" {
             None
         } else {
-            Some(repo_of(&path))
+            Some(repo_of(path))
         };
         if self.token_auth.load(Ordering::SeqCst) {
             if let Some(refusal) = self.refusal(req.headers(), repo.as_deref()) {
@@ -75,8 +106,8 @@ impl Ctx {
         let s = self.state.lock().expect("lock");
         match kind {
             "base" => full(StatusCode::OK, "{}"),
-            "manifest" => manifest(&s, &repo, &path, head),
-            "blob" => blob(&s, &repo, &path, head),
+            "manifest" => manifest(&s, &repo, path, head),
+            "blob" => blob(&s, &repo, path, head),
             "tags" => {
                 let mut tags: Vec<&str> = s
                     .tags
