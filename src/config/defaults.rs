@@ -49,6 +49,10 @@ listen = "0.0.0.0:5000"
 # Directory holding the metadata database and the cached blobs.
 data_dir = "./wharf-data"
 
+# Never contact any upstream; serve only what is cached (an air-gapped site). Also
+# `wharf serve --offline`. Cached content is then served under the offline rule of [auth].
+offline = false
+
 [cache]
 # Upper bound for the cached blobs on disk; past it, cached blobs are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
 # (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed
@@ -96,8 +100,30 @@ default = true
 # Other names that select this upstream (default none). Same rules as name.
 aliases = ["registry-1.docker.io", "index.docker.io"]
 # How long a tag -> digest answer is served from cache before the upstream is asked
-# again. "0s" revalidates the tag on every request.
+# again (with a HEAD, which Docker Hub does not count against its pull limit). "0s"
+# revalidates the tag on every request.
 tag_ttl = "5m"
+# Regular expressions of tags that never change once cached: never revalidated.
+# E.g. ["^v?\\d+\\.\\d+\\.\\d+$"] for semantic-version tags. Default none.
+immutable_tags = []
+# Serve a stale tag at once and revalidate it in the background (one at a time per tag).
+stale_while_revalidate = false
+# How long past tag_ttl a cached tag may still be served while the upstream fails
+# (unreachable, 5xx, 429). Past it, the client gets the upstream's error.
+stale_if_error = "7d"
+# How long an upstream 404 for a manifest is remembered ("0s": not at all), so that a
+# crash-looping pod does not hammer the upstream.
+negative_ttl = "30s"
+# Connecting, and waiting for response headers.
+connect_timeout = "10s"
+response_timeout = "30s"
+# Extra attempts, with jittered exponential backoff, for upstream requests that failed
+# before any byte reached a client (connection errors, timeouts, 502/503/504).
+retries = 2
+# After this many consecutive failures, stop asking the upstream for breaker_cooldown and
+# serve the cache straight away; then let one request through. 0 disables the breaker.
+breaker_failures = 5
+breaker_cooldown = "30s"
 
 [[upstream]]
 name = "ghcr.io"

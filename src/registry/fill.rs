@@ -65,6 +65,25 @@ impl Fill {
         self.file.get().cloned()
     }
 
+    /// Waits until the fill is over: `Ok(size)` once committed, or its error.
+    pub async fn finished(&self) -> Result<u64> {
+        let mut rx = self.state.clone();
+        loop {
+            match &*rx.borrow_and_update() {
+                FillState::Committed { size } => return Ok(*size),
+                FillState::Failed(e) => return Err(e.clone()),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return match &*rx.borrow() {
+                    FillState::Committed { size } => Ok(*size),
+                    FillState::Failed(e) => Err(e.clone()),
+                    _ => Err(Error::internal("fill ended unexpectedly")),
+                };
+            }
+        }
+    }
+
     /// Waits until the upstream answered: `Ok(size)` once streaming (or already committed),
     /// or the fill's error.
     pub async fn started(&self) -> Result<Option<u64>> {
@@ -150,15 +169,7 @@ impl Fills {
                 fills: fills.clone(),
                 digest,
             };
-            let timeout = fills.cfg.timeout;
-            let res = tokio::time::timeout(timeout, fills.run(&task_fill, &tx, &source))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::unreachable(
-                        source.upstream.name(),
-                        "blob fetch exceeded the fill timeout",
-                    ))
-                });
+            let res = fills.run(&task_fill, &tx, &source).await;
             match res {
                 Ok(size) => {
                     tracing::info!(digest = %digest, size, upstream = source.upstream.name(), "fill committed");
@@ -178,16 +189,23 @@ impl Fills {
     /// Fetches, writes, verifies and commits. The temp file is removed on every error.
     async fn run(&self, fill: &Fill, tx: &watch::Sender<FillState>, src: &Source) -> Result<u64> {
         let digest = fill.digest;
-        let resp = src
-            .upstream
-            .send(
+        // The fill timeout bounds the download; verification and commit are not cut short
+        // (a commit abandoned half-way could land after the failure was published).
+        let deadline = tokio::time::Instant::now() + self.cfg.timeout;
+        let timed_out =
+            || Error::unreachable(src.upstream.name(), "blob fetch exceeded the fill timeout");
+        let resp = tokio::time::timeout_at(
+            deadline,
+            src.upstream.send(
                 Method::GET,
                 &src.repo,
                 &format!("blobs/{digest}"),
                 &HeaderMap::new(),
                 &src.creds,
-            )
-            .await?;
+            ),
+        )
+        .await
+        .map_err(|_| timed_out())??;
         if resp.status() != StatusCode::OK {
             return Err(super::upstream_error(
                 src.upstream.name(),
@@ -204,9 +222,12 @@ impl Fills {
         let temp = Arc::new(temp);
         let _ = fill.file.set(temp.file.clone());
         tx.send_replace(FillState::Streaming { size, written: 0 });
-        let res = self
-            .stream_to_file(resp.into_body(), &temp.file, size, tx)
-            .await;
+        let res = tokio::time::timeout_at(
+            deadline,
+            self.stream_to_file(resp.into_body(), &temp.file, size, tx),
+        )
+        .await
+        .unwrap_or_else(|_| Err(timed_out()));
         let store = self.store.clone();
         let t = temp.clone();
         let upstream = src.upstream.name().to_string();

@@ -36,6 +36,7 @@ impl Registry {
         reference: &Reference,
         accept: &[String],
     ) -> Result<Arc<StoredManifest>> {
+        let client = &t.upstream.effective_client(client);
         let neg_key = negative_key(t, client, reference);
         if self.negative.contains_key(&neg_key) {
             return Err(Error::client(
@@ -72,12 +73,24 @@ impl Registry {
             Some(m) => m,
             None => {
                 // Concurrent misses share one fetch (made with the first client's
-                // credentials); everyone is authorized below.
-                let load = self.fetch_manifest(t, client, &reference, Some(digest), &[]);
-                self.manifests
-                    .try_get_with(*digest, load)
-                    .await
-                    .map_err(|e: Arc<Error>| (*e).clone())?
+                // credentials); everyone is authorized below. If the shared fetch failed
+                // for another client, this one tries with its own request.
+                let ran = std::sync::atomic::AtomicBool::new(false);
+                let load = async {
+                    ran.store(true, std::sync::atomic::Ordering::SeqCst);
+                    self.fetch_manifest(t, client, &reference, Some(digest), &[])
+                        .await
+                };
+                match self.manifests.try_get_with(*digest, load).await {
+                    Ok(m) => m,
+                    Err(e) if ran.load(std::sync::atomic::Ordering::SeqCst) => {
+                        return Err((*e).clone())
+                    }
+                    Err(_) => {
+                        self.fetch_manifest(t, client, &reference, Some(digest), &[])
+                            .await?
+                    }
+                }
             }
         };
         if self
@@ -274,11 +287,8 @@ impl Registry {
     /// repository, so its blobs can be served there.
     fn link_manifest(&self, t: &Target, m: &StoredManifest) -> Result<()> {
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
-        let refs = parse_refs(&m.bytes).unwrap_or_default();
-        let mut referenced = refs.layers;
-        referenced.extend(refs.config);
-        referenced.extend(refs.manifests);
-        self.store.put_manifest(up, repo, m, &referenced, None)
+        self.store
+            .put_manifest(up, repo, m, &linkable_refs(&m.bytes), None)
     }
 
     /// A tag resolution: moka first, then RocksDB.
@@ -387,18 +397,19 @@ impl Registry {
             }
         }
         let refs = parse_refs(&bytes).map_err(|e| bad(format!("unparseable manifest: {e}")))?;
-        let media_type = content_type
-            .filter(|c| is_manifest_type(c))
-            .or(refs.media_type.clone())
+        // The manifest's own mediaType field first: it is part of the digested bytes, where
+        // Content-Type is whatever the first upstream to serve the digest said.
+        let media_type = refs
+            .media_type
+            .clone()
+            .or(content_type.filter(|c| is_manifest_type(c)))
             .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
+        let referenced = linkable_refs(&bytes);
         let m = Arc::new(StoredManifest {
             digest,
             media_type,
             bytes,
         });
-        let mut referenced = refs.layers.clone();
-        referenced.extend(refs.config);
-        referenced.extend(refs.manifests.iter().copied());
         let store = self.store.clone();
         let (up_s, repo_s, m2) = (up.to_string(), t.repo.as_str().to_string(), m.clone());
         tokio::task::spawn_blocking(move || {
@@ -409,6 +420,53 @@ impl Registry {
         self.manifests.insert(digest, m.clone()).await;
         Ok(m)
     }
+}
+
+/// The digests a manifest links to its repository: config, layers and child manifests, but
+/// not "foreign" (non-distributable) layers or descriptors with `urls`. Registries check at
+/// push time that referenced blobs exist in the repository, except for those; linking them
+/// would let anyone who can push a manifest naming a digest read that blob from the cache.
+fn linkable_refs(bytes: &[u8]) -> Vec<Digest> {
+    #[derive(serde::Deserialize)]
+    struct Desc {
+        #[serde(rename = "mediaType", default)]
+        media_type: String,
+        digest: Option<String>,
+        #[serde(default)]
+        urls: Vec<serde::de::IgnoredAny>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(default)]
+        layers: Vec<Desc>,
+        #[serde(default)]
+        blobs: Vec<Desc>,
+    }
+    let Ok(refs) = parse_refs(bytes) else {
+        return Vec::new();
+    };
+    let foreign: Vec<Digest> = serde_json::from_slice::<Doc>(bytes)
+        .map(|d| {
+            d.layers
+                .into_iter()
+                .chain(d.blobs)
+                .filter(|l| {
+                    !l.urls.is_empty()
+                        || l.media_type.contains("foreign")
+                        || l.media_type.contains("nondistributable")
+                })
+                .filter_map(|l| Digest::parse(l.digest.as_deref()?).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out: Vec<Digest> = refs
+        .layers
+        .into_iter()
+        .filter(|d| !foreign.contains(d))
+        .collect();
+    out.extend(refs.config);
+    out.extend(refs.manifests);
+    out
 }
 
 /// Key of the negative cache: credentials, upstream, repository, reference.
@@ -433,4 +491,34 @@ fn is_manifest_type(ct: &str) -> bool {
 fn stale(m: Arc<StoredManifest>, e: &Error) -> Arc<StoredManifest> {
     tracing::warn!(digest = %m.digest, error = %e, "upstream failing; serving cached tag resolution");
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn foreign_layers_are_not_linked() {
+        let d = |n: u8| format!("sha256:{}", format!("{n:02x}").repeat(32));
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
+            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{}","size":1}},
+            "layers":[
+              {{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{}","size":1}},
+              {{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}","size":1}},
+              {{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":1,"urls":["https://x"]}},
+              {{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{}","size":1}}
+            ]}}"#,
+            d(1),
+            d(2),
+            d(3),
+            d(4),
+            d(5)
+        );
+        let linked: Vec<String> = linkable_refs(m.as_bytes())
+            .iter()
+            .map(|x| x.to_string())
+            .collect();
+        assert_eq!(linked, vec![d(2), d(1)]);
+    }
 }

@@ -160,25 +160,13 @@ impl Registry {
         digest: &Digest,
         head: bool,
     ) -> Result<Blob> {
+        let client = &t.upstream.effective_client(client);
         if let Some(b) = self.cached_blob(digest).await? {
             self.authorize_blob(t, client, digest).await?;
             return Ok(b);
         }
-        if let Some(f) = self.fills.in_progress(digest) {
-            self.authorize_blob(t, client, digest).await?;
-            let size = f.started().await?;
-            return Ok(if head {
-                Blob::Head { size }
-            } else {
-                Blob::Filling {
-                    fill: f,
-                    size,
-                    leader: false,
-                }
-            });
-        }
         let creds = t.upstream.creds_for(client);
-        if head {
+        if head && self.fills.in_progress(digest).is_none() {
             let resp = t
                 .upstream
                 .send(
@@ -201,29 +189,56 @@ impl Registry {
                     .await),
             };
         }
-        let source = fill::Source {
-            upstream: t.upstream.clone(),
-            repo: t.repo.clone(),
-            creds,
-        };
-        match self.fills.join_or_start(*digest, source)? {
-            None => {
-                self.authorize_blob(t, client, digest).await?;
-                self.cached_blob(digest)
-                    .await?
-                    .ok_or_else(|| Error::internal("committed blob vanished"))
-            }
-            Some((fill, leader)) => {
-                if !leader {
+        // A joined fill that fails before streaming failed for its leader (its upstream,
+        // repository or credentials): this client then tries once with its own.
+        let mut joined_failure = false;
+        loop {
+            let source = fill::Source {
+                upstream: t.upstream.clone(),
+                repo: t.repo.clone(),
+                creds: creds.clone(),
+            };
+            let (fill, leader) = match self.fills.join_or_start(*digest, source)? {
+                None => {
                     self.authorize_blob(t, client, digest).await?;
+                    return self
+                        .cached_blob(digest)
+                        .await?
+                        .ok_or_else(|| Error::internal("committed blob vanished"));
                 }
-                let size = fill.started().await?;
-                if leader {
-                    // The upstream just served this client's credentials.
-                    self.record(t, client, true).await?;
-                }
-                Ok(Blob::Filling { fill, size, leader })
+                Some(f) => f,
+            };
+            if !leader {
+                self.authorize_blob(t, client, digest).await?;
             }
+            let size = match fill.started().await {
+                Ok(size) => size,
+                Err(e) if !leader && !joined_failure => {
+                    tracing::debug!(digest = %digest, error = %e, "joined fill failed; fetching with this client's own request");
+                    joined_failure = true;
+                    continue;
+                }
+                Err(e) => {
+                    if let Error::Upstream { status, .. } = &e {
+                        if leader && matches!(status.as_u16(), 401 | 403) {
+                            self.record(t, client, false).await?;
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            if leader {
+                // The upstream just served this client's credentials.
+                self.record(t, client, true).await?;
+            }
+            if head {
+                return Ok(Blob::Head { size });
+            }
+            if size == Some(0) {
+                // Nothing to hold back for an empty body: wait for the verification.
+                fill.finished().await?;
+            }
+            return Ok(Blob::Filling { fill, size, leader });
         }
     }
 
@@ -398,6 +413,7 @@ impl Registry {
             Some(q) if !q.is_empty() => format!("tags/list?{q}"),
             _ => "tags/list".to_string(),
         };
+        let client = &t.upstream.effective_client(client);
         let creds = t.upstream.creds_for(client);
         let resp = t
             .upstream

@@ -25,6 +25,21 @@ pub struct TempBlob {
     /// Shared so that clients can read the growing file (with positional reads) while the
     /// fill appends to it; the descriptor stays valid across the commit's rename.
     pub file: Arc<File>,
+    /// Set once the file was renamed into `blobs/`; until then dropping the `TempBlob`
+    /// removes the file, so a fill that times out, panics or is cancelled leaves nothing.
+    pub committed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for TempBlob {
+    fn drop(&mut self) {
+        if !self.committed.load(Ordering::SeqCst) {
+            if let Err(e) = fs::remove_file(&self.path) {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!(path = %self.path.display(), error = %e, "could not remove temp file");
+                }
+            }
+        }
+    }
 }
 
 impl BlobFiles {
@@ -79,6 +94,7 @@ impl BlobFiles {
         Ok(TempBlob {
             path,
             file: Arc::new(file),
+            committed: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -130,12 +146,27 @@ mod tests {
     }
 
     #[test]
+    fn a_dropped_uncommitted_temp_file_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let files = BlobFiles::open(dir.path()).expect("open");
+        let t = files.create_temp(&Digest::of(b"y")).expect("temp");
+        let path = t.path.clone();
+        assert!(path.exists());
+        drop(t);
+        assert!(!path.exists());
+    }
+
+    #[test]
     fn open_removes_leftover_temp_files() {
         let dir = tempfile::tempdir().expect("tempdir");
         let digest = Digest::of(b"x");
         let leftover = {
             let files = BlobFiles::open(dir.path()).expect("open");
-            files.create_temp(&digest).expect("temp").path
+            let t = files.create_temp(&digest).expect("temp");
+            let p = t.path.clone();
+            // As if the process died: the TempBlob's destructor never runs.
+            std::mem::forget(t);
+            p
         };
         assert!(leftover.exists());
         let files = BlobFiles::open(dir.path()).expect("reopen");

@@ -6,7 +6,7 @@
 //! - `blobs`: digest → size + coarse last access (for eviction).
 //! - `links`: (upstream, repo, digest) → (): the digest was fetched through, or is referenced
 //!   by a cached manifest of, that repository.
-//! - `authz`: (credential hash, upstream, repo) → when the upstream last said whether that
+//! - `authz`: (keyed credential hash, upstream, repo) → when the upstream last said whether that
 //!   credential may pull that repository, and what it said (for serving while offline).
 //!
 //! Invariants:
@@ -40,6 +40,41 @@ const ALL_CFS: [&str; 5] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS, CF_AUTHZ]
 pub struct Store {
     db: DB,
     files: BlobFiles,
+    /// Keys credential hashes before they are written to disk (see [`Store::put_authz`]).
+    secret: ring::hmac::Key,
+}
+
+/// Reads `data_dir/secret` (32 random bytes, created with mode 0600 on first start).
+fn load_or_create_secret(data_dir: &Path) -> Result<ring::hmac::Key> {
+    use ring::rand::SecureRandom;
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("secret");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => b,
+        Ok(_) => {
+            return Err(crate::error::Error::internal(format!(
+                "{} is not 32 bytes; remove it to create a new one",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut b = vec![0u8; 32];
+            ring::rand::SystemRandom::new()
+                .fill(&mut b)
+                .map_err(|_| crate::error::Error::internal("no randomness for the secret"))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)?;
+            f.write_all(&b)?;
+            f.sync_all()?;
+            b
+        }
+        Err(e) => return Err(e.into()),
+    };
+    Ok(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes))
 }
 
 /// A cached manifest.
@@ -73,7 +108,17 @@ impl Store {
             ColumnFamilyDescriptor::new(*name, o)
         });
         let db = DB::open_cf_descriptors(&opts, data_dir.join("meta"), cfs)?;
-        Ok(Store { db, files })
+        let secret = load_or_create_secret(data_dir)?;
+        Ok(Store { db, files, secret })
+    }
+
+    /// A credential hash as it may be written to disk: keyed with this instance's secret,
+    /// so a copy of `meta/` does not allow guessing passwords offline.
+    fn persisted_id(&self, cred: &[u8; 32]) -> [u8; 32] {
+        let tag = ring::hmac::sign(&self.secret, cred);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(&tag.as_ref()[..32]);
+        out
     }
 
     fn cf(&self, name: &str) -> Result<&ColumnFamily> {
@@ -178,9 +223,10 @@ impl Store {
         repo: &str,
     ) -> Result<Option<keys::AuthzRecord>> {
         let cf = self.cf(CF_AUTHZ)?;
+        let id = self.persisted_id(cred);
         let v = self
             .db
-            .get_pinned_cf(cf, keys::authz_key(cred, upstream, repo))?;
+            .get_pinned_cf(cf, keys::authz_key(&id, upstream, repo))?;
         Ok(v.and_then(|v| keys::decode_authz(&v)))
     }
 
@@ -192,9 +238,10 @@ impl Store {
         rec: keys::AuthzRecord,
     ) -> Result<()> {
         let cf = self.cf(CF_AUTHZ)?;
+        let id = self.persisted_id(cred);
         self.db.put_cf(
             cf,
-            keys::authz_key(cred, upstream, repo),
+            keys::authz_key(&id, upstream, repo),
             keys::encode_authz(&rec),
         )?;
         Ok(())
@@ -214,6 +261,8 @@ impl Store {
     /// Commits a verified temp file and records the blob.
     pub fn commit_blob(&self, temp: &TempBlob, digest: &Digest, size: u64) -> Result<()> {
         self.files.commit(&temp.path, &temp.file, digest)?;
+        temp.committed
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let rec = BlobRecord {
             size,
             last_access_s: now_ms() / 1000,

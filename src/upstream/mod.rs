@@ -118,6 +118,16 @@ impl Upstream {
         }
     }
 
+    /// The identity under which the upstream sees `client`: decisions about what it may pull
+    /// are about these credentials (for a client without any, the configured ones).
+    pub fn effective_client(&self, client: &crate::auth::Client) -> crate::auth::Client {
+        if client.is_anonymous() && self.cfg.username.is_some() {
+            crate::auth::Client::new(self.own_credentials())
+        } else {
+            client.clone()
+        }
+    }
+
     /// Checks `creds` with the upstream for pulling `repo`: at its token service (Bearer) or
     /// on `/v2/` (Basic). `Ok` when the upstream accepts them or needs no auth; the upstream's
     /// 401 as an error otherwise.
@@ -162,7 +172,16 @@ impl Upstream {
     }
 
     /// Remembers the auth scheme of a 401 response's challenge; returns the scope it names.
+    /// Only the upstream's own origin may teach it: a 401 from a redirect target (a CDN)
+    /// must never make Wharf send clients' credentials to a realm that host names.
     fn learn_scheme(&self, resp: &Response<Incoming>) -> Option<Option<String>> {
+        if resp.extensions().get::<ForeignOrigin>().is_some() {
+            tracing::warn!(
+                upstream = self.name(),
+                "ignoring an authentication challenge from a redirect target"
+            );
+            return None;
+        }
         let mut scope_for_token = None;
         let learned = resp
             .headers()
@@ -259,6 +278,8 @@ impl Upstream {
                             service.as_deref(),
                             scope,
                             creds,
+                            self.cfg.policy.retries,
+                            self.cfg.policy.response_timeout,
                         )
                     })
                     .await?;
@@ -351,6 +372,10 @@ impl Upstream {
                 self.breaker.success();
             }
             if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
+                let mut resp = resp;
+                if !same_origin {
+                    resp.extensions_mut().insert(ForeignOrigin);
+                }
                 return Ok(resp);
             }
             let Some(next) = resp
@@ -370,6 +395,10 @@ impl Upstream {
         Err(Error::unreachable(self.name(), "too many redirects"))
     }
 }
+
+/// Marks a response that came from another origin than the upstream's (after a redirect).
+#[derive(Clone, Copy)]
+struct ForeignOrigin;
 
 /// A factor in [0.5, 1.5) from the clock's low bits: enough to spread retries apart.
 fn jitter() -> f64 {

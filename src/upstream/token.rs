@@ -63,9 +63,11 @@ impl Credentials {
         match self {
             Credentials::Anonymous => h.update(b"anonymous"),
             Credentials::Basic { user, password } => {
-                h.update(b"basic\0");
+                // Length-prefixed, so no two (user, password) pairs share an encoding.
+                h.update(b"basic");
+                h.update((user.len() as u64).to_be_bytes());
                 h.update(user.as_bytes());
-                h.update(b"\0");
+                h.update((password.len() as u64).to_be_bytes());
                 h.update(password.as_bytes());
             }
         }
@@ -150,6 +152,8 @@ pub async fn fetch(
     service: Option<&str>,
     scope: &str,
     creds: &Credentials,
+    retries: u32,
+    timeout: Duration,
 ) -> Result<Token> {
     let mut url = realm.to_string();
     url.push(if realm.contains('?') { '&' } else { '?' });
@@ -160,16 +164,36 @@ pub async fn fetch(
     let uri: Uri = url
         .parse()
         .map_err(|_| Error::unreachable(upstream, "token realm is not a valid URL"))?;
-    let mut req = Request::get(uri)
-        .body(Empty::<Bytes>::new())
-        .map_err(Error::internal)?;
-    if let Some(h) = creds.basic_header() {
-        req.headers_mut().insert(http::header::AUTHORIZATION, h);
-    }
-    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
-        .await
-        .map_err(|_| Error::unreachable(upstream, "token service did not answer in time"))?
-        .map_err(|e| Error::unreachable(upstream, format!("token service: {e}")))?;
+    // Retried like any idempotent upstream request: transport failures and 502/503/504.
+    let mut attempt = 0u32;
+    let resp = loop {
+        let mut req = Request::get(uri.clone())
+            .body(Empty::<Bytes>::new())
+            .map_err(Error::internal)?;
+        if let Some(h) = creds.basic_header() {
+            req.headers_mut().insert(http::header::AUTHORIZATION, h);
+        }
+        let res = tokio::time::timeout(timeout, client.request(req))
+            .await
+            .map_err(|_| Error::unreachable(upstream, "token service did not answer in time"))
+            .and_then(|r| {
+                r.map_err(|e| Error::unreachable(upstream, format!("token service: {e}")))
+            });
+        let retryable = match &res {
+            Ok(r) => matches!(r.status().as_u16(), 502..=504),
+            Err(_) => true,
+        };
+        if !retryable || attempt >= retries {
+            break res?;
+        }
+        tokio::time::sleep(
+            super::RETRY_BASE
+                .saturating_mul(1 << attempt.min(6))
+                .mul_f64(super::jitter()),
+        )
+        .await;
+        attempt += 1;
+    };
     let status = resp.status();
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(Error::Upstream {

@@ -30,7 +30,7 @@ use wharf::app::Running;
 pub struct Env {
     pub fake: Fake,
     pub w: Running,
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
 }
 
 impl Env {
@@ -44,7 +44,7 @@ impl Env {
         let fake = Fake::start().await;
         let dir = tempfile::tempdir().expect("tmp");
         let w = support::wharf_with(dir.path(), "up.test", &fake.url(), extra, top).await;
-        Env { fake, w, dir }
+        Env { fake, w, _dir: dir }
     }
 
     /// `http://<wharf>/v2/<repo>/manifests/<reference>`

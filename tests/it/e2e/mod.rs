@@ -11,10 +11,12 @@
 //! - `wharf`: the `wharf serve` child process.
 //! - `token_server`: the upstream's token service (ES256 JWTs), for `auth`.
 //! - `auth`: the registry behind token auth, directly and through Wharf.
+//! - `resilience`: a tag moved upstream seen after `tag_ttl`; `wharf serve --offline`.
 
 mod auth;
 mod images;
 mod proc;
+mod resilience;
 mod skopeo;
 mod token_server;
 mod upstream;

@@ -48,6 +48,19 @@ impl Wharf {
     /// `ca_file`, starts `wharf serve`, and waits until `GET /v2/` answers 200 (or 401: a
     /// Wharf that requires authentication).
     pub fn start(dir: &Path, upstream_url: &str, ca_file: &Path) -> Wharf {
+        Wharf::start_with(dir, upstream_url, ca_file, "tag_ttl = \"1s\"\n", &[])
+    }
+
+    /// As [`Wharf::start`], with `upstream_keys` (TOML lines such as `tag_ttl = "1s"`) in the
+    /// `[[upstream]]` table instead of the default `tag_ttl = "1s"`, and `args` (such as
+    /// `--offline`) after `wharf serve`. The data dir is always `<dir>/wharf-data`.
+    pub fn start_with(
+        dir: &Path,
+        upstream_url: &str,
+        ca_file: &Path,
+        upstream_keys: &str,
+        args: &[&str],
+    ) -> Wharf {
         let port = free_port();
         let config = format!(
             "listen = \"127.0.0.1:{port}\"\n\
@@ -58,7 +71,7 @@ impl Wharf {
              url = {url}\n\
              default = true\n\
              ca_file = {ca}\n\
-             tag_ttl = \"1s\"\n",
+             {upstream_keys}",
             data = quoted(dir.join("wharf-data")),
             url = quoted(upstream_url),
             ca = quoted(ca_file),
@@ -69,6 +82,7 @@ impl Wharf {
         cmd.arg("serve")
             .arg("--config")
             .arg(&config_file)
+            .args(args)
             .current_dir(dir);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
