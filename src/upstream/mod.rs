@@ -278,8 +278,7 @@ impl Upstream {
                             service.as_deref(),
                             scope,
                             creds,
-                            self.cfg.policy.retries,
-                            self.cfg.policy.response_timeout,
+                            &self.cfg.policy,
                         )
                     })
                     .await?;

@@ -152,9 +152,9 @@ pub async fn fetch(
     service: Option<&str>,
     scope: &str,
     creds: &Credentials,
-    retries: u32,
-    timeout: Duration,
+    policy: &crate::config::UpstreamPolicy,
 ) -> Result<Token> {
+    let (retries, timeout) = (policy.retries, policy.response_timeout);
     let mut url = realm.to_string();
     url.push(if realm.contains('?') { '&' } else { '?' });
     if let Some(s) = service {
