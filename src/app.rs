@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-/// A running Wharf: its address and the handle to stop it.
+/// A running Wharf: its addresses and the handle to stop it.
 pub struct Running {
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub registry: Arc<Registry>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
@@ -63,21 +64,46 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
                 config.data_dir.display()
             )
         })?;
-    let registry = Arc::new(Registry::new(&config, Arc::new(store))?);
+    let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+    let metrics = Arc::new(crate::metrics::Metrics::new(&names, config.cache.max_size));
+    let registry = Arc::new(Registry::new(&config, Arc::new(store), metrics)?);
+    let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
+        format!(
+            "cannot listen on {} (admin_listen): {e}",
+            config.admin_listen
+        )
+    })?;
+    let admin_addr = admin
+        .local_addr()
+        .map_err(|e| format!("admin listener address: {e}"))?;
+    let ready: crate::http::admin::Ready = Default::default();
     let handler = Arc::new(Handler {
         registry: registry.clone(),
         sessions: Arc::new(crate::auth::Sessions::new(config.auth.token_ttl)),
     });
     let (stop, stopped) = oneshot::channel::<()>();
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    let admin_task = tokio::spawn(crate::http::admin::serve(
+        admin,
+        registry.clone(),
+        ready.clone(),
+        async {
+            let _ = admin_stopped.await;
+        },
+    ));
+    ready.store(true, std::sync::atomic::Ordering::SeqCst);
     let task = tokio::spawn(async move {
         server::serve(listener, handler, async {
             let _ = stopped.await;
         })
         .await;
+        let _ = admin_stop.send(());
+        let _ = admin_task.await;
     });
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), upstreams = config.upstreams.len(), "wharf listening");
+    tracing::info!(%addr, %admin_addr, data_dir = %config.data_dir.display(), upstreams = config.upstreams.len(), "wharf listening");
     Ok(Running {
         addr,
+        admin_addr,
         registry,
         stop: Some(stop),
         task,

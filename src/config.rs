@@ -37,6 +37,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Never contact any upstream; serve the cache only.
     pub offline: bool,
+    /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_listen: SocketAddr,
     pub data_dir: PathBuf,
     pub cache: CacheConfig,
     pub fill: FillConfig,
@@ -274,6 +276,17 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         }),
     };
     let offline = raw::boolean(&mut p, "offline", raw.offline.as_ref()).unwrap_or(false);
+    let default_admin = SocketAddr::new(DEFAULT_LISTEN.ip(), 5001);
+    let admin_listen = match raw::string(&mut p, "admin_listen", raw.admin_listen.as_ref()) {
+        None => default_admin,
+        Some(s) => s.trim().parse().unwrap_or_else(|e| {
+            p.push(
+                "admin_listen",
+                format!("expected an address like \"0.0.0.0:5001\", got {s:?} ({e})"),
+            );
+            default_admin
+        }),
+    };
     let data_dir = match raw::string(&mut p, "data_dir", raw.data_dir.as_ref()) {
         Some(s) if s.is_empty() => {
             p.push("data_dir", "must not be empty");
@@ -343,6 +356,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
     Ok(Config {
         listen,
         offline,
+        admin_listen,
         data_dir,
         cache,
         fill,

@@ -46,6 +46,9 @@ pub const EXAMPLE: &str = r#"# Wharf configuration (TOML).
 # Address and port the registry API listens on.
 listen = "0.0.0.0:5000"
 
+# Address and port of the admin listener: /metrics (Prometheus), /healthz, /readyz.
+admin_listen = "0.0.0.0:5001"
+
 # Directory holding the metadata database and the cached blobs.
 data_dir = "./wharf-data"
 

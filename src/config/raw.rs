@@ -16,6 +16,7 @@ pub(super) struct RawConfig {
     pub data_dir: Option<Value>,
     pub cache: Option<RawCache>,
     pub offline: Option<Value>,
+    pub admin_listen: Option<Value>,
     pub fill: Option<RawFill>,
     pub auth: Option<RawAuth>,
     pub upstream: Option<Vec<RawUpstream>>,

@@ -8,7 +8,7 @@ use crate::auth::{Presented, Sessions};
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode};
 use crate::registry::body::{self, Source};
-use crate::registry::{Blob, Registry};
+use crate::registry::{Blob, Registry, OUTCOME};
 use futures_util::TryStreamExt;
 use http::header::{
     ACCEPT, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LINK, RANGE,
@@ -55,49 +55,135 @@ fn scope_of(route: &Route<'_>, query: &Query<'_>) -> Option<String> {
     })
 }
 
+/// What a request turned out to be, for metrics and the request log.
+#[derive(Default)]
+struct Labels {
+    upstream: String,
+    repo: String,
+}
+
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Decrements a gauge when dropped (with the response body it travels in).
+struct GaugeGuard(prometheus::IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 impl Handler {
     pub async fn handle(&self, req: Request<Incoming>) -> Response<RespBody> {
         let started = std::time::Instant::now();
+        let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let method = req.method().clone();
         let head = method == Method::HEAD;
         let path = req.uri().path().to_string();
-        let resp = if path == "/token" {
-            match super::token::handle(&self.registry, &self.sessions, req).await {
-                Ok(r) => r,
-                Err(e) => into_response(&e, head),
-            }
-        } else {
-            match self.dispatch(&req).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let mut r = into_response(&e, head);
-                    if r.status() == StatusCode::UNAUTHORIZED {
-                        let route = route::parse(req.uri().path()).ok();
-                        let query = Query::parse(req.uri().query());
-                        let scope = route.and_then(|r| scope_of(&r, &query));
-                        r.headers_mut().insert(
-                            http::header::WWW_AUTHENTICATE,
-                            crate::auth::challenge(&realm(&req), scope.as_deref()),
-                        );
-                    }
-                    r
-                }
-            }
+        let kind = match route::parse(&path) {
+            _ if path == "/token" => Some("token"),
+            Ok(Route::Manifest { .. }) => Some("manifest"),
+            Ok(Route::Blob { .. }) => Some("blob"),
+            Ok(Route::TagsList { .. }) => Some("tags"),
+            _ => None,
         };
-        tracing::debug!(
+        let mut labels = Labels::default();
+        let (resp, outcome) = OUTCOME
+            .scope(std::cell::Cell::new("hit"), async {
+                let resp = if path == "/token" {
+                    match super::token::handle(&self.registry, &self.sessions, req).await {
+                        Ok(r) => r,
+                        Err(e) => into_response(&e, head),
+                    }
+                } else {
+                    match self.dispatch(&req, &mut labels).await {
+                        Ok(r) => r,
+                        Err(e) => self.error_response(&req, &e, head),
+                    }
+                };
+                (resp, OUTCOME.with(|c| c.get()))
+            })
+            .await;
+        let status = resp.status();
+        let result = match status.as_u16() {
+            401 | 403 => "denied",
+            s if s >= 400 => "error",
+            _ => outcome,
+        };
+        let mut resp = resp;
+        if let Some(kind) = kind {
+            let m = &self.registry.metrics;
+            m.requests
+                .with_label_values(&[labels.upstream.as_str(), kind, result])
+                .inc();
+            if status.is_success() && !head && (kind == "blob" || kind == "manifest") {
+                let source = if matches!(outcome, "hit" | "stale") {
+                    "cache"
+                } else {
+                    "upstream"
+                };
+                let served = m
+                    .served_bytes
+                    .with_label_values(&[labels.upstream.as_str(), source]);
+                let ttfb = m.ttfb.with_label_values(&[kind, source]);
+                let waiter = (outcome == "coalesced" && kind == "blob").then(|| {
+                    m.fill_waiters.inc();
+                    GaugeGuard(m.fill_waiters.clone())
+                });
+                let mut first = true;
+                resp = resp.map(|body| {
+                    body.map_frame(move |f| {
+                        let _keep = &waiter;
+                        if let Some(d) = f.data_ref() {
+                            served.inc_by(d.len() as u64);
+                            if first {
+                                first = false;
+                                ttfb.observe(started.elapsed().as_secs_f64());
+                            }
+                        }
+                        f
+                    })
+                    .boxed_unsync()
+                });
+            }
+        }
+        tracing::info!(
+            id,
             %method,
-            path = %truncate(&path),
-            status = resp.status().as_u16(),
+            kind = kind.unwrap_or("other"),
+            upstream = %labels.upstream,
+            repo = %labels.repo,
+            result,
+            status = status.as_u16(),
+            bytes = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
             ms = started.elapsed().as_millis() as u64,
             "request"
         );
-        let mut resp = resp;
         resp.headers_mut()
             .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
         resp
     }
 
-    async fn dispatch(&self, req: &Request<Incoming>) -> Result<Response<RespBody>> {
+    /// The error response, with a challenge on 401 so the client can authenticate.
+    fn error_response(&self, req: &Request<Incoming>, e: &Error, head: bool) -> Response<RespBody> {
+        let mut r = into_response(e, head);
+        if r.status() == StatusCode::UNAUTHORIZED {
+            let route = route::parse(req.uri().path()).ok();
+            let query = Query::parse(req.uri().query());
+            let scope = route.and_then(|r| scope_of(&r, &query));
+            r.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                crate::auth::challenge(&realm(req), scope.as_deref()),
+            );
+        }
+        r
+    }
+
+    async fn dispatch(
+        &self,
+        req: &Request<Incoming>,
+        labels: &mut Labels,
+    ) -> Result<Response<RespBody>> {
         let route = route::parse(req.uri().path())?;
         let query = Query::parse(req.uri().query());
         let method = req.method();
@@ -122,6 +208,8 @@ impl Handler {
             Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
             Route::Manifest { name, reference } => {
                 let t = self.registry.resolve(name, query.ns)?;
+                labels.upstream = t.upstream.name().to_string();
+                labels.repo = t.repo.to_string();
                 let accept: Vec<String> = req
                     .headers()
                     .get_all(ACCEPT)
@@ -143,16 +231,21 @@ impl Handler {
             }
             Route::Blob { name, digest } => {
                 let t = self.registry.resolve(name, query.ns)?;
+                labels.upstream = t.upstream.name().to_string();
+                labels.repo = t.repo.to_string();
                 let range = req
                     .headers()
                     .get(RANGE)
                     .and_then(|v| v.to_str().ok())
                     .and_then(ByteRange::parse);
                 let blob = self.registry.blob(&t, &client, &digest, head).await?;
+                crate::registry::mark_blob(&blob);
                 blob_response(blob, &digest, range, head)
             }
             Route::TagsList { name } => {
                 let t = self.registry.resolve(name, query.ns)?;
+                labels.upstream = t.upstream.name().to_string();
+                labels.repo = t.repo.to_string();
                 let up = self
                     .registry
                     .tags_list(&t, &client, query.pagination().as_deref())
@@ -262,12 +355,4 @@ fn json_response(status: StatusCode, body: Vec<u8>, head: bool) -> Response<Resp
 
 fn header(s: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(s).map_err(|_| Error::internal("header value not representable"))
-}
-
-fn truncate(s: &str) -> &str {
-    let mut end = s.len().min(256);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }

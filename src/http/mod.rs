@@ -1,5 +1,6 @@
 //! The hyper edge: the server loop, route parsing, handlers, errors and `Range`.
 
+pub mod admin;
 pub mod error;
 pub mod handlers;
 pub mod range;

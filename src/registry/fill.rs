@@ -110,6 +110,7 @@ pub struct Fills {
     inflight: Mutex<HashMap<Digest, Arc<Fill>>>,
     store: Arc<Store>,
     cfg: FillConfig,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What a fill needs to fetch its blob.
@@ -120,11 +121,16 @@ pub struct Source {
 }
 
 impl Fills {
-    pub fn new(store: Arc<Store>, cfg: FillConfig) -> Arc<Fills> {
+    pub fn new(
+        store: Arc<Store>,
+        cfg: FillConfig,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Arc<Fills> {
         Arc::new(Fills {
             inflight: Mutex::new(HashMap::new()),
             store,
             cfg,
+            metrics,
         })
     }
 
@@ -170,6 +176,23 @@ impl Fills {
                 digest,
             };
             let res = fills.run(&task_fill, &tx, &source).await;
+            let result = match &res {
+                Ok(size) => {
+                    fills
+                        .metrics
+                        .upstream_bytes
+                        .with_label_values(&[source.upstream.name()])
+                        .inc_by(*size);
+                    "committed"
+                }
+                Err(Error::Upstream {
+                    code: ErrorCode::DigestInvalid,
+                    ..
+                }) => "digest_mismatch",
+                Err(Error::Internal(_)) => "aborted",
+                Err(_) => "upstream_error",
+            };
+            fills.metrics.fills.with_label_values(&[result]).inc();
             match res {
                 Ok(size) => {
                     tracing::info!(digest = %digest, size, upstream = source.upstream.name(), "fill committed");

@@ -82,7 +82,12 @@ impl Registry {
                         .await
                 };
                 match self.manifests.try_get_with(*digest, load).await {
-                    Ok(m) => m,
+                    Ok(m) => {
+                        if !ran.load(std::sync::atomic::Ordering::SeqCst) {
+                            super::mark("coalesced");
+                        }
+                        m
+                    }
                     Err(e) if ran.load(std::sync::atomic::Ordering::SeqCst) => {
                         return Err((*e).clone())
                     }
@@ -138,6 +143,7 @@ impl Registry {
         }
         if cfg.policy.stale_while_revalidate && self.authz.is_fresh(client, up, repo).await {
             self.revalidate_in_background(t, client, tag, rec);
+            super::mark("stale");
             return Ok(m);
         }
         let within_window = age_ms <= (cfg.tag_ttl + cfg.policy.stale_if_error).as_millis();
@@ -195,7 +201,17 @@ impl Registry {
         stale_ok: bool,
     ) -> Result<Arc<StoredManifest>> {
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
-        match self.head_tag(t, client, tag).await {
+        let head = self.head_tag(t, client, tag).await;
+        let outcome = match &head {
+            Ok(Some(d)) if *d == rec.digest => "unchanged",
+            Ok(_) => "changed",
+            Err(_) => "error",
+        };
+        self.metrics
+            .tag_revalidations
+            .with_label_values(&[up, outcome])
+            .inc();
+        match head {
             Ok(Some(d)) if d == rec.digest => {
                 tracing::debug!(
                     upstream = up,
@@ -384,6 +400,11 @@ impl Registry {
             .await
             .map_err(|e| bad(format!("manifest body: {e}")))?
             .to_bytes();
+        super::mark("miss");
+        self.metrics
+            .upstream_bytes
+            .with_label_values(&[up])
+            .inc_by(bytes.len() as u64);
         let digest = Digest::of(&bytes);
         if let Some(exp) = expected {
             if *exp != digest {
@@ -489,6 +510,7 @@ fn is_manifest_type(ct: &str) -> bool {
 }
 
 fn stale(m: Arc<StoredManifest>, e: &Error) -> Arc<StoredManifest> {
+    super::mark("stale");
     tracing::warn!(digest = %m.digest, error = %e, "upstream failing; serving cached tag resolution");
     m
 }

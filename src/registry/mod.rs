@@ -20,6 +20,7 @@ mod manifest;
 use crate::auth::Client;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::{Store, StoredManifest};
 use crate::upstream::Upstream;
@@ -30,6 +31,26 @@ use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
+tokio::task_local! {
+    /// How the current request was answered (`hit`, `miss`, `stale`, `coalesced`), for the
+    /// `wharf_requests_total` metric; set by the code paths that know.
+    pub static OUTCOME: std::cell::Cell<&'static str>;
+}
+
+/// Marks the current request's outcome (no-op outside a request scope).
+pub(crate) fn mark(outcome: &'static str) {
+    let _ = OUTCOME.try_with(|c| c.set(outcome));
+}
+
+/// Marks a blob request's outcome from how it is answered.
+pub fn mark_blob(b: &Blob) {
+    mark(match b {
+        Blob::Cached { .. } => "hit",
+        Blob::Filling { leader: true, .. } | Blob::Head { .. } => "miss",
+        Blob::Filling { leader: false, .. } => "coalesced",
+    });
+}
+
 pub struct Registry {
     store: Arc<Store>,
     upstreams: Vec<Arc<Upstream>>,
@@ -38,6 +59,7 @@ pub struct Registry {
     /// Hot manifests by digest (bounded by bytes).
     manifests: moka::future::Cache<Digest, Arc<StoredManifest>>,
     authz: authz::Authz,
+    pub metrics: Arc<Metrics>,
     /// Upstream 404s for manifests, remembered for the upstream's `negative_ttl`.
     negative: moka::future::Cache<Vec<u8>, Duration>,
     /// Tags being revalidated in the background.
@@ -68,10 +90,18 @@ pub enum Blob {
 }
 
 impl Registry {
-    pub fn new(cfg: &Config, store: Arc<Store>) -> std::result::Result<Registry, String> {
+    pub fn new(
+        cfg: &Config,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+    ) -> std::result::Result<Registry, String> {
         let mut upstreams = Vec::new();
         for u in &cfg.upstreams {
-            upstreams.push(Arc::new(Upstream::new(u.clone(), cfg.offline)?));
+            upstreams.push(Arc::new(Upstream::new(
+                u.clone(),
+                cfg.offline,
+                metrics.clone(),
+            )?));
         }
         let default_upstream = cfg.upstreams.iter().position(|u| u.default);
         Ok(Registry {
@@ -81,7 +111,8 @@ impl Registry {
                 .expire_after(TtlIsValue)
                 .build(),
             revalidating: std::sync::Mutex::new(std::collections::HashSet::new()),
-            fills: Fills::new(store.clone(), cfg.fill.clone()),
+            fills: Fills::new(store.clone(), cfg.fill.clone(), metrics.clone()),
+            metrics,
             store,
             upstreams,
             default_upstream,
@@ -93,6 +124,22 @@ impl Registry {
                 .build(),
             tags: moka::future::Cache::new(100_000),
         })
+    }
+
+    /// Sets the gauges that mirror live state; called at scrape time.
+    pub fn refresh_gauges(&self) {
+        let m = &self.metrics;
+        m.fills_in_progress
+            .set(i64::try_from(self.fills.count()).unwrap_or(i64::MAX));
+        let (bytes, count) = self.store.blob_totals();
+        m.cache_size_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        m.cache_blobs.set(i64::try_from(count).unwrap_or(i64::MAX));
+        for u in &self.upstreams {
+            m.upstream_up
+                .with_label_values(&[u.name()])
+                .set(i64::from(!u.breaker_open()));
+        }
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -312,10 +359,21 @@ impl Registry {
 
     /// With the upstream failing: serve cached content only under the offline rule.
     pub(crate) fn offline(&self, t: &Target, client: &Client, cause: Error) -> Result<()> {
-        if self
+        let allowed = self
             .authz
-            .offline_allows(client, t.upstream.name(), t.repo.as_str())?
-        {
+            .offline_allows(client, t.upstream.name(), t.repo.as_str())?;
+        self.metrics
+            .authz_decisions
+            .with_label_values(&[
+                t.upstream.name(),
+                if allowed {
+                    "offline_allowed"
+                } else {
+                    "offline_denied"
+                },
+            ])
+            .inc();
+        if allowed {
             tracing::debug!(
                 upstream = t.upstream.name(),
                 repo = t.repo.as_str(),
@@ -367,6 +425,13 @@ impl Registry {
 
     /// Records an upstream decision about `client` pulling from `t`.
     pub(crate) async fn record(&self, t: &Target, client: &Client, allowed: bool) -> Result<()> {
+        self.metrics
+            .authz_decisions
+            .with_label_values(&[
+                t.upstream.name(),
+                if allowed { "allowed" } else { "denied" },
+            ])
+            .inc();
         self.authz
             .record(client, t.upstream.name(), t.repo.as_str(), allowed)
             .await

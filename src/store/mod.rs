@@ -42,6 +42,9 @@ pub struct Store {
     files: BlobFiles,
     /// Keys credential hashes before they are written to disk (see [`Store::put_authz`]).
     secret: ring::hmac::Key,
+    /// Bytes and count of recorded blobs (for the cache gauges).
+    blob_bytes: std::sync::atomic::AtomicU64,
+    blob_count: std::sync::atomic::AtomicU64,
 }
 
 /// Reads `data_dir/secret` (32 random bytes, created with mode 0600 on first start).
@@ -109,7 +112,31 @@ impl Store {
         });
         let db = DB::open_cf_descriptors(&opts, data_dir.join("meta"), cfs)?;
         let secret = load_or_create_secret(data_dir)?;
-        Ok(Store { db, files, secret })
+        let store = Store {
+            db,
+            files,
+            secret,
+            blob_bytes: Default::default(),
+            blob_count: Default::default(),
+        };
+        let (mut bytes, mut count) = (0u64, 0u64);
+        for item in store
+            .db
+            .iterator_cf(store.cf(CF_BLOBS)?, rocksdb::IteratorMode::Start)
+        {
+            let (_, v) = item?;
+            if let Some(r) = keys::decode_blob(&v) {
+                bytes += r.size;
+                count += 1;
+            }
+        }
+        store
+            .blob_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+        store
+            .blob_count
+            .store(count, std::sync::atomic::Ordering::Relaxed);
+        Ok(store)
     }
 
     /// A credential hash as it may be written to disk: keyed with this instance's secret,
@@ -267,12 +294,25 @@ impl Store {
             size,
             last_access_s: now_ms() / 1000,
         };
-        self.db.put_cf(
-            self.cf(CF_BLOBS)?,
-            digest.as_bytes(),
-            keys::encode_blob(&rec),
-        )?;
+        let cf = self.cf(CF_BLOBS)?;
+        let known = self.db.get_pinned_cf(cf, digest.as_bytes())?.is_some();
+        self.db
+            .put_cf(cf, digest.as_bytes(), keys::encode_blob(&rec))?;
+        if !known {
+            self.blob_bytes
+                .fetch_add(size, std::sync::atomic::Ordering::Relaxed);
+            self.blob_count
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         Ok(())
+    }
+
+    /// (bytes, count) of the blobs recorded in the cache.
+    pub fn blob_totals(&self) -> (u64, u64) {
+        (
+            self.blob_bytes.load(std::sync::atomic::Ordering::Relaxed),
+            self.blob_count.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     pub fn blob_record(&self, digest: &Digest) -> Result<Option<BlobRecord>> {

@@ -21,7 +21,7 @@ use http::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use token::Credentials;
 
@@ -48,6 +48,7 @@ pub struct Upstream {
     immutable: Option<regex::RegexSet>,
     /// Never contact this upstream.
     offline: bool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -59,7 +60,11 @@ impl std::fmt::Debug for Upstream {
 }
 
 impl Upstream {
-    pub fn new(cfg: UpstreamConfig, offline: bool) -> std::result::Result<Upstream, String> {
+    pub fn new(
+        cfg: UpstreamConfig,
+        offline: bool,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> std::result::Result<Upstream, String> {
         let p = &cfg.policy;
         let client = client::build(cfg.ca_file.as_deref(), p.connect_timeout)
             .map_err(|e| format!("upstream {}: {e}", cfg.name))?;
@@ -78,6 +83,7 @@ impl Upstream {
             breaker: breaker::Breaker::new(p.breaker_failures, p.breaker_cooldown),
             immutable,
             offline,
+            metrics,
             cfg,
         })
     }
@@ -90,6 +96,37 @@ impl Upstream {
     /// Whether the breaker currently holds requests back.
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open()
+    }
+
+    /// Records Docker Hub's `ratelimit-remaining` / `ratelimit-limit` (`"76;w=21600"`).
+    fn note_ratelimit(&self, headers: &HeaderMap) {
+        let value = |name: &str| {
+            headers
+                .get(name)?
+                .to_str()
+                .ok()?
+                .split(';')
+                .next()?
+                .trim()
+                .parse::<i64>()
+                .ok()
+        };
+        if let Some(v) = value("ratelimit-remaining") {
+            self.metrics
+                .ratelimit_remaining
+                .with_label_values(&[self.name()])
+                .set(v);
+        }
+        if let Some(v) = value("ratelimit-limit") {
+            self.metrics
+                .ratelimit_limit
+                .with_label_values(&[self.name()])
+                .set(v);
+        }
+    }
+
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
     }
 
     fn offline_error(&self) -> Error {
@@ -354,17 +391,34 @@ impl Upstream {
                 ));
             }
             let timeout = self.cfg.policy.response_timeout;
+            let started = tokio::time::Instant::now();
+            let kind = crate::metrics::Metrics::upstream_kind(uri.path());
+            let m = &self.metrics;
+            let count = |class: &str| {
+                m.upstream_requests
+                    .with_label_values(&[self.name(), method.as_str(), class])
+                    .inc();
+                m.upstream_duration
+                    .with_label_values(&[self.name(), kind])
+                    .observe(started.elapsed().as_secs_f64());
+            };
             let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {
+                    count("error");
                     self.breaker.failure();
                     return Err(Error::unreachable(self.name(), describe(&e)));
                 }
                 Err(_) => {
+                    count("error");
                     self.breaker.failure();
                     return Err(Error::unreachable(self.name(), "no response in time"));
                 }
             };
+            count(crate::metrics::Metrics::status_class(
+                resp.status().as_u16(),
+            ));
+            self.note_ratelimit(resp.headers());
             if resp.status().is_server_error() {
                 self.breaker.failure();
             } else {

@@ -10,6 +10,7 @@
 
 mod auth;
 mod e2e;
+mod metrics;
 mod pull;
 mod resilience;
 mod routing;

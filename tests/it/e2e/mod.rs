@@ -12,10 +12,16 @@
 //! - `token_server`: the upstream's token service (ES256 JWTs), for `auth`.
 //! - `auth`: the registry behind token auth, directly and through Wharf.
 //! - `resilience`: a tag moved upstream seen after `tag_ttl`; `wharf serve --offline`.
+//! - `dashboard`: the Grafana dashboard's queries and metric names (no external software).
+//! - `prometheus`: a real Prometheus (`prometheus` on PATH) and the text exposition format.
+//! - `metrics`: Wharf's `/metrics` after a pull, scraped by Prometheus, against the dashboard.
 
 mod auth;
+mod dashboard;
 mod images;
+mod metrics;
 mod proc;
+mod prometheus;
 mod resilience;
 mod skopeo;
 mod token_server;

@@ -13,6 +13,8 @@ pub const UPSTREAM_NAME: &str = "registry.test";
 
 pub struct Wharf {
     pub port: u16,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_port: u16,
     pub proc: Proc,
 }
 
@@ -62,8 +64,10 @@ impl Wharf {
         args: &[&str],
     ) -> Wharf {
         let port = free_port();
+        let admin_port = free_port();
         let config = format!(
             "listen = \"127.0.0.1:{port}\"\n\
+             admin_listen = \"127.0.0.1:{admin_port}\"\n\
              data_dir = {data}\n\
              \n\
              [[upstream]]\n\
@@ -92,7 +96,11 @@ impl Wharf {
             let status = get_v2_status(port);
             status.is_some_and(|s| matches!(s.split(' ').nth(1), Some("200" | "401")))
         });
-        Wharf { port, proc }
+        Wharf {
+            port,
+            admin_port,
+            proc,
+        }
     }
 
     /// `127.0.0.1:<port>`

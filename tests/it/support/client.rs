@@ -74,10 +74,21 @@ pub async fn send(method: &str, url: &str, headers: &[(&str, &str)], body: Bytes
     let req = b.body(Full::new(body)).expect("request");
     let c: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(HttpConnector::new());
-    let resp = tokio::time::timeout(Duration::from_secs(30), c.request(req))
+    let resp = match tokio::time::timeout(Duration::from_secs(30), c.request(req))
         .await
         .expect("response in time")
-        .expect("response");
+    {
+        Ok(r) => r,
+        // The server closed the connection before any response (a fill that failed
+        // before the first byte): no status at all, shown as 599 with the error.
+        Err(e) => {
+            return Resp {
+                status: http::StatusCode::from_u16(599).expect("599 is a status"),
+                headers: http::HeaderMap::new(),
+                body: Err(format!("no response: {e}")),
+            }
+        }
+    };
     let status = resp.status();
     let headers = resp.headers().clone();
     let body = tokio::time::timeout(Duration::from_secs(60), resp.into_body().collect())

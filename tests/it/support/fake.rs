@@ -1,5 +1,6 @@
 //! An in-process fake upstream registry: serves what a test puts in it, counts every request
-//! by kind, and injects faults on demand (wrong bytes, slow bodies, 5xx, refusal).
+//! by kind, and injects faults on demand (wrong bytes, slow bodies, 5xx, refusal; rules for
+//! the next `n` requests of a kind through [`Fake::inject`] and its shorthands).
 //!
 //! Content is scoped by repository like a real registry: a manifest or blob put through
 //! [`Fake::put_image`]/[`Fake::put_manifest`] exists only under its repository; blobs put

@@ -30,6 +30,7 @@ pub async fn wharf_with(
     let toml = format!(
         r#"
 listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
 data_dir = "{}"
 {top}
 [fill]
