@@ -245,28 +245,17 @@ impl Registry {
     async fn head_tag(&self, t: &Target, client: &Client, tag: &Tag) -> Result<Option<Digest>> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(media::MANIFEST_ACCEPT));
-        let resp = t
-            .upstream
-            .send(
+        let tail = format!("manifests/{}", tag.as_str());
+        let resp = self
+            .send_as(
+                t,
+                client,
                 Method::HEAD,
-                &t.repo,
-                &format!("manifests/{}", tag.as_str()),
+                &tail,
                 &headers,
-                &t.upstream.creds_for(client),
+                ErrorCode::ManifestUnknown,
             )
             .await?;
-        if resp.status() != StatusCode::OK {
-            return Err(self
-                .refused(
-                    t,
-                    client,
-                    resp.status(),
-                    resp.headers(),
-                    ErrorCode::ManifestUnknown,
-                )
-                .await);
-        }
-        self.record(t, client, true).await?;
         Ok(resp
             .headers()
             .get(DIGEST_HEADER)
@@ -361,28 +350,17 @@ impl Registry {
                 }
             }
         }
-        let resp = t
-            .upstream
-            .send(
+        let tail = format!("manifests/{reference}");
+        let resp = self
+            .send_as(
+                t,
+                client,
                 Method::GET,
-                &t.repo,
-                &format!("manifests/{reference}"),
+                &tail,
                 &headers,
-                &t.upstream.creds_for(client),
+                ErrorCode::ManifestUnknown,
             )
             .await?;
-        if resp.status() != StatusCode::OK {
-            return Err(self
-                .refused(
-                    t,
-                    client,
-                    resp.status(),
-                    resp.headers(),
-                    ErrorCode::ManifestUnknown,
-                )
-                .await);
-        }
-        self.record(t, client, true).await?;
         let content_type = resp
             .headers()
             .get(CONTENT_TYPE)

@@ -214,27 +214,20 @@ impl Registry {
         }
         let creds = t.upstream.creds_for(client);
         if head && self.fills.in_progress(digest).is_none() {
-            let resp = t
-                .upstream
-                .send(
+            let tail = format!("blobs/{digest}");
+            let resp = self
+                .send_as(
+                    t,
+                    client,
                     Method::HEAD,
-                    &t.repo,
-                    &format!("blobs/{digest}"),
+                    &tail,
                     &HeaderMap::new(),
-                    &creds,
+                    ErrorCode::BlobUnknown,
                 )
                 .await?;
-            return match resp.status() {
-                StatusCode::OK => {
-                    self.record(t, client, true).await?;
-                    Ok(Blob::Head {
-                        size: content_length(resp.headers()),
-                    })
-                }
-                s => Err(self
-                    .refused(t, client, s, resp.headers(), ErrorCode::BlobUnknown)
-                    .await),
-            };
+            return Ok(Blob::Head {
+                size: content_length(resp.headers()),
+            });
         }
         // A joined fill that fails before streaming failed for its leader (its upstream,
         // repository or credentials): this client then tries once with its own.
@@ -409,18 +402,35 @@ impl Registry {
             http::header::ACCEPT,
             http::HeaderValue::from_static(crate::oci::media::MANIFEST_ACCEPT),
         );
+        self.send_as(t, client, Method::HEAD, tail, &headers, not_found)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends `method tail` to the target's upstream with `client`'s credentials. A success
+    /// is recorded as a positive decision for the client; any other status becomes the
+    /// error (a 401/403 recorded as a refusal).
+    pub(crate) async fn send_as(
+        &self,
+        t: &Target,
+        client: &Client,
+        method: Method,
+        tail: &str,
+        headers: &HeaderMap,
+        not_found: ErrorCode,
+    ) -> Result<http::Response<Incoming>> {
         let creds = t.upstream.creds_for(client);
         let resp = t
             .upstream
-            .send(Method::HEAD, &t.repo, tail, &headers, &creds)
+            .send(method, &t.repo, tail, headers, &creds)
             .await?;
-        if resp.status().is_success() {
-            self.record(t, client, true).await?;
-            return Ok(());
+        if !resp.status().is_success() {
+            return Err(self
+                .refused(t, client, resp.status(), resp.headers(), not_found)
+                .await);
         }
-        Err(self
-            .refused(t, client, resp.status(), resp.headers(), not_found)
-            .await)
+        self.record(t, client, true).await?;
+        Ok(resp)
     }
 
     /// Records an upstream decision about `client` pulling from `t`.
@@ -479,23 +489,15 @@ impl Registry {
             _ => "tags/list".to_string(),
         };
         let client = &t.upstream.effective_client(client);
-        let creds = t.upstream.creds_for(client);
-        let resp = t
-            .upstream
-            .send(Method::GET, &t.repo, &tail, &HeaderMap::new(), &creds)
-            .await?;
-        if resp.status() != StatusCode::OK {
-            return Err(self
-                .refused(
-                    t,
-                    client,
-                    resp.status(),
-                    resp.headers(),
-                    ErrorCode::NameUnknown,
-                )
-                .await);
-        }
-        Ok(resp)
+        self.send_as(
+            t,
+            client,
+            Method::GET,
+            &tail,
+            &HeaderMap::new(),
+            ErrorCode::NameUnknown,
+        )
+        .await
     }
 }
 
