@@ -127,7 +127,7 @@ impl Metrics {
         info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
         m.cache_max_bytes
             .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
-        for u in upstreams.iter().map(String::as_str).chain([""]) {
+        for u in upstreams.iter().map(String::as_str) {
             for k in KINDS {
                 for res in RESULTS {
                     m.requests.with_label_values(&[u, k, res]);
@@ -136,6 +136,10 @@ impl Metrics {
             for s in SOURCES {
                 m.served_bytes.with_label_values(&[u, s]);
             }
+        }
+        // Token requests belong to no upstream.
+        for res in RESULTS {
+            m.requests.with_label_values(&["", "token", res]);
         }
         for u in upstreams.iter().map(String::as_str) {
             for meth in METHODS {

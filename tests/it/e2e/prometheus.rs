@@ -148,6 +148,16 @@ impl Prometheus {
         sample["value"][1].as_str()?.parse().ok()
     }
 
+    /// The values of every series a query yields (empty if it failed).
+    pub fn values(&self, promql: &str) -> Vec<f64> {
+        let result = self.query(promql).unwrap_or_default();
+        let series = result.as_array().map(Vec::as_slice).unwrap_or(&[]);
+        series
+            .iter()
+            .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+            .collect()
+    }
+
     /// Every metric name Prometheus has stored.
     pub fn names(&self) -> Result<BTreeSet<String>, String> {
         let json = self.api("label/__name__/values")?;
