@@ -92,6 +92,19 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         },
     ));
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
+    // Last-access times are written in batches.
+    let flusher = {
+        let store = registry.store().clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                let s = store.clone();
+                let _ = tokio::task::spawn_blocking(move || s.flush_access()).await;
+            }
+        })
+    };
+    let store_for_exit = registry.store().clone();
     let task = tokio::spawn(async move {
         server::serve(listener, handler, async {
             let _ = stopped.await;
@@ -99,6 +112,8 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         .await;
         let _ = admin_stop.send(());
         let _ = admin_task.await;
+        flusher.abort();
+        let _ = tokio::task::spawn_blocking(move || store_for_exit.flush_access()).await;
     });
     tracing::info!(%addr, %admin_addr, data_dir = %config.data_dir.display(), upstreams = config.upstreams.len(), "wharf listening");
     Ok(Running {

@@ -73,6 +73,57 @@ impl Default for AuthConfig {
 pub struct CacheConfig {
     /// Bytes; > 0.
     pub max_size: u64,
+    /// Fractions of `max_size`: eviction starts above `high` and stops below `low`;
+    /// 0 < low < high <= 1.
+    pub high_watermark: f64,
+    pub low_watermark: f64,
+    /// Images whose blobs are never evicted.
+    pub pin: Vec<Pin>,
+}
+
+/// `<upstream>/<repo>:<tag glob>` from `cache.pin`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pin {
+    pub upstream: String,
+    pub repo: String,
+    /// `*` matches any run of characters.
+    pub tag_glob: String,
+}
+
+impl Pin {
+    /// Parses `<upstream>/<repo>:<tag glob>`.
+    pub fn parse(s: &str) -> Result<Pin, String> {
+        let (image, tag) = s
+            .rsplit_once(':')
+            .filter(|(i, _)| i.contains('/'))
+            .ok_or_else(|| format!("expected \"<upstream>/<repo>:<tag pattern>\", got {s:?}"))?;
+        let (upstream, repo) = image
+            .split_once('/')
+            .ok_or_else(|| format!("expected an upstream name before the repository in {s:?}"))?;
+        if upstream.is_empty() || repo.is_empty() || tag.is_empty() {
+            return Err(format!(
+                "expected \"<upstream>/<repo>:<tag pattern>\", got {s:?}"
+            ));
+        }
+        Ok(Pin {
+            upstream: upstream.to_string(),
+            repo: repo.to_string(),
+            tag_glob: tag.to_string(),
+        })
+    }
+
+    pub fn matches_tag(&self, tag: &str) -> bool {
+        glob(self.tag_glob.as_bytes(), tag.as_bytes())
+    }
+}
+
+/// `*`-only glob match.
+fn glob(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -296,6 +347,44 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         None => PathBuf::from(DEFAULT_DATA_DIR),
     };
     let rc = raw.cache.unwrap_or_default();
+    let fraction = |p: &mut Problems, key: &str, v: Option<&toml::Value>, default: f64| match v {
+        None => default,
+        Some(toml::Value::Float(f)) if *f > 0.0 && *f <= 1.0 => *f,
+        Some(other) => {
+            p.push(
+                key,
+                format!("expected a fraction in (0, 1] such as 0.9, got {other}"),
+            );
+            default
+        }
+    };
+    let high = fraction(
+        &mut p,
+        "cache.high_watermark",
+        rc.high_watermark.as_ref(),
+        0.9,
+    );
+    let low = fraction(
+        &mut p,
+        "cache.low_watermark",
+        rc.low_watermark.as_ref(),
+        0.8,
+    );
+    if low >= high {
+        p.push(
+            "cache.low_watermark",
+            format!("must be below cache.high_watermark ({high}), got {low}"),
+        );
+    }
+    let pin = raw::string_list(&mut p, "cache.pin", rc.pin.as_ref())
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| {
+            Pin::parse(s)
+                .map_err(|e| p.push(format!("cache.pin[{i}]"), e))
+                .ok()
+        })
+        .collect();
     let cache = CacheConfig {
         max_size: size(
             &mut p,
@@ -303,6 +392,9 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
             rc.max_size.as_ref(),
             DEFAULT_MAX_SIZE,
         ),
+        high_watermark: high,
+        low_watermark: low,
+        pin,
     };
     let rf = raw.fill.unwrap_or_default();
     let fill = FillConfig {

@@ -40,6 +40,23 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// Run one eviction pass now (Wharf must not be running on the same data_dir).
+    Gc {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Evict down to this size (e.g. "10GiB"); default: the low watermark.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Verify every cached blob and the metadata (Wharf must not be running on the same
+    /// data_dir). Exit status 0: all well (or all repaired), 1: problems found.
+    Fsck {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Quarantine corrupt files, drop records without files, record unrecorded files.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -97,6 +114,59 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_BAD_CONFIG)
             }
         },
+        Command::Gc { config, to } => {
+            init_tracing(cli.log_format);
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            match gc(&cfg, to.as_deref()) {
+                Ok((n, bytes)) => {
+                    println!("freed {n} blobs, {bytes} bytes");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("gc failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Fsck { config, repair } => {
+            init_tracing(cli.log_format);
+            let cfg = match load(config.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_BAD_CONFIG);
+                }
+            };
+            let report = wharf::store::Store::open(&cfg.data_dir).and_then(|s| s.fsck(repair));
+            match report {
+                Ok(r) => {
+                    for p in &r.problems {
+                        println!("problem: {p}");
+                    }
+                    println!(
+                        "checked {} blobs: {} problems, {} repaired",
+                        r.checked,
+                        r.problems.len(),
+                        r.repaired
+                    );
+                    if r.problems.len() as u64 > r.repaired {
+                        ExitCode::FAILURE
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("fsck failed: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Serve { config, offline } => {
             init_tracing(cli.log_format);
             let cfg = match load(config.as_ref()) {
@@ -122,6 +192,22 @@ fn main() -> ExitCode {
             rt.block_on(serve(cfg))
         }
     }
+}
+
+/// One eviction pass on a stopped Wharf's data_dir.
+fn gc(cfg: &Config, to: Option<&str>) -> Result<(u64, u64), String> {
+    let target = match to {
+        Some(s) => config::parse_size(s).map_err(|e| format!("--to: {e}"))?,
+        None => (cfg.cache.max_size as f64 * cfg.cache.low_watermark) as u64,
+    };
+    let store = std::sync::Arc::new(
+        wharf::store::Store::open(&cfg.data_dir)
+            .map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
+    );
+    let metrics = std::sync::Arc::new(wharf::metrics::Metrics::new(&[], cfg.cache.max_size));
+    wharf::registry::capacity::Evictor::new(store, cfg.cache.clone(), metrics)
+        .run_pass(target)
+        .map_err(|e| e.to_string())
 }
 
 async fn serve(cfg: Config) -> ExitCode {

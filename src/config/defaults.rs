@@ -61,6 +61,14 @@ offline = false
 # (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed
 # ("1.5TiB"); units are case-insensitive. Must be greater than 0.
 max_size = "50GiB"
+# When the cached blobs pass max_size * high_watermark, the least recently used blobs are
+# evicted until they are under max_size * low_watermark. Blobs being filled or read are
+# never evicted (a client that opened a blob keeps reading it). Manifests and tags are kept.
+high_watermark = 0.9
+low_watermark = 0.8
+# Images whose blobs are never evicted: "<upstream>/<repo>:<tag pattern>", '*' matching
+# any run of characters in the tag. E.g. ["docker.io/library/alpine:3.*"].
+pin = []
 
 [fill]
 # Longest time a single blob fetch from an upstream may take in total.

@@ -25,6 +25,9 @@ pub(super) struct RawConfig {
 #[derive(Deserialize, Default)]
 pub(super) struct RawCache {
     pub max_size: Option<Value>,
+    pub high_watermark: Option<Value>,
+    pub low_watermark: Option<Value>,
+    pub pin: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -323,3 +323,25 @@ fn load_reports_path() {
     std::fs::write(&good, "listen = \"[::1]:5002\"\n").unwrap();
     assert_eq!(Config::load(&good).unwrap().listen.port(), 5002);
 }
+
+#[test]
+fn cache_pins_and_watermarks() {
+    let c = Config::from_toml_str(
+        "[cache]\nmax_size = \"1GiB\"\nhigh_watermark = 0.95\nlow_watermark = 0.5\npin = [\"docker.io/library/alpine:3.*\"]\n",
+    )
+    .unwrap();
+    assert_eq!(c.cache.high_watermark, 0.95);
+    let pin = &c.cache.pin[0];
+    assert_eq!(
+        (pin.upstream.as_str(), pin.repo.as_str()),
+        ("docker.io", "library/alpine")
+    );
+    assert!(pin.matches_tag("3.19") && pin.matches_tag("3.") && !pin.matches_tag("edge"));
+    let e = Config::from_toml_str(
+        "[cache]\nhigh_watermark = 0.5\nlow_watermark = 0.6\npin = [\"nocolon\"]\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("cache.low_watermark"), "{e}");
+    assert!(e.contains("cache.pin[0]"), "{e}");
+}

@@ -111,6 +111,7 @@ pub struct Fills {
     store: Arc<Store>,
     cfg: FillConfig,
     metrics: Arc<crate::metrics::Metrics>,
+    evictor: Arc<super::capacity::Evictor>,
 }
 
 /// What a fill needs to fetch its blob.
@@ -125,13 +126,19 @@ impl Fills {
         store: Arc<Store>,
         cfg: FillConfig,
         metrics: Arc<crate::metrics::Metrics>,
+        evictor: Arc<super::capacity::Evictor>,
     ) -> Arc<Fills> {
         Arc::new(Fills {
             inflight: Mutex::new(HashMap::new()),
             store,
             cfg,
             metrics,
+            evictor,
         })
+    }
+
+    pub fn evictor(&self) -> &Arc<super::capacity::Evictor> {
+        &self.evictor
     }
 
     pub fn in_progress(&self, digest: &Digest) -> Option<Arc<Fill>> {
@@ -177,13 +184,17 @@ impl Fills {
             };
             let res = fills.run(&task_fill, &tx, &source).await;
             let result = match &res {
-                Ok(size) => {
+                Ok((size, cached)) => {
                     fills
                         .metrics
                         .upstream_bytes
                         .with_label_values(&[source.upstream.name()])
                         .inc_by(*size);
-                    "committed"
+                    if *cached {
+                        "committed"
+                    } else {
+                        "uncacheable"
+                    }
                 }
                 Err(Error::Upstream {
                     code: ErrorCode::DigestInvalid,
@@ -193,9 +204,12 @@ impl Fills {
                 Err(_) => "upstream_error",
             };
             fills.metrics.fills.with_label_values(&[result]).inc();
-            match res {
+            if matches!(res, Ok((_, true))) {
+                fills.evictor.maybe_evict();
+            }
+            match res.map(|(size, _)| size) {
                 Ok(size) => {
-                    tracing::info!(digest = %digest, size, upstream = source.upstream.name(), "fill committed");
+                    tracing::info!(digest = %digest, size, upstream = source.upstream.name(), result, "fill done");
                     drop(guard);
                     tx.send_replace(FillState::Committed { size });
                 }
@@ -209,8 +223,14 @@ impl Fills {
         Ok(Some((fill, true)))
     }
 
-    /// Fetches, writes, verifies and commits. The temp file is removed on every error.
-    async fn run(&self, fill: &Fill, tx: &watch::Sender<FillState>, src: &Source) -> Result<u64> {
+    /// Fetches, writes, verifies and commits: `(size, cached)`; a verified blob larger than
+    /// the whole cache is not kept. The temp file is removed on every error.
+    async fn run(
+        &self,
+        fill: &Fill,
+        tx: &watch::Sender<FillState>,
+        src: &Source,
+    ) -> Result<(u64, bool)> {
         let digest = fill.digest;
         // The fill timeout bounds the download; verification and commit are not cut short
         // (a commit abandoned half-way could land after the failure was published).
@@ -255,6 +275,7 @@ impl Fills {
         let t = temp.clone();
         let upstream = src.upstream.name().to_string();
         let repo = src.repo.as_str().to_string();
+        let max = self.evictor.max();
         tokio::task::spawn_blocking(move || {
             let (hasher, written) = match res {
                 Ok(v) => v,
@@ -274,12 +295,17 @@ impl Fills {
                     retry_after: None,
                 });
             }
+            if written > max {
+                // Verified, so its readers may finish; too large to keep (the temp file goes
+                // when the last handle on it is dropped).
+                return Ok((written, false));
+            }
             if let Err(e) = store.commit_blob(&t, &digest, written) {
                 store.files().discard(&t.path);
                 return Err(e);
             }
             store.put_link(&upstream, &repo, &digest)?;
-            Ok(written)
+            Ok((written, true))
         })
         .await
         .map_err(Error::internal)?

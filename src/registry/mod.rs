@@ -14,6 +14,7 @@
 
 pub mod authz;
 pub mod body;
+pub mod capacity;
 pub mod fill;
 mod manifest;
 
@@ -111,7 +112,16 @@ impl Registry {
                 .expire_after(TtlIsValue)
                 .build(),
             revalidating: std::sync::Mutex::new(std::collections::HashSet::new()),
-            fills: Fills::new(store.clone(), cfg.fill.clone(), metrics.clone()),
+            fills: Fills::new(
+                store.clone(),
+                cfg.fill.clone(),
+                metrics.clone(),
+                Arc::new(capacity::Evictor::new(
+                    store.clone(),
+                    cfg.cache.clone(),
+                    metrics.clone(),
+                )),
+            ),
             metrics,
             store,
             upstreams,
@@ -471,6 +481,9 @@ impl Registry {
         let opened = tokio::task::spawn_blocking(move || store.open_blob(&d))
             .await
             .map_err(Error::internal)??;
+        if opened.is_some() {
+            self.store.touch(digest);
+        }
         Ok(opened.map(|(file, len)| Blob::Cached {
             file: Arc::new(file),
             len,

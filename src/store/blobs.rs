@@ -59,6 +59,16 @@ impl BlobFiles {
         })
     }
 
+    /// `blobs/sha256/`.
+    pub fn root(&self) -> &Path {
+        &self.blobs
+    }
+
+    /// Where `fsck --repair` moves corrupt files.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.tmp.with_file_name("quarantine")
+    }
+
     pub fn path(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
         self.blobs.join(&hex[..2]).join(hex)

@@ -19,6 +19,7 @@
 //! point lookups on the async path; callers move bulk file work to blocking threads.
 
 pub mod blobs;
+pub mod evict;
 pub mod keys;
 
 use crate::error::Result;
@@ -31,8 +32,8 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const CF_MANIFESTS: &str = "manifests";
-const CF_TAGS: &str = "tags";
-const CF_BLOBS: &str = "blobs";
+pub(crate) const CF_TAGS: &str = "tags";
+pub(crate) const CF_BLOBS: &str = "blobs";
 const CF_LINKS: &str = "links";
 const CF_AUTHZ: &str = "authz";
 const ALL_CFS: [&str; 5] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS, CF_AUTHZ];
@@ -45,6 +46,8 @@ pub struct Store {
     /// Bytes and count of recorded blobs (for the cache gauges).
     blob_bytes: std::sync::atomic::AtomicU64,
     blob_count: std::sync::atomic::AtomicU64,
+    /// Last access times not yet written (see `evict`).
+    access: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
 }
 
 /// Reads `data_dir/secret` (32 random bytes, created with mode 0600 on first start).
@@ -118,6 +121,7 @@ impl Store {
             secret,
             blob_bytes: Default::default(),
             blob_count: Default::default(),
+            access: Default::default(),
         };
         let (mut bytes, mut count) = (0u64, 0u64);
         for item in store

@@ -1,0 +1,311 @@
+//! Capacity: last-access tracking, eviction between watermarks, pins, and `fsck`.
+//!
+//! Invariants:
+//! - Last access is recorded in memory on every hit and written to the `blobs` column family
+//!   in batches (before every eviction pass and periodically), never once per request.
+//! - Eviction removes least-recently-accessed blobs until the total is under the low
+//!   watermark, never a pinned one. It only ever deletes committed files: a blob being
+//!   filled is still under `tmp/`, and a client that already opened a blob keeps reading it
+//!   through its file descriptor after the unlink.
+//! - Manifests and tags are never evicted; a blob evicted and asked for again is refetched.
+
+use super::{keys, Store, CF_BLOBS, CF_TAGS};
+use crate::config::Pin;
+use crate::error::Result;
+use crate::oci::{manifest::parse_refs, Digest};
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::sync::atomic::Ordering;
+
+/// What `fsck` found (and, with repair, fixed).
+#[derive(Debug, Default)]
+pub struct FsckReport {
+    pub checked: u64,
+    pub problems: Vec<String>,
+    pub repaired: u64,
+}
+
+impl Store {
+    /// Notes a cache hit (flushed later by [`Store::flush_access`]).
+    pub fn touch(&self, digest: &Digest) {
+        if let Ok(mut m) = self.access.lock() {
+            m.insert(*digest, super::now_ms() / 1000);
+        }
+    }
+
+    /// Writes the pending last-access times.
+    pub fn flush_access(&self) -> Result<()> {
+        let pending: HashMap<Digest, u64> = match self.access.lock() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(_) => return Ok(()),
+        };
+        let cf = self.cf(CF_BLOBS)?;
+        let mut batch = rocksdb::WriteBatch::default();
+        for (d, at) in pending {
+            if let Some(mut rec) = self.blob_record(&d)? {
+                rec.last_access_s = rec.last_access_s.max(at);
+                batch.put_cf(cf, d.as_bytes(), keys::encode_blob(&rec));
+            }
+        }
+        self.db.write(batch)?;
+        Ok(())
+    }
+
+    /// Removes one blob: file, record and counters.
+    fn remove_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+        match std::fs::remove_file(self.files.path(digest)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.db.delete_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
+        self.blob_bytes.fetch_sub(
+            size.min(self.blob_bytes.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        self.blob_count.fetch_sub(
+            1.min(self.blob_count.load(Ordering::Relaxed)),
+            Ordering::Relaxed,
+        );
+        Ok(())
+    }
+
+    /// Evicts least-recently-accessed blobs, except `keep`, until the total is at most
+    /// `target` bytes. Returns (blobs, bytes) removed.
+    pub fn evict_to(&self, target: u64, keep: &HashSet<Digest>) -> Result<(u64, u64)> {
+        self.flush_access()?;
+        let mut all: Vec<(u64, Digest, u64)> = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_BLOBS)?, rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let (Ok(bytes), Some(rec)) = (<[u8; 32]>::try_from(&k[..]), keys::decode_blob(&v))
+            else {
+                continue;
+            };
+            all.push((rec.last_access_s, Digest::from_bytes(bytes), rec.size));
+        }
+        all.sort();
+        let mut total = self.blob_totals().0;
+        let (mut count, mut freed) = (0u64, 0u64);
+        for (_, digest, size) in all {
+            if total <= target {
+                break;
+            }
+            if keep.contains(&digest) {
+                continue;
+            }
+            self.remove_blob(&digest, size)?;
+            total = total.saturating_sub(size);
+            count += 1;
+            freed += size;
+        }
+        Ok((count, freed))
+    }
+
+    /// Every digest reachable from the cached tags that `pins` name.
+    pub fn pinned_digests(&self, pins: &[Pin]) -> Result<HashSet<Digest>> {
+        let mut out = HashSet::new();
+        if pins.is_empty() {
+            return Ok(out);
+        }
+        let mut roots = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_TAGS)?, rocksdb::IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let (Some((up, repo, tag)), Some(rec)) =
+                (keys::decode_tag_key(&k), keys::decode_tag(&v))
+            else {
+                continue;
+            };
+            if pins.iter().any(|p| {
+                p.upstream.eq_ignore_ascii_case(&up) && p.repo == repo && p.matches_tag(&tag)
+            }) {
+                roots.push(rec.digest);
+            }
+        }
+        while let Some(d) = roots.pop() {
+            if !out.insert(d) {
+                continue;
+            }
+            if let Some(m) = self.get_manifest(&d)? {
+                if let Ok(refs) = parse_refs(&m.bytes) {
+                    out.extend(refs.layers);
+                    out.extend(refs.config);
+                    roots.extend(refs.manifests);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Verifies every blob file against its name and the records against the files. With
+    /// `repair`, corrupt files go to `quarantine/`, records without a file are dropped and
+    /// files without a record are recorded.
+    pub fn fsck(&self, repair: bool) -> Result<FsckReport> {
+        let mut report = FsckReport::default();
+        let mut on_disk: HashSet<Digest> = HashSet::new();
+        let root = self.files.root();
+        for dir in std::fs::read_dir(root)? {
+            let dir = dir?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&dir)? {
+                let path = file?.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or("")
+                    .to_string();
+                report.checked += 1;
+                let expected = Digest::parse(&format!("sha256:{name}")).ok();
+                let actual = hash_file(&path)?;
+                match expected {
+                    Some(d) if d == actual => {
+                        on_disk.insert(d);
+                    }
+                    _ => {
+                        report.problems.push(format!(
+                            "{}: content hashes to {actual}, not to its name",
+                            path.display()
+                        ));
+                        if repair {
+                            let q = self.files.quarantine_dir();
+                            std::fs::create_dir_all(&q)?;
+                            std::fs::rename(&path, q.join(&name))?;
+                            if let Some(d) = expected {
+                                let size = self.blob_record(&d)?.map(|r| r.size).unwrap_or(0);
+                                self.db.delete_cf(self.cf(CF_BLOBS)?, d.as_bytes())?;
+                                self.blob_bytes.fetch_sub(
+                                    size.min(self.blob_bytes.load(Ordering::Relaxed)),
+                                    Ordering::Relaxed,
+                                );
+                                self.blob_count.fetch_sub(
+                                    1.min(self.blob_count.load(Ordering::Relaxed)),
+                                    Ordering::Relaxed,
+                                );
+                            }
+                            report.repaired += 1;
+                        }
+                    }
+                }
+            }
+        }
+        let mut recorded: HashSet<Digest> = HashSet::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(CF_BLOBS)?, rocksdb::IteratorMode::Start)
+        {
+            let (k, _) = item?;
+            let Ok(bytes) = <[u8; 32]>::try_from(&k[..]) else {
+                continue;
+            };
+            let d = Digest::from_bytes(bytes);
+            recorded.insert(d);
+            if !on_disk.contains(&d) && !self.files.exists(&d) {
+                report
+                    .problems
+                    .push(format!("{d}: recorded, but its file is missing"));
+                if repair {
+                    self.db.delete_cf(self.cf(CF_BLOBS)?, d.as_bytes())?;
+                    report.repaired += 1;
+                }
+            }
+        }
+        for d in on_disk.difference(&recorded) {
+            report
+                .problems
+                .push(format!("{d}: verified file without a record"));
+            if repair {
+                let size = std::fs::metadata(self.files.path(d))?.len();
+                let rec = keys::BlobRecord {
+                    size,
+                    last_access_s: super::now_ms() / 1000,
+                };
+                self.db
+                    .put_cf(self.cf(CF_BLOBS)?, d.as_bytes(), keys::encode_blob(&rec))?;
+                report.repaired += 1;
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn hash_file(path: &std::path::Path) -> Result<Digest> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = crate::oci::digest::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn put(s: &Store, data: &[u8]) -> Digest {
+        let d = Digest::of(data);
+        let t = s.create_temp(&d).expect("temp");
+        (&*t.file).write_all(data).expect("write");
+        s.commit_blob(&t, &d, data.len() as u64).expect("commit");
+        d
+    }
+
+    fn set_access(s: &Store, d: &Digest, at: u64) {
+        s.access.lock().expect("lock").insert(*d, at);
+        s.flush_access().expect("flush");
+    }
+
+    #[test]
+    fn evicts_least_recently_used_first_and_never_kept_ones() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("store");
+        let a = put(&s, &[1u8; 100]);
+        let b = put(&s, &[2u8; 100]);
+        let c = put(&s, &[3u8; 100]);
+        let now = crate::store::now_ms() / 1000;
+        set_access(&s, &a, now + 10);
+        set_access(&s, &b, now + 30);
+        set_access(&s, &c, now + 20);
+        assert_eq!(s.blob_totals(), (300, 3));
+        // Keep `a` even though it is the oldest: `c` (next oldest) goes instead.
+        let keep: HashSet<Digest> = [a].into_iter().collect();
+        assert_eq!(s.evict_to(200, &keep).expect("evict"), (1, 100));
+        assert!(s.files().exists(&a) && s.files().exists(&b) && !s.files().exists(&c));
+        assert_eq!(s.blob_totals(), (200, 2));
+        assert_eq!(s.evict_to(100, &HashSet::new()).expect("evict"), (1, 100));
+        assert!(!s.files().exists(&a) && s.files().exists(&b));
+        assert!(s.fsck(false).expect("fsck").problems.is_empty());
+    }
+
+    #[test]
+    fn fsck_finds_and_repairs_corruption_and_dangling_records() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = Store::open(dir.path()).expect("store");
+        let a = put(&s, b"good blob");
+        let b = put(&s, b"soon corrupt");
+        let c = put(&s, b"soon missing");
+        std::fs::write(s.files().path(&b), b"corrupted!!!").expect("corrupt");
+        std::fs::remove_file(s.files().path(&c)).expect("rm");
+        let r = s.fsck(false).expect("fsck");
+        assert_eq!(r.problems.len(), 2, "{:?}", r.problems);
+        assert!(r.problems.iter().any(|p| p.contains(&b.hex())));
+        assert!(r.problems.iter().any(|p| p.contains(&c.hex())));
+        let r = s.fsck(true).expect("repair");
+        assert_eq!(r.repaired, 2);
+        assert!(s.files().quarantine_dir().join(b.hex()).exists());
+        assert!(s.fsck(false).expect("fsck").problems.is_empty());
+        assert!(s.files().exists(&a));
+    }
+}
