@@ -122,7 +122,7 @@ async fn tokens_and_passwords_never_reach_the_logs() {
 
     let text = logs.text();
     // The capture sees the test's task, the server's tasks and debug events.
-    for proof in ["wharf listening", "fill committed", "DEBUG"] {
+    for proof in ["wharf listening", "fill done", "DEBUG"] {
         assert!(
             text.contains(proof),
             "no {proof:?} in the {} bytes captured",
