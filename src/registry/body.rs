@@ -23,17 +23,19 @@ pub enum Source {
     File { file: Arc<File>, len: u64 },
     /// A fill in progress (the file is set, the fill has started).
     Fill {
+        fill: Arc<Fill>,
         file: Arc<File>,
         state: watch::Receiver<FillState>,
     },
 }
 
 impl Source {
-    pub fn from_fill(fill: &Fill) -> io::Result<Source> {
+    pub fn from_fill(fill: &Arc<Fill>) -> io::Result<Source> {
         let file = fill
             .file()
             .ok_or_else(|| io::Error::other("fill has no file yet"))?;
         Ok(Source::Fill {
+            fill: fill.clone(),
             file,
             state: fill.subscribe(),
         })
@@ -115,7 +117,18 @@ impl Reader {
         }
     }
 
-    async fn read(&mut self, n: u64) -> io::Result<Bytes> {
+    async fn read(&mut self, mut n: u64) -> io::Result<Bytes> {
+        if let Source::Fill { fill, .. } = &self.source {
+            // Bytes the disk refused live in memory.
+            match fill.spilled(self.offset, n).map_err(io::Error::other)? {
+                Ok(bytes) if !bytes.is_empty() => {
+                    self.offset += bytes.len() as u64;
+                    return Ok(bytes);
+                }
+                Ok(_) => return Err(io::Error::other("spilled bytes missing")),
+                Err(from_file) => n = from_file,
+            }
+        }
         let file = match &self.source {
             Source::File { file, .. } | Source::Fill { file, .. } => file.clone(),
         };

@@ -53,6 +53,8 @@ pub struct Fill {
     pub digest: Digest,
     file: OnceLock<Arc<File>>,
     state: watch::Receiver<FillState>,
+    /// Bytes that could not be written to disk.
+    spill: Mutex<Spill>,
 }
 
 impl Fill {
@@ -172,6 +174,7 @@ impl Fills {
             digest,
             file: OnceLock::new(),
             state: rx,
+            spill: Mutex::new(Spill::default()),
         });
         map.insert(digest, fill.clone());
         drop(map);
@@ -267,7 +270,14 @@ impl Fills {
         tx.send_replace(FillState::Streaming { size, written: 0 });
         let res = tokio::time::timeout_at(
             deadline,
-            self.stream_to_file(resp.into_body(), &temp.file, size, tx),
+            self.stream_to_file(
+                fill,
+                resp.into_body(),
+                &temp.file,
+                size,
+                tx,
+                src.upstream.name(),
+            ),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));
@@ -277,7 +287,7 @@ impl Fills {
         let repo = src.repo.as_str().to_string();
         let max = self.evictor.max();
         tokio::task::spawn_blocking(move || {
-            let (hasher, written) = match res {
+            let (hasher, written, on_disk) = match res {
                 Ok(v) => v,
                 Err(e) => {
                     store.files().discard(&t.path);
@@ -295,9 +305,9 @@ impl Fills {
                     retry_after: None,
                 });
             }
-            if written > max {
-                // Verified, so its readers may finish; too large to keep (the temp file goes
-                // when the last handle on it is dropped).
+            if written > max || !on_disk {
+                // Verified, so its readers may finish; too large to keep, or not all on disk
+                // (the temp file goes when the last handle on it is dropped).
                 return Ok((written, false));
             }
             if let Err(e) = store.commit_blob(&t, &digest, written) {
@@ -315,17 +325,25 @@ impl Fills {
     /// each write. Returns the hasher and the byte count.
     async fn stream_to_file(
         &self,
+        fill: &Fill,
         mut body: hyper::body::Incoming,
         file: &Arc<File>,
         size: Option<u64>,
         tx: &watch::Sender<FillState>,
-    ) -> Result<(Hasher, u64)> {
+        upstream: &str,
+    ) -> Result<(Hasher, u64, bool)> {
         let upstream_err = |m: String| Error::Unreachable {
-            upstream: "upstream".into(),
+            upstream: upstream.to_string(),
             message: m,
         };
-        let mut hasher = Hasher::new();
-        let mut written: u64 = 0;
+        let mut sink = Sink {
+            fill,
+            file,
+            hasher: Hasher::new(),
+            written: 0,
+            disk_ok: true,
+            metrics: &self.metrics,
+        };
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
         loop {
             // Flush what we have before waiting, so readers never wait on our buffer.
@@ -335,10 +353,11 @@ impl Fills {
                     Some(f) => f,
                     None => {
                         if !buf.is_empty() {
-                            (hasher, buf) = write_batch(file, hasher, buf).await?;
-                            written += buf.len() as u64;
-                            buf.clear();
-                            tx.send_replace(FillState::Streaming { size, written });
+                            buf = sink.flush(buf).await?;
+                            tx.send_replace(FillState::Streaming {
+                                size,
+                                written: sink.written,
+                            });
                         }
                         tokio::time::timeout(self.cfg.idle_timeout, next)
                             .await
@@ -352,7 +371,7 @@ impl Fills {
                 continue;
             };
             if let Some(s) = size {
-                if written + (buf.len() + data.len()) as u64 > s {
+                if sink.written + (buf.len() + data.len()) as u64 > s {
                     return Err(upstream_err(
                         "upstream sent more than Content-Length".into(),
                     ));
@@ -360,42 +379,122 @@ impl Fills {
             }
             buf.extend_from_slice(&data);
             if buf.len() >= WRITE_BATCH {
-                (hasher, buf) = write_batch(file, hasher, buf).await?;
-                written += buf.len() as u64;
-                buf.clear();
-                tx.send_replace(FillState::Streaming { size, written });
+                buf = sink.flush(buf).await?;
+                tx.send_replace(FillState::Streaming {
+                    size,
+                    written: sink.written,
+                });
             }
         }
         if !buf.is_empty() {
-            (hasher, buf) = write_batch(file, hasher, buf).await?;
-            written += buf.len() as u64;
-            tx.send_replace(FillState::Streaming { size, written });
+            sink.flush(buf).await?;
+            tx.send_replace(FillState::Streaming {
+                size,
+                written: sink.written,
+            });
         }
         if let Some(s) = size {
-            if written != s {
+            if sink.written != s {
                 return Err(upstream_err(format!(
-                    "upstream body ended after {written} of {s} bytes"
+                    "upstream body ended after {} of {s} bytes",
+                    sink.written
                 )));
             }
         }
-        Ok((hasher, written))
+        Ok((sink.hasher, sink.written, sink.disk_ok))
     }
 }
 
-/// Hashes and appends one batch on a blocking thread; hands the buffer back for reuse.
-async fn write_batch(
-    file: &Arc<File>,
-    mut hasher: Hasher,
-    buf: Vec<u8>,
-) -> Result<(Hasher, Vec<u8>)> {
+/// Where a fill's bytes go: the temp file, or, once the disk refused a write (full), memory
+/// only, so that the clients still get every byte (the blob is then not cached).
+struct Sink<'a> {
+    fill: &'a Fill,
+    file: &'a Arc<File>,
+    hasher: Hasher,
+    written: u64,
+    disk_ok: bool,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl Sink<'_> {
+    /// Hashes and stores one batch; hands the buffer back (cleared) for reuse.
+    async fn flush(&mut self, buf: Vec<u8>) -> Result<Vec<u8>> {
+        self.hasher.update(&buf);
+        let mut buf = if self.disk_ok {
+            let (buf, res) = write_batch(self.file, buf).await?;
+            match res {
+                Ok(()) => {
+                    self.written += buf.len() as u64;
+                    let mut buf = buf;
+                    buf.clear();
+                    return Ok(buf);
+                }
+                Err(e) => {
+                    tracing::warn!(digest = %self.fill.digest, error = %e, "cannot write the blob to disk; relaying it from memory without caching it");
+                    self.metrics.disk_write_errors.inc();
+                    self.disk_ok = false;
+                    if let Ok(mut s) = self.fill.spill.lock() {
+                        s.start = Some(self.written);
+                    }
+                    buf
+                }
+            }
+        } else {
+            buf
+        };
+        let n = buf.len() as u64;
+        if let Ok(mut s) = self.fill.spill.lock() {
+            s.chunks.push(bytes::Bytes::from(std::mem::take(&mut buf)));
+        }
+        self.written += n;
+        Ok(Vec::with_capacity(WRITE_BATCH))
+    }
+}
+
+/// Bytes of a fill kept in memory after the disk refused them: contiguous from `start`.
+#[derive(Default)]
+pub struct Spill {
+    pub start: Option<u64>,
+    pub chunks: Vec<bytes::Bytes>,
+}
+
+impl Fill {
+    /// Up to `n` bytes at `offset` from memory, if the fill spilled at or before `offset`;
+    /// otherwise how many bytes from `offset` may be read from the file.
+    pub fn spilled(&self, offset: u64, n: u64) -> Result<std::result::Result<bytes::Bytes, u64>> {
+        let s = self
+            .spill
+            .lock()
+            .map_err(|_| Error::internal("spill poisoned"))?;
+        let Some(start) = s.start else {
+            return Ok(Err(n));
+        };
+        if offset < start {
+            return Ok(Err(n.min(start - offset)));
+        }
+        let mut at = start;
+        for c in &s.chunks {
+            let end = at + c.len() as u64;
+            if offset < end {
+                let from = (offset - at) as usize;
+                let to = (from as u64 + n).min(c.len() as u64) as usize;
+                return Ok(Ok(c.slice(from..to)));
+            }
+            at = end;
+        }
+        Ok(Ok(bytes::Bytes::new()))
+    }
+}
+
+/// Appends one batch on a blocking thread; hands the buffer back with the write's result.
+async fn write_batch(file: &Arc<File>, buf: Vec<u8>) -> Result<(Vec<u8>, std::io::Result<()>)> {
     let file = file.clone();
     tokio::task::spawn_blocking(move || {
-        hasher.update(&buf);
-        (&*file).write_all(&buf)?;
-        Ok((hasher, buf))
+        let res = (&*file).write_all(&buf);
+        (buf, res)
     })
     .await
-    .map_err(Error::internal)?
+    .map_err(Error::internal)
 }
 
 /// Polls a future once: `Some(output)` if it is ready now.

@@ -1,6 +1,7 @@
 //! Wharf's one integration test binary (every test binary links RocksDB, so there is one).
 //!
 //! - `auth`: client authentication and per-repository authorization.
+//! - `capacity`: eviction under the watermarks, pinned images, blobs larger than the cache.
 //! - `resilience`: tag freshness, stale serving, negative caching, retries, the circuit
 //!   breaker, 429s and offline mode.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
@@ -9,6 +10,8 @@
 //!   `docker-registry`, `skopeo`) against the `wharf` binary that `cargo test` built.
 
 mod auth;
+mod capacity;
+mod diskfull;
 mod e2e;
 mod metrics;
 mod pull;
