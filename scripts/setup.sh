@@ -3,7 +3,7 @@
 # Sourced by scripts/run.sh and scripts/test.sh; safe to run on its own.
 set -euo pipefail
 
-need_pkgs=(build-essential libclang-dev pkg-config ca-certificates openssl)
+need_pkgs=(build-essential libclang-dev pkg-config ca-certificates openssl curl)
 if [[ "${1:-}" == "--test" || "${WHARF_SETUP_TEST:-}" == 1 ]]; then
     # Real third-party software for the end-to-end tests.
     need_pkgs+=(docker-registry skopeo prometheus)

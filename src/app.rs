@@ -77,7 +77,37 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         .local_addr()
         .map_err(|e| format!("admin listener address: {e}"))?;
     let ready: crate::http::admin::Ready = Default::default();
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => Some(Arc::new(crate::http::tls::Reloadable::new(
+            &t.cert_file,
+            &t.key_file,
+        )?)),
+    };
+    let acceptor = match &tls {
+        None => None,
+        Some(certs) => Some(crate::http::tls::acceptor(certs.clone())?),
+    };
+    if let Some(certs) = tls.clone() {
+        // SIGHUP re-reads the certificate; open connections keep theirs.
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        match certs.reload() {
+                            Ok(()) => tracing::info!("TLS certificate reloaded"),
+                            Err(e) => tracing::error!(
+                                "TLS certificate not reloaded, keeping the old one: {e}"
+                            ),
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!("cannot watch SIGHUP: {e}"),
+        }
+    }
     let handler = Arc::new(Handler {
+        tls: acceptor.is_some(),
         registry: registry.clone(),
         sessions: Arc::new(crate::auth::Sessions::new(config.auth.token_ttl)),
     });
@@ -106,7 +136,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     };
     let store_for_exit = registry.store().clone();
     let task = tokio::spawn(async move {
-        server::serve(listener, handler, async {
+        server::serve(listener, handler, acceptor, async {
             let _ = stopped.await;
         })
         .await;

@@ -43,7 +43,16 @@ pub struct Config {
     pub cache: CacheConfig,
     pub fill: FillConfig,
     pub auth: AuthConfig,
+    /// HTTPS on the registry listener.
+    pub tls: Option<TlsConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+}
+
+/// `[tls]`: PEM certificate chain and key, re-read on SIGHUP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// Client authentication and authorization on cache hits.
@@ -147,6 +156,8 @@ pub struct UpstreamConfig {
     pub tag_ttl: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// Client certificate and key (PEM) for upstreams that require mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
     pub policy: UpstreamPolicy,
 }
 
@@ -198,6 +209,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("tag_ttl", &self.tag_ttl)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("client_cert", &self.client_cert)
             .field("policy", &self.policy)
             .finish()
     }
@@ -411,6 +423,30 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
             DEFAULT_IDLE_TIMEOUT,
         ),
     };
+    let tls = match raw.tls {
+        None => None,
+        Some(t) => {
+            let cert = raw::string(&mut p, "tls.cert_file", t.cert_file.as_ref());
+            let key = raw::string(&mut p, "tls.key_file", t.key_file.as_ref());
+            match (cert, key) {
+                (Some(c), Some(k)) => {
+                    for (key, f) in [("tls.cert_file", &c), ("tls.key_file", &k)] {
+                        if !Path::new(f).is_file() {
+                            p.push(key, format!("{f}: no such file"));
+                        }
+                    }
+                    Some(TlsConfig {
+                        cert_file: PathBuf::from(c),
+                        key_file: PathBuf::from(k),
+                    })
+                }
+                _ => {
+                    p.push("tls", "cert_file and key_file are both required");
+                    None
+                }
+            }
+        }
+    };
     let ra = raw.auth.unwrap_or_default();
     let auth = AuthConfig {
         token_ttl: positive_duration(
@@ -453,6 +489,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         cache,
         fill,
         auth,
+        tls,
         upstreams,
     })
 }

@@ -56,6 +56,12 @@ data_dir = "./wharf-data"
 # `wharf serve --offline`. Cached content is then served under the offline rule of [auth].
 offline = false
 
+# HTTPS on the registry listener (HTTP/2 and HTTP/1.1 by ALPN). PEM files; `kill -HUP`
+# re-reads them without dropping connections. Without [tls], plain HTTP (h1 and h2c).
+# [tls]
+# cert_file = "/etc/wharf/tls.crt"
+# key_file = "/etc/wharf/tls.key"
+
 [cache]
 # Upper bound for the cached blobs on disk; past it, cached blobs are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
 # (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed
@@ -147,6 +153,9 @@ url = "https://ghcr.io"
 # # PEM file with the CA certificate(s) to trust for this upstream (default none).
 # # Must exist and contain at least one certificate.
 # ca_file = "/etc/wharf/internal-ca.pem"
+# # Client certificate and key (PEM) for an upstream that requires mutual TLS.
+# client_cert_file = "/etc/wharf/client.crt"
+# client_key_file = "/etc/wharf/client.key"
 # # Credentials for the upstream (default none); give both or neither.
 # username = "wharf"
 # password = "secret"

@@ -19,6 +19,7 @@ pub(super) struct RawConfig {
     pub admin_listen: Option<Value>,
     pub fill: Option<RawFill>,
     pub auth: Option<RawAuth>,
+    pub tls: Option<RawTls>,
     pub upstream: Option<Vec<RawUpstream>>,
 }
 
@@ -34,6 +35,12 @@ pub(super) struct RawCache {
 pub(super) struct RawFill {
     pub timeout: Option<Value>,
     pub idle_timeout: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawTls {
+    pub cert_file: Option<Value>,
+    pub key_file: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -53,6 +60,8 @@ pub(super) struct RawUpstream {
     pub tag_ttl: Option<Value>,
     pub username: Option<Value>,
     pub password: Option<Value>,
+    pub client_cert_file: Option<Value>,
+    pub client_key_file: Option<Value>,
     pub immutable_tags: Option<Value>,
     pub stale_while_revalidate: Option<Value>,
     pub stale_if_error: Option<Value>,

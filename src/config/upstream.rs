@@ -268,6 +268,26 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
             p.push(k("username"), "is required when password is set");
         }
         let policy = policy(p, i, r);
+        let client_cert = match (
+            raw::string(p, &k("client_cert_file"), r.client_cert_file.as_ref()),
+            raw::string(p, &k("client_key_file"), r.client_key_file.as_ref()),
+        ) {
+            (Some(c), Some(key)) => {
+                check_ca_file(p, &k("client_cert_file"), Path::new(&c));
+                if !Path::new(&key).is_file() {
+                    p.push(k("client_key_file"), format!("{key}: no such file"));
+                }
+                Some((PathBuf::from(c), PathBuf::from(key)))
+            }
+            (None, None) => None,
+            _ => {
+                p.push(
+                    k("client_cert_file"),
+                    "client_cert_file and client_key_file go together",
+                );
+                None
+            }
+        };
         if let (Some(name), Some((url, _))) = (name, url) {
             out.push(UpstreamConfig {
                 name,
@@ -278,6 +298,7 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
                 tag_ttl,
                 username,
                 password,
+                client_cert,
                 policy,
             });
         }

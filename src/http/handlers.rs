@@ -22,12 +22,14 @@ const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/
 const DIGEST_HEADER: &str = "docker-content-digest";
 
 pub struct Handler {
+    /// The registry listener speaks HTTPS (the token realm's scheme).
+    pub tls: bool,
     pub registry: Arc<Registry>,
     pub sessions: Arc<Sessions>,
 }
 
 /// The URL of Wharf's token endpoint as this client reaches Wharf.
-fn realm(req: &Request<Incoming>) -> String {
+fn realm(req: &Request<Incoming>, tls: bool) -> String {
     let host = req
         .headers()
         .get(http::header::HOST)
@@ -35,7 +37,8 @@ fn realm(req: &Request<Incoming>) -> String {
         .or_else(|| req.uri().authority().map(|a| a.as_str()))
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
         .unwrap_or("localhost");
-    format!("http://{host}/token")
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{host}/token")
 }
 
 /// The `scope` a challenge names for a route: the repository as the client wrote it (with
@@ -78,6 +81,7 @@ impl Handler {
         let started = std::time::Instant::now();
         let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let method = req.method().clone();
+        let version = req.version();
         let head = method == Method::HEAD;
         let path = req.uri().path().to_string();
         let kind = match route::parse(&path) {
@@ -150,6 +154,7 @@ impl Handler {
         tracing::info!(
             id,
             %method,
+            ?version,
             kind = kind.unwrap_or("other"),
             upstream = %labels.upstream,
             repo = %labels.repo,
@@ -173,7 +178,7 @@ impl Handler {
             let scope = route.and_then(|r| scope_of(&r, &query));
             r.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
-                crate::auth::challenge(&realm(req), scope.as_deref()),
+                crate::auth::challenge(&realm(req, self.tls), scope.as_deref()),
             );
         }
         r

@@ -6,6 +6,7 @@ pub mod handlers;
 pub mod range;
 pub mod route;
 pub mod server;
+pub mod tls;
 pub mod token;
 
 use bytes::Bytes;

@@ -14,10 +14,12 @@ use tokio::net::TcpListener;
 /// How long in-flight requests get to finish after shutdown was asked for.
 const DRAIN: Duration = Duration::from_secs(10);
 
-/// Serves `listener` until `shutdown` completes, then drains open connections.
+/// Serves `listener` (over TLS when `tls` is given) until `shutdown` completes, then drains
+/// open connections.
 pub async fn serve(
     listener: TcpListener,
     handler: Arc<Handler>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -52,12 +54,39 @@ pub async fn serve(
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler.handle(req).await) }
         });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), service)
-            .into_owned();
-        let conn = graceful.watch(conn);
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(e) = conn.await {
+            let res = match tls {
+                None => {
+                    let conn = builder
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned();
+                    watcher.watch(conn).await
+                }
+                Some(acceptor) => {
+                    let handshake =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(s)) => {
+                            let conn = builder
+                                .serve_connection(TokioIo::new(s), service)
+                                .into_owned();
+                            watcher.watch(conn).await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = res {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

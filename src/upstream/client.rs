@@ -44,8 +44,12 @@ pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Strin
     Ok(certs)
 }
 
-/// Builds the client for one upstream.
-pub fn build(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<HttpClient, String> {
+/// Builds the client for one upstream (`client_cert`: PEM chain and key for mutual TLS).
+pub fn build(
+    ca_file: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+    connect_timeout: Duration,
+) -> Result<HttpClient, String> {
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
@@ -56,11 +60,21 @@ pub fn build(ca_file: Option<&Path>, connect_timeout: Duration) -> Result<HttpCl
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let tls = match client_cert {
+        None => builder.with_no_client_auth(),
+        Some((cert, key)) => {
+            let certs = read_pem_certs(cert)?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("{}: cannot read a PEM private key: {e}", key.display()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("{}: unusable client certificate: {e}", cert.display()))?
+        }
+    };
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(connect_timeout));

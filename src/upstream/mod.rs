@@ -66,7 +66,11 @@ impl Upstream {
         metrics: Arc<crate::metrics::Metrics>,
     ) -> std::result::Result<Upstream, String> {
         let p = &cfg.policy;
-        let client = client::build(cfg.ca_file.as_deref(), p.connect_timeout)
+        let client_cert = cfg
+            .client_cert
+            .as_ref()
+            .map(|(c, k)| (c.as_path(), k.as_path()));
+        let client = client::build(cfg.ca_file.as_deref(), client_cert, p.connect_timeout)
             .map_err(|e| format!("upstream {}: {e}", cfg.name))?;
         let immutable = if p.immutable_tags.is_empty() {
             None
