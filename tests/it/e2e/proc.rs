@@ -51,6 +51,11 @@ impl Proc {
     }
 
     /// Both captured output files (their last 16 KiB each), for failure messages.
+    /// The child's process id (0 once it was reaped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     pub fn logs(&self) -> String {
         let read = |p: &Path| {
             let text = std::fs::read_to_string(p).unwrap_or_default();
