@@ -6,7 +6,7 @@ set -euo pipefail
 need_pkgs=(build-essential libclang-dev pkg-config ca-certificates openssl curl)
 if [[ "${1:-}" == "--test" || "${WHARF_SETUP_TEST:-}" == 1 ]]; then
     # Real third-party software for the end-to-end tests.
-    need_pkgs+=(docker-registry skopeo prometheus)
+    need_pkgs+=(docker-registry skopeo prometheus python3-yaml containerd podman)
 fi
 
 missing=()

@@ -143,11 +143,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            let report = wharf::store::Store::open(&cfg.data_dir).and_then(|s| s.fsck(repair));
+            let report =
+                wharf::store::Store::open_with(&cfg.data_dir, false).and_then(|s| s.fsck(repair));
             match report {
                 Ok(r) => {
                     for p in &r.problems {
                         println!("problem: {p}");
+                    }
+                    for n in &r.notes {
+                        println!("note: {n}");
                     }
                     println!(
                         "checked {} blobs: {} problems, {} repaired",

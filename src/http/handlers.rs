@@ -52,7 +52,7 @@ fn scope_of(route: &Route<'_>, query: &Query<'_>) -> Option<String> {
         | Route::Upload { name } => *name,
         Route::Base | Route::Catalog => return None,
     };
-    Some(match query.ns {
+    Some(match query.ns.as_deref() {
         Some(ns) => format!("repository:{ns}/{name}:pull"),
         None => format!("repository:{name}:pull"),
     })
@@ -212,7 +212,7 @@ impl Handler {
         match route {
             Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
             Route::Manifest { name, reference } => {
-                let t = self.registry.resolve(name, query.ns)?;
+                let t = self.registry.resolve(name, query.ns.as_deref())?;
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let accept: Vec<String> = req
@@ -235,7 +235,7 @@ impl Handler {
                 Ok(resp)
             }
             Route::Blob { name, digest } => {
-                let t = self.registry.resolve(name, query.ns)?;
+                let t = self.registry.resolve(name, query.ns.as_deref())?;
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let range = req
@@ -248,7 +248,7 @@ impl Handler {
                 blob_response(blob, &digest, range, head)
             }
             Route::TagsList { name } => {
-                let t = self.registry.resolve(name, query.ns)?;
+                let t = self.registry.resolve(name, query.ns.as_deref())?;
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let up = self

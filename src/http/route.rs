@@ -40,7 +40,8 @@ pub enum Route<'a> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Query<'a> {
     /// containerd's upstream hint.
-    pub ns: Option<&'a str>,
+    /// Percent-decoded: containerd sends `ns=127.0.0.1%3A5000` for `host:port` registries.
+    pub ns: Option<std::borrow::Cow<'a, str>>,
     /// Tag list pagination, passed through.
     pub n: Option<&'a str>,
     pub last: Option<&'a str>,
@@ -52,7 +53,7 @@ impl<'a> Query<'a> {
         for pair in q.unwrap_or("").split('&') {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             match k {
-                "ns" if !v.is_empty() => out.ns = Some(v),
+                "ns" if !v.is_empty() => out.ns = Some(percent_decode(v)),
                 "n" if !v.is_empty() => out.n = Some(v),
                 "last" if !v.is_empty() => out.last = Some(v),
                 _ => {}
@@ -79,6 +80,32 @@ impl<'a> Query<'a> {
         }
         (!parts.is_empty()).then(|| parts.join("&"))
     }
+}
+
+/// Decodes `%XX` escapes (invalid ones are kept as they are); no allocation when there are none.
+fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.contains('%') {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = b
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok());
+        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(v)) => {
+                out.push(v);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn not_found(path: &str) -> Error {
@@ -257,14 +284,20 @@ mod tests {
     #[test]
     fn query_forms() {
         let q = Query::parse(Some("ns=ghcr.io&n=10&last=v1"));
-        assert_eq!(q.ns, Some("ghcr.io"));
+        assert_eq!(q.ns.as_deref(), Some("ghcr.io"));
         assert_eq!(q.pagination().as_deref(), Some("n=10&last=v1"));
         let q = Query::parse(Some("ns=docker.io"));
-        assert_eq!(q.ns, Some("docker.io"));
+        assert_eq!(q.ns.as_deref(), Some("docker.io"));
         assert_eq!(q.pagination(), None);
         let q = Query::parse(Some("n=1;rm&last=a&b"));
         assert_eq!(q.pagination().as_deref(), Some("last=a"));
         assert_eq!(Query::parse(None), Query::default());
         assert_eq!(Query::parse(Some("ns=")).ns, None);
+        assert_eq!(
+            Query::parse(Some("ns=127.0.0.1%3A5000")).ns.as_deref(),
+            Some("127.0.0.1:5000"),
+            "containerd percent-encodes host:port"
+        );
+        assert_eq!(Query::parse(Some("ns=a%zz")).ns.as_deref(), Some("a%zz"));
     }
 }

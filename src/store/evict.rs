@@ -22,6 +22,9 @@ use std::sync::atomic::Ordering;
 pub struct FsckReport {
     pub checked: u64,
     pub problems: Vec<String>,
+    /// Not problems: states that start-up reconciles (a verified file whose record a crash
+    /// did not let it write).
+    pub notes: Vec<String>,
     pub repaired: u64,
 }
 
@@ -51,14 +54,15 @@ impl Store {
         Ok(())
     }
 
-    /// Removes one blob: file, record and counters.
+    /// Removes one blob: record first, then the file (a crash in between leaves a verified
+    /// file without a record, which start-up records again), then the counters.
     fn remove_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+        self.db.delete_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
         match std::fs::remove_file(self.files.path(digest)) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        self.db.delete_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
         self.blob_bytes.fetch_sub(
             size.min(self.blob_bytes.load(Ordering::Relaxed)),
             Ordering::Relaxed,
@@ -142,6 +146,58 @@ impl Store {
         Ok(out)
     }
 
+    /// Start-up reconciliation of the `blobs` records with the files (which are the truth: a
+    /// file in `blobs/` was verified before it got there): records without a file are
+    /// dropped, files without a record are recorded. Cheap: a directory walk and a stat per
+    /// record, no hashing. Returns (dropped, added).
+    pub(crate) fn reconcile(&self) -> Result<(u64, u64)> {
+        let cf = self.cf(CF_BLOBS)?;
+        let mut recorded = HashSet::new();
+        let mut dropped = 0;
+        for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (k, _) = item?;
+            let Ok(bytes) = <[u8; 32]>::try_from(&k[..]) else {
+                continue;
+            };
+            let d = Digest::from_bytes(bytes);
+            if self.files.exists(&d) {
+                recorded.insert(d);
+            } else {
+                self.db.delete_cf(cf, d.as_bytes())?;
+                dropped += 1;
+            }
+        }
+        let mut added = 0;
+        for dir in std::fs::read_dir(self.files.root())? {
+            let dir = dir?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for file in std::fs::read_dir(&dir)? {
+                let path = file?.path();
+                let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                    continue;
+                };
+                let Ok(d) = Digest::parse(&format!("sha256:{name}")) else {
+                    continue;
+                };
+                if recorded.contains(&d) {
+                    continue;
+                }
+                let rec = keys::BlobRecord {
+                    size: std::fs::metadata(&path)?.len(),
+                    last_access_s: super::now_ms() / 1000,
+                };
+                self.db.put_cf(cf, d.as_bytes(), keys::encode_blob(&rec))?;
+                added += 1;
+            }
+        }
+        if dropped + added > 0 {
+            tracing::info!(dropped, added, "reconciled blob records with the files");
+        }
+        Ok((dropped, added))
+    }
+
     /// Verifies every blob file against its name and the records against the files. With
     /// `repair`, corrupt files go to `quarantine/`, records without a file are dropped and
     /// files without a record are recorded.
@@ -217,9 +273,9 @@ impl Store {
             }
         }
         for d in on_disk.difference(&recorded) {
-            report
-                .problems
-                .push(format!("{d}: verified file without a record"));
+            report.notes.push(format!(
+                "{d}: verified file without a record (recorded at start-up)"
+            ));
             if repair {
                 let size = std::fs::metadata(self.files.path(d))?.len();
                 let rec = keys::BlobRecord {
@@ -228,7 +284,6 @@ impl Store {
                 };
                 self.db
                     .put_cf(self.cf(CF_BLOBS)?, d.as_bytes(), keys::encode_blob(&rec))?;
-                report.repaired += 1;
             }
         }
         Ok(report)
@@ -307,5 +362,40 @@ mod tests {
         assert!(s.files().quarantine_dir().join(b.hex()).exists());
         assert!(s.fsck(false).expect("fsck").problems.is_empty());
         assert!(s.files().exists(&a));
+    }
+}
+
+#[cfg(test)]
+mod reconcile_tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn start_up_drops_records_without_files_and_records_unrecorded_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (gone, orphan) = {
+            let s = Store::open(dir.path()).expect("store");
+            let put = |data: &[u8]| {
+                let d = Digest::of(data);
+                let t = s.create_temp(&d).expect("temp");
+                (&*t.file).write_all(data).expect("write");
+                s.commit_blob(&t, &d, data.len() as u64).expect("commit");
+                d
+            };
+            let gone = put(b"file removed behind our back");
+            let orphan = put(b"record removed behind our back");
+            std::fs::remove_file(s.files().path(&gone)).expect("rm");
+            s.db.delete_cf(s.cf(CF_BLOBS).expect("cf"), orphan.as_bytes())
+                .expect("delete");
+            (gone, orphan)
+        };
+        let s = Store::open(dir.path()).expect("reopen");
+        assert!(s.blob_record(&gone).expect("rec").is_none());
+        assert_eq!(
+            s.blob_record(&orphan).expect("rec").map(|r| r.size),
+            Some(30)
+        );
+        assert_eq!(s.blob_totals(), (30, 1));
+        assert!(s.fsck(false).expect("fsck").problems.is_empty());
     }
 }

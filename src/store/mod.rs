@@ -99,8 +99,15 @@ pub fn now_ms() -> u64 {
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `data_dir`.
+    /// Opens (creating if needed) the store under `data_dir`, reconciling the blob records
+    /// with the files.
     pub fn open(data_dir: &Path) -> Result<Store> {
+        Store::open_with(data_dir, true)
+    }
+
+    /// As [`Store::open`]; `reconcile: false` leaves the records as they are (for `fsck`,
+    /// which reports what it finds).
+    pub fn open_with(data_dir: &Path, reconcile: bool) -> Result<Store> {
         std::fs::create_dir_all(data_dir)?;
         let files = BlobFiles::open(data_dir)?;
         let mut opts = Options::default();
@@ -123,6 +130,9 @@ impl Store {
             blob_count: Default::default(),
             access: Default::default(),
         };
+        if reconcile {
+            store.reconcile()?;
+        }
         let (mut bytes, mut count) = (0u64, 0u64);
         for item in store
             .db

@@ -2,6 +2,7 @@
 //!
 //! - `auth`: client authentication and per-repository authorization.
 //! - `capacity`: eviction under the watermarks, pinned images, blobs larger than the cache.
+//! - `deploy`: static checks of `deploy/` (files parse, configs pass `wharf config check`).
 //! - `resilience`: tag freshness, stale serving, negative caching, retries, the circuit
 //!   breaker, 429s and offline mode.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
@@ -11,6 +12,7 @@
 
 mod auth;
 mod capacity;
+mod deploy;
 mod diskfull;
 mod e2e;
 mod metrics;

@@ -14,16 +14,26 @@
 //! - `resilience`: a tag moved upstream seen after `tag_ttl`; `wharf serve --offline`.
 //! - `dashboard`: the Grafana dashboard's queries and metric names (no external software).
 //! - `prometheus`: a real Prometheus (`prometheus` on PATH) and the text exposition format.
+//! - `cache`: `kill -9` during fills, `wharf fsck` and `wharf gc` (in-process fake upstream,
+//!   no external software).
 //! - `metrics`: Wharf's `/metrics` after a pull, scraped by Prometheus, against the dashboard.
+//! - `containerd`, `podman`: real containerd (`ctr images pull --hosts-dir`) and real Podman
+//!   (`registries.conf` mirror) pulling through Wharf; `runtimes`: what they share. They need
+//!   `containerd`, `ctr` and `podman` on PATH and root.
 
 mod auth;
+mod cache;
+mod containerd;
 mod dashboard;
 mod images;
 mod metrics;
+mod podman;
 mod proc;
 mod prometheus;
 mod resilience;
+mod runtimes;
 mod skopeo;
+mod tls;
 mod token_server;
 mod upstream;
 mod wharf;

@@ -83,7 +83,15 @@ fn e2e_tls_h2_pull_and_certificate_reload_on_sighup() {
     assert_same(&check_dir(&out), &s.expected[0], "pulled over TLS");
     // HTTP/2 by ALPN: curl asks for h2 and gets it.
     let out = Command::new("curl")
-        .args(["-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version}", "--cacert"])
+        .args([
+            "-sS",
+            "--http2",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_version}",
+            "--cacert",
+        ])
         .arg(&s.certs.ca_pem)
         .arg(format!("https://127.0.0.1:{port}/v2/"))
         .output()
@@ -95,7 +103,10 @@ fn e2e_tls_h2_pull_and_certificate_reload_on_sighup() {
         String::from_utf8_lossy(&out.stderr)
     );
     let logs = wharf.logs();
-    assert!(logs.contains("HTTP/2.0"), "a request arrived over HTTP/2:\n{logs}");
+    assert!(
+        logs.contains("HTTP/2.0"),
+        "a request arrived over HTTP/2:\n{logs}"
+    );
 
     // Swap the certificate for a new one from the same CA, then SIGHUP.
     let before = served_serial(port, &s.certs.ca_pem);

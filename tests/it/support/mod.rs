@@ -4,6 +4,7 @@
 pub mod client;
 pub mod fake;
 pub mod logs;
+pub mod scrape;
 
 use std::path::Path;
 use std::time::Duration;
