@@ -478,9 +478,22 @@ impl Registry {
     async fn cached_blob(&self, digest: &Digest) -> Result<Option<Blob>> {
         let store = self.store.clone();
         let d = *digest;
-        let opened = tokio::task::spawn_blocking(move || store.open_blob(&d))
-            .await
-            .map_err(Error::internal)??;
+        // The cheap check on the serving path: the file's length against the record (a full
+        // hash of every served blob is `fsck`'s job). A mismatch is quarantined and refetched.
+        let opened = tokio::task::spawn_blocking(move || match store.open_blob(&d)? {
+            Some((file, len)) => match store.blob_record(&d)? {
+                Some(rec) if rec.size != len => {
+                    tracing::error!(digest = %d, on_disk = len, recorded = rec.size, "cached blob has the wrong length; quarantined, fetching it again");
+                    store.quarantine(&d)?;
+                    Ok(None)
+                }
+                _ => Ok(Some((file, len))),
+            },
+            None => Ok(None),
+        })
+        .await
+        .map_err(Error::internal)?
+        .map_err(|e: Error| e)?;
         if opened.is_some() {
             self.store.touch(digest);
         }

@@ -146,6 +146,30 @@ impl Store {
         Ok(out)
     }
 
+    /// Moves a blob that failed a check to `quarantine/` and forgets it.
+    pub fn quarantine(&self, digest: &Digest) -> Result<()> {
+        let size = self.blob_record(digest)?.map(|r| r.size);
+        self.db.delete_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
+        let q = self.files.quarantine_dir();
+        std::fs::create_dir_all(&q)?;
+        match std::fs::rename(self.files.path(digest), q.join(digest.hex())) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Some(size) = size {
+            self.blob_bytes.fetch_sub(
+                size.min(self.blob_bytes.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            self.blob_count.fetch_sub(
+                1.min(self.blob_count.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+        }
+        Ok(())
+    }
+
     /// Start-up reconciliation of the `blobs` records with the files (which are the truth: a
     /// file in `blobs/` was verified before it got there): records without a file are
     /// dropped, files without a record are recorded. Cheap: a directory walk and a stat per

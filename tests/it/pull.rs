@@ -316,3 +316,34 @@ async fn range_requests_on_cached_and_in_progress_blobs() {
     assert_eq!(r.bytes().len(), blob.len());
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_truncated_cached_blob_is_quarantined_and_refetched() {
+    let fake = Fake::start().await;
+    let blob = data(200 * 1024, 12);
+    let d = fake.put_blob(&blob);
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
+    let url = format!("http://{}/v2/app/blobs/{d}", w.addr);
+    assert_eq!(get(&url).await.bytes().as_ref(), blob.as_slice());
+    // Damage the cached file behind Wharf's back.
+    let digest = wharf::oci::Digest::parse(&d).expect("digest");
+    let path = w.registry.store().files().path(&digest);
+    std::fs::write(&path, &blob[..1000]).expect("truncate");
+    let r = get(&url).await;
+    assert_eq!(
+        r.bytes().as_ref(),
+        blob.as_slice(),
+        "served correctly, refetched"
+    );
+    assert_eq!(fake.count("GET blob"), 2);
+    assert!(
+        dir.path().join("quarantine").join(digest.hex()).exists(),
+        "damaged file kept aside"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).expect("refetched").len(),
+        blob.len() as u64
+    );
+    w.shutdown().await;
+}
