@@ -255,6 +255,13 @@ impl Handler {
                     .registry
                     .tags_list(&t, &client, query.pagination().as_deref())
                     .await?;
+                // Pagination: the upstream's `Link` names its own repository path; point it back
+                // at the name (and `ns`) this client used.
+                let link = up
+                    .headers()
+                    .get(LINK)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|l| rewrite_link(l, t.repo.as_str(), name, query.ns.as_deref()));
                 let mut resp = Response::new(if head {
                     empty()
                 } else {
@@ -262,6 +269,9 @@ impl Handler {
                 });
                 resp.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                    resp.headers_mut().insert(LINK, l);
+                }
                 Ok(resp)
             }
             Route::Referrers { .. } => Ok(referrers_unsupported()),
@@ -358,6 +368,38 @@ fn json_response(status: StatusCode, body: Vec<u8>, head: bool) -> Response<Resp
     resp
 }
 
+/// `</v2/<upstream repo>/tags/list?n=2&last=b>; rel="next"` → the same for the client's name.
+fn rewrite_link(link: &str, upstream_repo: &str, client_name: &str, ns: Option<&str>) -> String {
+    let from = format!("/v2/{upstream_repo}/tags/list");
+    let to = format!("/v2/{client_name}/tags/list");
+    let mut out = link.replacen(&from, &to, 1);
+    if let Some(ns) = ns {
+        if let Some(i) = out.find('>') {
+            let sep = if out[..i].contains('?') { '&' } else { '?' };
+            out.insert_str(i, &format!("{sep}ns={ns}"));
+        }
+    }
+    out
+}
+
 fn header(s: &str) -> Result<HeaderValue> {
     HeaderValue::from_str(s).map_err(|_| Error::internal("header value not representable"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rewrite_link;
+
+    #[test]
+    fn pagination_links_point_back_at_the_clients_name() {
+        let l = r#"</v2/library/alpine/tags/list?last=3.19&n=2>; rel="next""#;
+        assert_eq!(
+            rewrite_link(l, "library/alpine", "docker.io/alpine", None),
+            r#"</v2/docker.io/alpine/tags/list?last=3.19&n=2>; rel="next""#
+        );
+        assert_eq!(
+            rewrite_link(l, "library/alpine", "library/alpine", Some("docker.io")),
+            r#"</v2/library/alpine/tags/list?last=3.19&n=2&ns=docker.io>; rel="next""#
+        );
+    }
 }

@@ -16,6 +16,7 @@
 //! - `prometheus`: a real Prometheus (`prometheus` on PATH) and the text exposition format.
 //! - `cache`: `kill -9` during fills, `wharf fsck` and `wharf gc` (in-process fake upstream,
 //!   no external software).
+//! - `mtls`: an upstream requiring client certificates; `[tls]` startup errors.
 //! - `metrics`: Wharf's `/metrics` after a pull, scraped by Prometheus, against the dashboard.
 //! - `containerd`, `podman`: real containerd (`ctr images pull --hosts-dir`) and real Podman
 //!   (`registries.conf` mirror) pulling through Wharf; `runtimes`: what they share. They need
@@ -27,6 +28,7 @@ mod containerd;
 mod dashboard;
 mod images;
 mod metrics;
+mod mtls;
 mod podman;
 mod proc;
 mod prometheus;
