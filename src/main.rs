@@ -57,6 +57,21 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// List the cached images (tag, digest, size, when last confirmed upstream).
+    Ls {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cached bytes per upstream and repository.
+    Du {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -171,6 +186,8 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Ls { config, json } => report(config.as_ref(), json, true),
+        Command::Du { config, json } => report(config.as_ref(), json, false),
         Command::Serve { config, offline } => {
             init_tracing(cli.log_format);
             let cfg = match load(config.as_ref()) {
@@ -194,6 +211,65 @@ fn main() -> ExitCode {
                 }
             };
             rt.block_on(serve(cfg))
+        }
+    }
+}
+
+/// `wharf ls` (images) and `wharf du` (usage) on a stopped Wharf's data_dir.
+fn report(config: Option<&PathBuf>, json: bool, images: bool) -> ExitCode {
+    let cfg = match load(config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let store = match wharf::store::Store::open_with(&cfg.data_dir, false) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cannot open {}: {e}", cfg.data_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if images {
+        store.images().map(|list| {
+            if json {
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            } else {
+                let mut s = String::from("IMAGE\tDIGEST\tCACHED BYTES\tCHECKED\n");
+                for i in &list {
+                    s.push_str(&format!(
+                        "{}/{}:{}\t{}\t{}\t{}\n",
+                        i.upstream, i.repository, i.tag, i.digest, i.cached_bytes, i.checked_at
+                    ));
+                }
+                s
+            }
+        })
+    } else {
+        store.usage().map(|list| {
+            if json {
+                serde_json::to_string_pretty(&list).unwrap_or_default()
+            } else {
+                let mut s = String::from("UPSTREAM\tREPOSITORY\tBLOBS\tBYTES\n");
+                for u in &list {
+                    s.push_str(&format!(
+                        "{}\t{}\t{}\t{}\n",
+                        u.upstream, u.repository, u.blobs, u.bytes
+                    ));
+                }
+                s
+            }
+        })
+    };
+    match text {
+        Ok(t) => {
+            println!("{}", t.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot read the cache: {e}");
+            ExitCode::FAILURE
         }
     }
 }

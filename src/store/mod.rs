@@ -21,6 +21,7 @@
 pub mod blobs;
 pub mod evict;
 pub mod keys;
+pub mod report;
 
 use crate::error::Result;
 use crate::oci::Digest;
@@ -34,7 +35,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const CF_MANIFESTS: &str = "manifests";
 pub(crate) const CF_TAGS: &str = "tags";
 pub(crate) const CF_BLOBS: &str = "blobs";
-const CF_LINKS: &str = "links";
+pub(crate) const CF_LINKS: &str = "links";
 const CF_AUTHZ: &str = "authz";
 const ALL_CFS: [&str; 5] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS, CF_AUTHZ];
 

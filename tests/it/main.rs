@@ -15,6 +15,7 @@ mod capacity;
 mod deploy;
 mod diskfull;
 mod e2e;
+mod listing;
 mod metrics;
 mod pull;
 mod resilience;
