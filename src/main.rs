@@ -99,6 +99,14 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
+/// The configuration, or the exit status for a bad one (after saying why).
+fn load_or_exit(path: Option<&PathBuf>) -> Result<Config, ExitCode> {
+    load(path).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_BAD_CONFIG)
+    })
+}
+
 fn load(path: Option<&PathBuf>) -> Result<Config, String> {
     match path {
         Some(p) => {
@@ -131,12 +139,9 @@ fn main() -> ExitCode {
         },
         Command::Gc { config, to } => {
             init_tracing(cli.log_format);
-            let cfg = match load(config.as_ref()) {
+            let cfg = match load_or_exit(config.as_ref()) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(code) => return code,
             };
             match gc(&cfg, to.as_deref()) {
                 Ok((n, bytes)) => {
@@ -151,12 +156,9 @@ fn main() -> ExitCode {
         }
         Command::Fsck { config, repair } => {
             init_tracing(cli.log_format);
-            let cfg = match load(config.as_ref()) {
+            let cfg = match load_or_exit(config.as_ref()) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+                Err(code) => return code,
             };
             let report =
                 wharf::store::Store::open_with(&cfg.data_dir, false).and_then(|s| s.fsck(repair));
@@ -190,16 +192,11 @@ fn main() -> ExitCode {
         Command::Du { config, json } => report(config.as_ref(), json, false),
         Command::Serve { config, offline } => {
             init_tracing(cli.log_format);
-            let cfg = match load(config.as_ref()) {
-                Ok(mut c) => {
-                    c.offline |= offline;
-                    c
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::from(EXIT_BAD_CONFIG);
-                }
+            let mut cfg = match load_or_exit(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
+            cfg.offline |= offline;
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -217,12 +214,9 @@ fn main() -> ExitCode {
 
 /// `wharf ls` (images) and `wharf du` (usage) on a stopped Wharf's data_dir.
 fn report(config: Option<&PathBuf>, json: bool, images: bool) -> ExitCode {
-    let cfg = match load(config) {
+    let cfg = match load_or_exit(config) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(EXIT_BAD_CONFIG);
-        }
+        Err(code) => return code,
     };
     let store = match wharf::store::Store::open_with(&cfg.data_dir, false) {
         Ok(s) => s,

@@ -54,6 +54,17 @@ impl Store {
         Ok(())
     }
 
+    /// Takes one blob of `size` bytes off the counters.
+    fn forget(&self, size: u64) {
+        let sub = |a: &std::sync::atomic::AtomicU64, n: u64| {
+            let _ = a.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(n))
+            });
+        };
+        sub(&self.blob_bytes, size);
+        sub(&self.blob_count, 1);
+    }
+
     /// Removes one blob: record first, then the file (a crash in between leaves a verified
     /// file without a record, which start-up records again), then the counters.
     fn remove_blob(&self, digest: &Digest, size: u64) -> Result<()> {
@@ -63,14 +74,7 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
-        self.blob_bytes.fetch_sub(
-            size.min(self.blob_bytes.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
-        self.blob_count.fetch_sub(
-            1.min(self.blob_count.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+        self.forget(size);
         Ok(())
     }
 
@@ -158,14 +162,7 @@ impl Store {
             Err(e) => return Err(e.into()),
         }
         if let Some(size) = size {
-            self.blob_bytes.fetch_sub(
-                size.min(self.blob_bytes.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-            self.blob_count.fetch_sub(
-                1.min(self.blob_count.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
+            self.forget(size);
         }
         Ok(())
     }
@@ -260,14 +257,7 @@ impl Store {
                             if let Some(d) = expected {
                                 let size = self.blob_record(&d)?.map(|r| r.size).unwrap_or(0);
                                 self.db.delete_cf(self.cf(CF_BLOBS)?, d.as_bytes())?;
-                                self.blob_bytes.fetch_sub(
-                                    size.min(self.blob_bytes.load(Ordering::Relaxed)),
-                                    Ordering::Relaxed,
-                                );
-                                self.blob_count.fetch_sub(
-                                    1.min(self.blob_count.load(Ordering::Relaxed)),
-                                    Ordering::Relaxed,
-                                );
+                                self.forget(size);
                             }
                             report.repaired += 1;
                         }
