@@ -20,4 +20,5 @@ pub mod metrics;
 pub mod oci;
 pub mod registry;
 pub mod store;
+pub mod transfer;
 pub mod upstream;

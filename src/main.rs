@@ -72,6 +72,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write cached images as an OCI image layout (a directory, or a tar archive when the
+    /// output ends in `.tar`) for an air-gapped site (Wharf must not be running on the same
+    /// data_dir).
+    Export {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Images as `wharf ls` prints them: `<upstream>/<repo>:<tag>`.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        images: Vec<String>,
+        /// Every cached tag.
+        #[arg(long)]
+        all: bool,
+        /// Output directory, or `FILE.tar`.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Store the images of an OCI image layout (directory or tar archive) in the cache and make
+    /// their repositories readable by anyone (Wharf must not be running on the same data_dir).
+    Import {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// The layout directory or tar archive.
+        path: PathBuf,
+        /// `<upstream>/<repo>` for entries whose name is only a tag.
+        #[arg(long)]
+        name: Option<String>,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -185,6 +212,68 @@ fn main() -> ExitCode {
                 Err(e) => {
                     eprintln!("fsck failed: {e}");
                     ExitCode::from(2)
+                }
+            }
+        }
+        Command::Export {
+            config,
+            images,
+            all,
+            output,
+        } => {
+            init_tracing(cli.log_format);
+            let cfg = match load_or_exit(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let result = wharf::transfer::open_store(&cfg.data_dir)
+                .and_then(|s| wharf::transfer::export(&s, &images, all, &output));
+            match result {
+                Ok(s) => {
+                    println!(
+                        "exported {} images ({} blobs, {} bytes) to {}",
+                        s.images,
+                        s.blobs,
+                        s.bytes,
+                        output.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("export failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Import { config, path, name } => {
+            init_tracing(cli.log_format);
+            let cfg = match load_or_exit(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let result = wharf::transfer::open_store(&cfg.data_dir)
+                .and_then(|s| wharf::transfer::import(&s, &path, name.as_deref()));
+            match result {
+                Ok(s) => {
+                    for i in &s.images {
+                        println!("imported {i}");
+                        let upstream = i.split('/').next().unwrap_or_default();
+                        if !cfg.upstreams.iter().any(|u| u.name == upstream) {
+                            eprintln!(
+                                "warning: {i}: no upstream named {upstream:?} is configured; \
+                                 Wharf serves it only once one is"
+                            );
+                        }
+                    }
+                    println!(
+                        "stored {} manifests and {} blobs ({} bytes); {} blobs were already cached",
+                        s.manifests, s.blobs, s.bytes, s.blobs_present
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("import failed: {e}");
+                    ExitCode::FAILURE
                 }
             }
         }

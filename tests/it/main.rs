@@ -5,6 +5,7 @@
 //! - `deploy`: static checks of `deploy/` (files parse, configs pass `wharf config check`).
 //! - `resilience`: tag freshness, stale serving, negative caching, retries, the circuit
 //!   breaker, 429s and offline mode.
+//! - `transfer`: `wharf export` / `wharf import` round trips to an offline Wharf.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
 //!   and helpers to run Wharf in-process on port 0.
 //! - `e2e`: end-to-end tests with real third-party software (CNCF Distribution's
@@ -21,3 +22,4 @@ mod pull;
 mod resilience;
 mod routing;
 mod support;
+mod transfer;

@@ -34,7 +34,7 @@ mod proc;
 mod prometheus;
 mod resilience;
 mod runtimes;
-mod skopeo;
+pub(crate) mod skopeo;
 mod tls;
 mod token_server;
 mod upstream;

@@ -1,0 +1,257 @@
+//! `wharf export`: cached images out to an OCI layout (directory or tar).
+
+use super::tar::*;
+use super::*;
+use crate::error::Result;
+use crate::oci::digest::Hasher;
+use crate::oci::manifest::parse_refs;
+use crate::oci::Digest;
+use crate::store::{Store, StoredManifest};
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------- export
+
+/// What `export` wrote.
+#[derive(Debug, Default)]
+pub struct ExportSummary {
+    pub images: usize,
+    pub blobs: usize,
+    pub bytes: u64,
+}
+
+/// Where an export goes.
+pub(super) enum Sink {
+    Dir(PathBuf),
+    Tar(BufWriter<File>),
+}
+
+impl Sink {
+    fn open(out: &Path) -> Result<Sink> {
+        if out.extension().is_some_and(|e| e == "tar") {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(out)
+                .map_err(|e| err(format!("cannot create {}: {e}", out.display())))?;
+            let mut w = BufWriter::new(f);
+            tar_dir(&mut w, "blobs/")?;
+            tar_dir(&mut w, "blobs/sha256/")?;
+            Ok(Sink::Tar(w))
+        } else {
+            if out.exists()
+                && std::fs::read_dir(out)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                return Err(err(format!(
+                    "{} exists and is not an empty directory",
+                    out.display()
+                )));
+            }
+            std::fs::create_dir_all(out.join("blobs").join("sha256"))?;
+            Ok(Sink::Dir(out.to_path_buf()))
+        }
+    }
+
+    fn put_bytes(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        match self {
+            Sink::Dir(root) => std::fs::write(root.join(name), data)?,
+            Sink::Tar(w) => {
+                tar_header(w, name, data.len() as u64, b'0')?;
+                w.write_all(data)?;
+                tar_pad(w, data.len() as u64)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Copies `size` bytes from `src` as `blobs/sha256/<hex>`, checking they hash to `digest`.
+    fn put_blob(&mut self, digest: &Digest, mut src: impl Read, size: u64) -> Result<()> {
+        let name = format!("blobs/sha256/{}", digest.hex());
+        let mut hasher = Hasher::new();
+        let mut copied = 0u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mismatch = |copied: u64| {
+            err(format!(
+                "cached blob {digest} is corrupt ({copied} bytes read, expected {size}, or its \
+                 sha256 differs); run `wharf fsck --repair`"
+            ))
+        };
+        match self {
+            Sink::Dir(root) => {
+                let path = root.join(&name);
+                let mut f = BufWriter::new(File::create(&path)?);
+                loop {
+                    let n = src.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    f.write_all(&buf[..n])?;
+                    copied += n as u64;
+                }
+                f.flush()?;
+                if copied != size || hasher.finish() != *digest {
+                    drop(f);
+                    let _ = std::fs::remove_file(&path);
+                    return Err(mismatch(copied));
+                }
+            }
+            Sink::Tar(w) => {
+                tar_header(w, &name, size, b'0')?;
+                let mut limited = src.take(size);
+                loop {
+                    let n = limited.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    hasher.update(&buf[..n]);
+                    w.write_all(&buf[..n])?;
+                    copied += n as u64;
+                }
+                if copied != size || hasher.finish() != *digest {
+                    return Err(mismatch(copied));
+                }
+                tar_pad(w, size)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if let Sink::Tar(mut w) = self {
+            w.write_all(&[0u8; 1024])?;
+            w.flush()?;
+            w.get_ref().sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// Exports `images` (`<upstream>/<repo>:<tag>`; empty with `all`: every cached tag) to `out`:
+/// a directory, or a tar archive when `out` ends in `.tar`.
+pub fn export(store: &Store, images: &[String], all: bool, out: &Path) -> Result<ExportSummary> {
+    let cached = store.images()?;
+    let mut selected: Vec<(ImageRef, Digest)> = Vec::new();
+    if all {
+        for i in &cached {
+            let d = Digest::parse(&i.digest).map_err(|e| err(format!("{}: {e}", i.digest)))?;
+            selected.push((
+                ImageRef {
+                    upstream: i.upstream.clone(),
+                    repo: i.repository.clone(),
+                    tag: i.tag.clone(),
+                },
+                d,
+            ));
+        }
+        if selected.is_empty() {
+            return Err(err("the cache holds no tagged images"));
+        }
+    } else {
+        for s in images {
+            let r = ImageRef::parse(s).map_err(err)?;
+            let rec = store
+                .get_tag(&r.upstream, &r.repo, &r.tag)?
+                .ok_or_else(|| err(format!("{r} is not cached (see `wharf ls`)")))?;
+            selected.push((r, rec.digest));
+        }
+    }
+
+    // Gather everything first, so that a missing blob fails before anything is written.
+    let mut manifests: Vec<StoredManifest> = Vec::new();
+    let mut blobs: Vec<(Digest, u64)> = Vec::new();
+    let mut seen: HashSet<Digest> = HashSet::new();
+    let mut index = Vec::new();
+    for (image, root) in &selected {
+        let top = store
+            .get_manifest(root)?
+            .ok_or_else(|| err(format!("{image}: manifest {root} is not cached")))?;
+        index.push(serde_json::json!({
+            "mediaType": top.media_type,
+            "digest": root.to_string(),
+            "size": top.bytes.len(),
+            "annotations": { REF_NAME: image.tag, WHARF_REF: image.to_string() },
+        }));
+        let mut todo = vec![top];
+        while let Some(m) = todo.pop() {
+            if !seen.insert(m.digest) {
+                continue;
+            }
+            let refs = parse_refs(&m.bytes)
+                .map_err(|e| err(format!("{image}: manifest {}: {e}", m.digest)))?;
+            for child in &refs.manifests {
+                // Children nobody pulled (other platforms) are not cached: leave them out.
+                if let Some(c) = store.get_manifest(child)? {
+                    todo.push(c);
+                }
+            }
+            for d in refs.config.iter().chain(refs.layers.iter()) {
+                if seen.contains(d) {
+                    continue;
+                }
+                // A config or layer may itself be a cached manifest (artifacts); export it as
+                // bytes in that case.
+                match store.open_blob(d)? {
+                    Some((_, len)) => {
+                        seen.insert(*d);
+                        blobs.push((*d, len));
+                    }
+                    None => {
+                        return Err(err(format!(
+                            "{image}: blob {d} is not cached (evicted?); pull the image through \
+                             Wharf again before exporting it"
+                        )))
+                    }
+                }
+            }
+            manifests.push(m);
+        }
+    }
+
+    let mut sink = Sink::open(out)?;
+    let result = (|| -> Result<ExportSummary> {
+        let mut summary = ExportSummary {
+            images: selected.len(),
+            ..Default::default()
+        };
+        sink.put_bytes("oci-layout", LAYOUT)?;
+        for m in &manifests {
+            sink.put_blob(&m.digest, &m.bytes[..], m.bytes.len() as u64)?;
+            summary.blobs += 1;
+            summary.bytes += m.bytes.len() as u64;
+        }
+        for (d, len) in &blobs {
+            let (f, _) = store
+                .open_blob(d)?
+                .ok_or_else(|| err(format!("blob {d} was evicted during the export")))?;
+            sink.put_blob(d, io::BufReader::new(f), *len)?;
+            summary.blobs += 1;
+            summary.bytes += len;
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": crate::oci::media::OCI_INDEX,
+            "manifests": index,
+        });
+        let text = serde_json::to_vec_pretty(&index).map_err(err)?;
+        sink.put_bytes("index.json", &text)?;
+        Ok(summary)
+    })();
+    match result {
+        Ok(s) => {
+            sink.finish()?;
+            Ok(s)
+        }
+        Err(e) => {
+            drop(sink);
+            if out.extension().is_some_and(|e| e == "tar") {
+                let _ = std::fs::remove_file(out);
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! `wharf export` / `wharf import`: cached images carried to an air-gapped Wharf as an OCI
+//! layout (directory or tar), verified on both sides, then served offline to anyone.
+
+use crate::support::{self, data, digest_of, get, Fake};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A config file for `data_dir` whose one upstream `up.test` is `url`.
+fn config(dir: &Path, data_dir: &Path, url: &str) -> PathBuf {
+    let cfg = dir.join("wharf.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "data_dir = \"{}\"\n[[upstream]]\nname = \"up.test\"\nurl = \"{url}\"\n",
+            data_dir.display()
+        ),
+    )
+    .expect("config");
+    cfg
+}
+
+fn wharf_cli(cfg: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(args)
+        .arg("--config")
+        .arg(cfg)
+        .output()
+        .expect("wharf")
+}
+
+fn ok(out: Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf8")
+}
+
+fn failed(out: Output, what: &str) -> String {
+    assert!(!out.status.success(), "{what} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Where nothing listens: the air-gapped site's upstream.
+const NOWHERE: &str = "http://127.0.0.1:9";
+
+struct Pulled {
+    _fake: Fake,
+    source: tempfile::TempDir,
+    cfg: PathBuf,
+    manifest: (String, Vec<u8>),
+    blobs: Vec<(String, Vec<u8>)>,
+    requests: u64,
+}
+
+/// An image pulled through a Wharf that is then stopped.
+async fn pulled() -> Pulled {
+    let fake = Fake::start().await;
+    let layers = [data(70_000, 80), data(1_500, 81)];
+    let (md, mb) = fake.put_image("org/app", "v1", &[&layers[0], &layers[1]]);
+    let source = tempfile::tempdir().expect("tmp");
+    let w = support::wharf(source.path(), "up.test", &fake.url(), "").await;
+    let base = format!("http://{}/v2/org/app", w.addr);
+    let m = get(&format!("{base}/manifests/v1")).await;
+    assert_eq!(m.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&mb).expect("json");
+    let config_d = v["config"]["digest"].as_str().expect("config").to_string();
+    let config_b = fake.blob_bytes(&config_d).expect("config bytes");
+    let mut blobs = vec![(config_d, config_b)];
+    for l in &layers {
+        blobs.push((digest_of(l), l.clone()));
+    }
+    for (d, b) in &blobs {
+        let r = get(&format!("{base}/blobs/{d}")).await;
+        assert_eq!(r.bytes().as_ref(), b.as_slice());
+    }
+    w.shutdown().await;
+    let cfg = config(source.path(), source.path(), &fake.url());
+    let requests = fake.total();
+    Pulled {
+        _fake: fake,
+        source,
+        cfg,
+        manifest: (md, mb),
+        blobs,
+        requests,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exported_images_import_into_an_offline_wharf_and_serve_anonymously() {
+    let p = pulled().await;
+    let out = tempfile::tempdir().expect("tmp");
+    let layout = out.path().join("layout");
+    let tar = out.path().join("images.tar");
+    for dest in [&layout, &tar] {
+        let dest = dest.to_str().expect("utf8");
+        ok(
+            wharf_cli(&p.cfg, &["export", "up.test/org/app:v1", "-o", dest]),
+            "export",
+        );
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
+            .expect("index json");
+    let desc = &index["manifests"][0];
+    assert_eq!(desc["digest"], p.manifest.0.as_str());
+    assert_eq!(desc["size"], p.manifest.1.len());
+    assert_eq!(
+        desc["annotations"]["org.opencontainers.image.ref.name"],
+        "v1"
+    );
+    assert_eq!(
+        desc["annotations"]["io.wharf.image.ref"],
+        "up.test/org/app:v1"
+    );
+    assert!(layout.join("oci-layout").is_file());
+    for (d, b) in &p.blobs {
+        let hex = d.trim_start_matches("sha256:");
+        assert_eq!(
+            &std::fs::read(layout.join("blobs/sha256").join(hex)).expect("blob"),
+            b
+        );
+    }
+    // Unknown images are refused by name.
+    let err = failed(
+        wharf_cli(
+            &p.cfg,
+            &["export", "up.test/org/app:nope", "-o", "/nonexistent/x"],
+        ),
+        "export of an uncached tag",
+    );
+    assert!(err.contains("up.test/org/app:nope"), "{err}");
+
+    for src in [&layout, &tar] {
+        let site = tempfile::tempdir().expect("tmp");
+        let data_dir = site.path().join("data");
+        let cfg = config(site.path(), &data_dir, NOWHERE);
+        let said = ok(
+            wharf_cli(&cfg, &["import", src.to_str().expect("utf8")]),
+            "import",
+        );
+        assert!(said.contains("imported up.test/org/app:v1"), "{said}");
+        let ls = ok(wharf_cli(&cfg, &["ls"]), "ls");
+        assert!(
+            ls.contains(&format!("up.test/org/app:v1\t{}", p.manifest.0)),
+            "{ls}"
+        );
+
+        let w = support::wharf_with(&data_dir, "up.test", NOWHERE, "", "offline = true").await;
+        let err = failed(
+            wharf_cli(&cfg, &["import", src.to_str().expect("utf8")]),
+            "import into a running Wharf",
+        );
+        assert!(err.contains("is Wharf running"), "{err}");
+        let base = format!("http://{}/v2/org/app", w.addr);
+        for reference in ["v1", p.manifest.0.as_str()] {
+            let r = get(&format!("{base}/manifests/{reference}")).await;
+            assert_eq!(r.status, 200, "manifest {reference} from {}", src.display());
+            assert_eq!(r.bytes().as_ref(), p.manifest.1.as_slice());
+            assert_eq!(
+                r.header("docker-content-digest"),
+                Some(p.manifest.0.as_str())
+            );
+        }
+        for (d, b) in &p.blobs {
+            let r = get(&format!("{base}/blobs/{d}")).await;
+            assert_eq!(r.status, 200, "blob {d}");
+            assert_eq!(r.bytes().as_ref(), b.as_slice());
+            assert_eq!(digest_of(r.bytes()), *d);
+        }
+        w.shutdown().await;
+    }
+    assert_eq!(
+        p._fake.total(),
+        p.requests,
+        "requests to the upstream after the pull"
+    );
+    drop(p.source);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_incomplete_layouts_are_refused_by_digest() {
+    let p = pulled().await;
+    let out = tempfile::tempdir().expect("tmp");
+    let layout = out.path().join("layout");
+    ok(
+        wharf_cli(
+            &p.cfg,
+            &["export", "--all", "-o", layout.to_str().expect("utf8")],
+        ),
+        "export --all",
+    );
+    // The big layer, one byte flipped.
+    let (bad_d, bad_b) = &p.blobs[1];
+    let bad_path = layout
+        .join("blobs/sha256")
+        .join(bad_d.trim_start_matches("sha256:"));
+    let mut flipped = bad_b.clone();
+    flipped[12_345] ^= 0x40;
+    std::fs::write(&bad_path, &flipped).expect("corrupt");
+
+    let site = tempfile::tempdir().expect("tmp");
+    let data_dir = site.path().join("data");
+    let cfg = config(site.path(), &data_dir, NOWHERE);
+    let err = failed(
+        wharf_cli(&cfg, &["import", layout.to_str().expect("utf8")]),
+        "import of a corrupt blob",
+    );
+    assert!(err.contains(bad_d.as_str()), "{err}");
+    let hex = bad_d.trim_start_matches("sha256:");
+    assert!(
+        !data_dir
+            .join("blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .exists(),
+        "the corrupt blob was stored"
+    );
+    let ls = ok(wharf_cli(&cfg, &["ls"]), "ls");
+    assert!(!ls.contains("org/app"), "a tag was recorded: {ls}");
+
+    // The same blob missing altogether.
+    std::fs::remove_file(&bad_path).expect("rm");
+    let err = failed(
+        wharf_cli(&cfg, &["import", layout.to_str().expect("utf8")]),
+        "import of an incomplete layout",
+    );
+    assert!(
+        err.contains(bad_d.as_str()) && err.contains("missing"),
+        "{err}"
+    );
+
+    // A tar with a flipped byte in the blob.
+    std::fs::write(&bad_path, bad_b).expect("restore");
+    let tar = out.path().join("images.tar");
+    ok(
+        wharf_cli(
+            &p.cfg,
+            &["export", "--all", "-o", tar.to_str().expect("utf8")],
+        ),
+        "export tar",
+    );
+    let mut bytes = std::fs::read(&tar).expect("tar");
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &bad_b[..64])
+        .expect("layer in tar");
+    bytes[at + 100] ^= 1;
+    std::fs::write(&tar, &bytes).expect("corrupt tar");
+    let err = failed(
+        wharf_cli(&cfg, &["import", tar.to_str().expect("utf8")]),
+        "import of a corrupt tar",
+    );
+    assert!(err.contains(bad_d.as_str()), "{err}");
+    assert!(!data_dir
+        .join("blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .exists());
+
+    // A cache whose blob was evicted cannot export the image.
+    let src_hex = hex;
+    std::fs::remove_file(
+        p.source
+            .path()
+            .join("blobs/sha256")
+            .join(&src_hex[..2])
+            .join(src_hex),
+    )
+    .expect("evict");
+    let err = failed(
+        wharf_cli(
+            &p.cfg,
+            &[
+                "export",
+                "up.test/org/app:v1",
+                "-o",
+                out.path().join("again").to_str().expect("utf8"),
+            ],
+        ),
+        "export with an evicted blob",
+    );
+    assert!(
+        err.contains("up.test/org/app:v1") && err.contains(bad_d.as_str()),
+        "{err}"
+    );
+}
+
+/// Interoperability with skopeo: it reads what `export` writes (`oci:` and `oci-archive:`), and
+/// `import` reads the `oci-archive:` skopeo writes, whose entries carry only a tag (`--name`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skopeo_reads_exports_and_writes_importable_archives() {
+    let p = pulled().await;
+    let out = tempfile::tempdir().expect("tmp");
+    let skopeo = crate::e2e::skopeo::Skopeo::new(out.path());
+    let layout = out.path().join("layout");
+    let ours = out.path().join("ours.tar");
+    for dest in [&layout, &ours] {
+        let dest = dest.to_str().expect("utf8");
+        ok(
+            wharf_cli(&p.cfg, &["export", "up.test/org/app:v1", "-o", dest]),
+            "export",
+        );
+    }
+    let theirs = out.path().join("theirs.tar");
+    // The fake's "layers" are not gzip: without --preserve-digests skopeo would compress them.
+    skopeo.run(&[
+        "copy",
+        "--preserve-digests",
+        &format!("oci:{}:v1", layout.display()),
+        &format!("oci-archive:{}:v1", theirs.display()),
+    ]);
+    let raw = skopeo.run(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}:v1", ours.display()),
+    ]);
+    assert_eq!(raw, p.manifest.1, "skopeo reads the exported tar");
+
+    let site = tempfile::tempdir().expect("tmp");
+    let data_dir = site.path().join("data");
+    let cfg = config(site.path(), &data_dir, NOWHERE);
+    let theirs = theirs.to_str().expect("utf8");
+    let err = failed(
+        wharf_cli(&cfg, &["import", theirs]),
+        "import without --name",
+    );
+    assert!(err.contains("--name"), "{err}");
+    ok(
+        wharf_cli(&cfg, &["import", theirs, "--name", "up.test/org/app"]),
+        "import --name",
+    );
+    let w = support::wharf_with(&data_dir, "up.test", NOWHERE, "", "offline = true").await;
+    let base = format!("http://{}/v2/org/app", w.addr);
+    let r = get(&format!("{base}/manifests/v1")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes().as_ref(), p.manifest.1.as_slice());
+    for (d, b) in &p.blobs {
+        let r = get(&format!("{base}/blobs/{d}")).await;
+        assert_eq!(r.bytes().as_ref(), b.as_slice(), "blob {d}");
+    }
+    w.shutdown().await;
+    assert_eq!(p._fake.total(), p.requests);
+}
