@@ -104,17 +104,7 @@ impl Upstream {
 
     /// Records Docker Hub's `ratelimit-remaining` / `ratelimit-limit` (`"76;w=21600"`).
     fn note_ratelimit(&self, headers: &HeaderMap) {
-        let value = |name: &str| {
-            headers
-                .get(name)?
-                .to_str()
-                .ok()?
-                .split(';')
-                .next()?
-                .trim()
-                .parse::<i64>()
-                .ok()
-        };
+        let value = |name: &str| ratelimit_value(headers, name);
         if let Some(v) = value("ratelimit-remaining") {
             self.metrics
                 .ratelimit_remaining
@@ -453,6 +443,19 @@ impl Upstream {
     }
 }
 
+/// The count in a Docker Hub rate-limit header (`76;w=21600` → 76).
+fn ratelimit_value(headers: &HeaderMap, name: &str) -> Option<i64> {
+    headers
+        .get(name)?
+        .to_str()
+        .ok()?
+        .split(';')
+        .next()?
+        .trim()
+        .parse::<i64>()
+        .ok()
+}
+
 /// Marks a response that came from another origin than the upstream's (after a redirect).
 #[derive(Clone, Copy)]
 struct ForeignOrigin;
@@ -520,6 +523,21 @@ mod tests {
         );
         assert_eq!(resolve_location(&base, "//evil/x"), None);
         assert_eq!(resolve_location(&base, "relative"), None);
+    }
+
+    #[test]
+    fn docker_hub_rate_limit_headers_are_read() {
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit-limit", HeaderValue::from_static("100;w=21600"));
+        h.insert(
+            "ratelimit-remaining",
+            HeaderValue::from_static(" 76;w=21600"),
+        );
+        h.insert("ratelimit-bad", HeaderValue::from_static("lots"));
+        assert_eq!(ratelimit_value(&h, "ratelimit-limit"), Some(100));
+        assert_eq!(ratelimit_value(&h, "ratelimit-remaining"), Some(76));
+        assert_eq!(ratelimit_value(&h, "ratelimit-bad"), None);
+        assert_eq!(ratelimit_value(&h, "absent"), None);
     }
 
     #[test]
