@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::images;
 use super::proc::{free_port, tools_present, Proc};
 use super::skopeo::{assert_same, check_dir, expected, Skopeo};
-use super::upstream::{make_certs, openssl, Upstream};
+use super::upstream::{issue_cert, make_certs, openssl, Upstream};
 use super::wharf::Wharf;
 
 /// A client certificate (`extendedKeyUsage=clientAuth`) signed by the test CA in `dir`
@@ -18,42 +18,12 @@ fn make_client_cert(dir: &Path) {
     let ext = "basicConstraints=critical,CA:FALSE\n\
                keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n";
     std::fs::write(dir.join("client-ext.cnf"), ext).expect("write client ext file");
-    openssl(
+    issue_cert(
         dir,
-        &[
-            "req",
-            "-subj",
-            "/CN=wharf e2e client",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "client-key.pem",
-            "-out",
-            "client.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "7",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-extfile",
-            "client-ext.cnf",
-            "-out",
-            "client.pem",
-        ],
+        "wharf e2e client",
+        "client-key.pem",
+        "client.pem",
+        "client-ext.cnf",
     );
 }
 

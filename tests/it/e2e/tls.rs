@@ -3,7 +3,7 @@
 
 use super::proc::{free_port, tcp_open, tools_present, wait_ready, Proc};
 use super::skopeo::{assert_same, check_dir};
-use super::upstream::openssl;
+use super::upstream::issue_cert;
 use super::Setup;
 use std::path::Path;
 use std::process::Command;
@@ -111,43 +111,7 @@ fn e2e_tls_h2_pull_and_certificate_reload_on_sighup() {
     // Swap the certificate for a new one from the same CA, then SIGHUP.
     let before = served_serial(port, &s.certs.ca_pem);
     assert_eq!(before, file_serial(dir, "wharf.crt"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            "new.key",
-            "-out",
-            "new.csr",
-        ],
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "7",
-            "-in",
-            "new.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-extfile",
-            "server-ext.cnf",
-            "-out",
-            "new.crt",
-        ],
-    );
+    issue_cert(dir, "127.0.0.1", "new.key", "new.crt", "server-ext.cnf");
     std::fs::copy(dir.join("new.crt"), &crt).expect("swap cert");
     std::fs::copy(dir.join("new.key"), &key).expect("swap key");
     let want = file_serial(dir, "new.crt");

@@ -32,6 +32,50 @@ pub fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A new P-256 key `key_out` and a certificate `cert_out` for subject `cn`, signed by the
+/// test CA in `dir` (`ca.pem`, `ca-key.pem`) with the extensions of `ext_file`.
+pub fn issue_cert(dir: &Path, cn: &str, key_out: &str, cert_out: &str, ext_file: &str) {
+    let csr = format!("{cert_out}.csr");
+    let subj = format!("/CN={cn}");
+    openssl(
+        dir,
+        &[
+            "req",
+            "-subj",
+            &subj,
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            key_out,
+            "-out",
+            &csr,
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-days",
+            "7",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-extfile",
+            ext_file,
+            "-out",
+            cert_out,
+        ],
+    );
+}
+
 /// A CA and a server certificate for `IP:127.0.0.1` signed by it, in `dir`.
 pub fn make_certs(dir: &Path) -> Certs {
     let ext = "subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n\
@@ -57,29 +101,12 @@ pub fn make_certs(dir: &Path) -> Certs {
     ca.extend(["-addext", "basicConstraints=critical,CA:TRUE"]);
     ca.extend(["-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
     openssl(dir, &ca);
-    let mut csr = vec!["req", "-subj", "/CN=127.0.0.1"];
-    csr.extend(ec);
-    csr.extend(["-keyout", "server-key.pem", "-out", "server.csr"]);
-    openssl(dir, &csr);
-    openssl(
+    issue_cert(
         dir,
-        &[
-            "x509",
-            "-req",
-            "-days",
-            "7",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca-key.pem",
-            "-CAcreateserial",
-            "-extfile",
-            "server-ext.cnf",
-            "-out",
-            "server.pem",
-        ],
+        "127.0.0.1",
+        "server-key.pem",
+        "server.pem",
+        "server-ext.cnf",
     );
     let cert_dir = dir.join("certs.d");
     std::fs::create_dir_all(&cert_dir).expect("create cert dir");
