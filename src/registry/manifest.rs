@@ -123,16 +123,19 @@ impl Registry {
         let repo = t.repo.as_str();
         let rec = self.get_tag(up, repo, tag.as_str()).await?;
         let cached = match rec {
-            Some(r) => self
-                .cached_manifest(&r.digest)
-                .await?
-                .filter(|m| acceptable(accept, &m.media_type))
-                .map(|m| (r, m)),
+            Some(r) => self.cached_manifest(&r.digest).await?.map(|m| (r, m)),
             None => None,
         };
         let Some((rec, m)) = cached else {
             return self.fetch_tag(t, client, tag, accept).await;
         };
+        if !acceptable(accept, &m.media_type) {
+            // The tag resolves to a type this client does not take: ask with its own Accept
+            // at once (one upstream GET, not a full-Accept GET first).
+            return self
+                .fetch_manifest(t, client, tag.as_str(), None, accept)
+                .await;
+        }
         let age_ms = u128::from(now_ms().saturating_sub(rec.checked_at_ms));
         let cfg = &t.upstream.cfg;
         if age_ms < cfg.tag_ttl.as_millis() || t.upstream.is_immutable(tag.as_str()) {

@@ -190,3 +190,27 @@ async fn token_dance_one_token_serves_many_pulls() {
     );
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_with_a_narrow_accept_costs_one_upstream_get() {
+    let fake = Fake::start().await;
+    let (_, m) = fake.put_image("org/app", "v1", &[b"layer"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
+    let url = format!("http://{}/v2/org/app/manifests/v1", w.addr);
+    assert_eq!(get(&url).await.bytes().as_ref(), m.as_slice());
+    assert_eq!(fake.count("GET manifest"), 1);
+    // An old client that only takes Docker schema2: the cached OCI manifest is not for it.
+    let docker_v2 = "application/vnd.docker.distribution.manifest.v2+json";
+    let r = request("GET", &url, &[("accept", docker_v2)]).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        fake.count("GET manifest"),
+        2,
+        "exactly one more upstream GET, with its Accept"
+    );
+    // A client that takes it is still served from the cache.
+    assert_eq!(get(&url).await.bytes().as_ref(), m.as_slice());
+    assert_eq!(fake.count("GET manifest"), 2);
+    w.shutdown().await;
+}
