@@ -13,7 +13,9 @@ pub fn parse(input: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-fn decode(s: &str) -> Option<String> {
+/// Percent-decodes one value (`+` is a space; an invalid escape stays as it is); `None` when
+/// the bytes are not UTF-8.
+pub fn decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -84,7 +84,9 @@ impl Handler {
         let version = req.version();
         let head = method == Method::HEAD;
         let path = req.uri().path().to_string();
-        let kind = match route::parse(&path) {
+        // Parsed once; dispatch and the challenge use the same route.
+        let parsed = route::parse(&path);
+        let kind = match &parsed {
             _ if path == "/token" => Some("token"),
             Ok(Route::Manifest { .. }) => Some("manifest"),
             Ok(Route::Blob { .. }) => Some("blob"),
@@ -100,9 +102,9 @@ impl Handler {
                         Err(e) => into_response(&e, head),
                     }
                 } else {
-                    match self.dispatch(&req, &mut labels).await {
+                    match self.dispatch(&req, parsed.clone(), &mut labels).await {
                         Ok(r) => r,
-                        Err(e) => self.error_response(&req, &e, head),
+                        Err(e) => self.error_response(&req, parsed.as_ref().ok(), &e, head),
                     }
                 };
                 (resp, OUTCOME.with(|c| c.get()))
@@ -170,12 +172,17 @@ impl Handler {
     }
 
     /// The error response, with a challenge on 401 so the client can authenticate.
-    fn error_response(&self, req: &Request<Incoming>, e: &Error, head: bool) -> Response<RespBody> {
+    fn error_response(
+        &self,
+        req: &Request<Incoming>,
+        route: Option<&Route<'_>>,
+        e: &Error,
+        head: bool,
+    ) -> Response<RespBody> {
         let mut r = into_response(e, head);
         if r.status() == StatusCode::UNAUTHORIZED {
-            let route = route::parse(req.uri().path()).ok();
             let query = Query::parse(req.uri().query());
-            let scope = route.and_then(|r| scope_of(&r, &query));
+            let scope = route.and_then(|r| scope_of(r, &query));
             r.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 crate::auth::challenge(&realm(req, self.tls), scope.as_deref()),
@@ -187,9 +194,10 @@ impl Handler {
     async fn dispatch(
         &self,
         req: &Request<Incoming>,
+        route: Result<Route<'_>>,
         labels: &mut Labels,
     ) -> Result<Response<RespBody>> {
-        let route = route::parse(req.uri().path())?;
+        let route = route?;
         let query = Query::parse(req.uri().query());
         let method = req.method();
         let read = method == Method::GET || method == Method::HEAD;

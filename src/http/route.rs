@@ -82,30 +82,12 @@ impl<'a> Query<'a> {
     }
 }
 
-/// Decodes `%XX` escapes (invalid ones are kept as they are); no allocation when there are none.
+/// Decodes `%XX` escapes; no allocation when there are none.
 fn percent_decode(s: &str) -> std::borrow::Cow<'_, str> {
     if !s.contains('%') {
         return std::borrow::Cow::Borrowed(s);
     }
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = b
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok());
-        match (b[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(v)) => {
-                out.push(v);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    std::borrow::Cow::Owned(crate::auth::form::decode(s).unwrap_or_else(|| s.to_string()))
 }
 
 fn not_found(path: &str) -> Error {

@@ -139,10 +139,6 @@ impl Fills {
         })
     }
 
-    pub fn evictor(&self) -> &Arc<super::capacity::Evictor> {
-        &self.evictor
-    }
-
     pub fn in_progress(&self, digest: &Digest) -> Option<Arc<Fill>> {
         self.inflight.lock().ok()?.get(digest).cloned()
     }

@@ -156,10 +156,6 @@ impl Registry {
         &self.store
     }
 
-    pub fn fills(&self) -> &Arc<Fills> {
-        &self.fills
-    }
-
     /// Picks the upstream and the repository for a name as the client wrote it: containerd's
     /// `?ns=` first, then a path prefix naming an upstream, then the default upstream.
     /// Docker Hub's single-segment names get `library/`.

@@ -119,10 +119,6 @@ impl Upstream {
         }
     }
 
-    pub fn metrics(&self) -> &crate::metrics::Metrics {
-        &self.metrics
-    }
-
     fn offline_error(&self) -> Error {
         Error::unreachable(self.name(), "offline mode: upstreams are never contacted")
     }
