@@ -9,6 +9,8 @@
 //! - [`store`]: RocksDB metadata and verified blob files on disk.
 //! - [`oci`]: pure protocol vocabulary (digests, names, references, media types, errors).
 //! - [`config`]: the TOML configuration, its defaults and its validation.
+//! - [`transfer`], [`prefetch`]: moving images in and out of the cache (air-gapped sites,
+//!   warming a mirror).
 //! - [`app`]: the composition root that wires the pieces together and runs the servers.
 
 pub mod app;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod oci;
+pub mod prefetch;
 pub mod registry;
 pub mod store;
 pub mod transfer;

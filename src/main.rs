@@ -99,11 +99,52 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// Pull whole images into the cache through Wharf's own fill path: through the Wharf
+    /// running on the config's data_dir if there is one, else directly into the data_dir.
+    /// Exit status 0: every image prefetched; 1: some failed; 2: could not start.
+    Prefetch {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Images as users write them: `alpine`, `ghcr.io/org/app:1.2`,
+        /// `<upstream>/<repo>@sha256:...`.
+        #[arg(required_unless_present = "file")]
+        images: Vec<String>,
+        /// A file with one image per line (`#` comments).
+        #[arg(long, short)]
+        file: Option<PathBuf>,
+        /// Platforms to take from multi-platform images (comma-separated; default: this
+        /// machine's, e.g. linux/amd64).
+        #[arg(long, conflicts_with = "all_platforms")]
+        platform: Vec<String>,
+        /// Every manifest of multi-platform images.
+        #[arg(long)]
+        all_platforms: bool,
+        /// Images resolved at once, and blob downloads at once.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
+        /// A running Wharf to go through (default: the one on this config's data_dir, found
+        /// at its `listen` address).
+        #[arg(long)]
+        server: Option<String>,
+        /// User name for the upstream (the password is read from WHARF_PASSWORD).
+        #[arg(long)]
+        username: Option<String>,
+        /// Progress bars on a terminal, one line per event otherwise.
+        #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+        progress: ProgressArg,
+    },
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ProgressArg {
+    Auto,
+    Bars,
+    Lines,
 }
 
 #[derive(Subcommand)]
@@ -115,10 +156,16 @@ enum ConfigCommand {
 }
 
 fn init_tracing(format: LogFormat) {
+    init_tracing_default(format, "info");
+}
+
+/// As [`init_tracing`], with `level` when `WHARF_LOG` is not set.
+fn init_tracing_default(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -277,6 +324,33 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Prefetch {
+            config,
+            images,
+            file,
+            platform,
+            all_platforms,
+            concurrency,
+            server,
+            username,
+            progress,
+        } => {
+            init_tracing_default(cli.log_format, "error");
+            let cfg = match load_or_exit(config.as_ref()) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            prefetch(
+                cfg,
+                images,
+                file,
+                (platform, all_platforms),
+                concurrency,
+                server,
+                username,
+                progress,
+            )
+        }
         Command::Ls { config, json } => report(config.as_ref(), json, true),
         Command::Du { config, json } => report(config.as_ref(), json, false),
         Command::Serve { config, offline } => {
@@ -297,6 +371,69 @@ fn main() -> ExitCode {
                 }
             };
             rt.block_on(serve(cfg))
+        }
+    }
+}
+
+/// `wharf prefetch`: the arguments checked, then [`wharf::prefetch::cli::main`].
+#[allow(clippy::too_many_arguments)]
+fn prefetch(
+    cfg: Config,
+    images: Vec<String>,
+    file: Option<PathBuf>,
+    (platform, all_platforms): (Vec<String>, bool),
+    concurrency: u16,
+    server: Option<String>,
+    username: Option<String>,
+    progress: ProgressArg,
+) -> ExitCode {
+    use wharf::prefetch::{cli, spec};
+    let platforms = if all_platforms {
+        spec::Platforms::All
+    } else if platform.is_empty() {
+        spec::Platforms::Some(vec![spec::Platform::host()])
+    } else {
+        match spec::Platforms::parse_list(platform.iter().map(String::as_str)) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("--platform: {e}");
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        }
+    };
+    let creds = match username {
+        None => wharf::upstream::Credentials::Anonymous,
+        Some(user) => match std::env::var("WHARF_PASSWORD") {
+            Ok(p) => wharf::upstream::Credentials::basic(&user, &p),
+            Err(_) => {
+                eprintln!(
+                    "--username needs the password in the WHARF_PASSWORD environment variable"
+                );
+                return ExitCode::from(EXIT_BAD_CONFIG);
+            }
+        },
+    };
+    let args = cli::Args {
+        images,
+        file,
+        platforms,
+        concurrency: usize::from(concurrency),
+        server,
+        creds,
+        output: match progress {
+            ProgressArg::Auto => cli::Output::Auto,
+            ProgressArg::Bars => cli::Output::Bars,
+            ProgressArg::Lines => cli::Output::Lines,
+        },
+    };
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => ExitCode::from(rt.block_on(cli::main(cfg, args))),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            ExitCode::from(cli::EXIT_CANNOT_START)
         }
     }
 }

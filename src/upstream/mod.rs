@@ -10,7 +10,7 @@
 pub mod breaker;
 pub mod challenge;
 pub mod client;
-mod token;
+pub(crate) mod token;
 
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};

@@ -18,6 +18,7 @@ mod diskfull;
 mod e2e;
 mod listing;
 mod metrics;
+mod prefetch;
 mod pull;
 mod resilience;
 mod routing;

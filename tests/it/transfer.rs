@@ -260,6 +260,35 @@ async fn corrupt_or_incomplete_layouts_are_refused_by_digest() {
         .join(hex)
         .exists());
 
+    // A tar cut off in the middle of the big layer (a copy that did not finish).
+    bytes[at + 100] ^= 1;
+    let cut = out.path().join("cut.tar");
+    std::fs::write(&cut, &bytes[..at + bad_b.len() / 2]).expect("truncated tar");
+    let err = failed(
+        wharf_cli(&cfg, &["import", cut.to_str().expect("utf8")]),
+        "import of a truncated tar",
+    );
+    assert!(
+        err.contains("cut.tar") && err.contains("truncated"),
+        "{err}"
+    );
+    let ls = ok(wharf_cli(&cfg, &["ls"]), "ls after the refused imports");
+    assert!(!ls.contains("org/app"), "a tag was recorded: {ls}");
+
+    // The good archive imports into the same site; a truncated one afterwards leaves it whole.
+    std::fs::write(&tar, &bytes).expect("restore tar");
+    ok(
+        wharf_cli(&cfg, &["import", tar.to_str().expect("utf8")]),
+        "import of the good tar",
+    );
+    failed(
+        wharf_cli(&cfg, &["import", cut.to_str().expect("utf8")]),
+        "truncated import into a filled cache",
+    );
+    let ls = ok(wharf_cli(&cfg, &["ls"]), "ls after the good import");
+    assert!(ls.contains("up.test/org/app:v1"), "{ls}");
+    ok(wharf_cli(&cfg, &["fsck"]), "fsck after the refused import");
+
     // A cache whose blob was evicted cannot export the image.
     let src_hex = hex;
     std::fs::remove_file(

@@ -4,6 +4,7 @@
 //! Needs `docker-registry`, `skopeo` and `openssl` on PATH (Debian packages of those names);
 //! without them the tests fail, unless `WHARF_SKIP_E2E=1`, which makes them skip.
 //!
+//! - `airgap`: `wharf prefetch` → `export` → `import` into a fresh Wharf → `serve --offline`.
 //! - `proc`: child processes stopped on drop, free ports, polling, the tool check.
 //! - `images`: OCI image layouts generated in Rust (tar, gzip, config, manifest, index).
 //! - `upstream`: certificates, the registry, and the parser of its request log.
@@ -22,6 +23,7 @@
 //!   (`registries.conf` mirror) pulling through Wharf; `runtimes`: what they share. They need
 //!   `containerd`, `ctr` and `podman` on PATH and root.
 
+mod airgap;
 mod auth;
 mod cache;
 mod containerd;

@@ -45,6 +45,37 @@ fn quoted(s: impl AsRef<std::ffi::OsStr>) -> String {
     serde_json::to_string(&s.as_ref().to_string_lossy()).expect("quote string")
 }
 
+/// Writes `<dir>/wharf.toml`: listening on `port`/`admin_port`, data in `<dir>/wharf-data`, one
+/// default upstream [`UPSTREAM_NAME`] at `upstream_url` trusted via `ca_file`, with
+/// `upstream_keys` in its table. Returns the file's path.
+pub fn write_config(
+    dir: &Path,
+    port: u16,
+    admin_port: u16,
+    upstream_url: &str,
+    ca_file: &Path,
+    upstream_keys: &str,
+) -> std::path::PathBuf {
+    let config = format!(
+        "listen = \"127.0.0.1:{port}\"\n\
+         admin_listen = \"127.0.0.1:{admin_port}\"\n\
+         data_dir = {data}\n\
+         \n\
+         [[upstream]]\n\
+         name = \"{UPSTREAM_NAME}\"\n\
+         url = {url}\n\
+         default = true\n\
+         ca_file = {ca}\n\
+         {upstream_keys}",
+        data = quoted(dir.join("wharf-data")),
+        url = quoted(upstream_url),
+        ca = quoted(ca_file),
+    );
+    let config_file = dir.join("wharf.toml");
+    std::fs::write(&config_file, config).expect("write wharf.toml");
+    config_file
+}
+
 impl Wharf {
     /// Writes `<dir>/wharf.toml` for one default upstream at `upstream_url` trusted via
     /// `ca_file`, starts `wharf serve`, and waits until `GET /v2/` answers 200 (or 401: a
@@ -63,25 +94,8 @@ impl Wharf {
         upstream_keys: &str,
         args: &[&str],
     ) -> Wharf {
-        let port = free_port();
-        let admin_port = free_port();
-        let config = format!(
-            "listen = \"127.0.0.1:{port}\"\n\
-             admin_listen = \"127.0.0.1:{admin_port}\"\n\
-             data_dir = {data}\n\
-             \n\
-             [[upstream]]\n\
-             name = \"{UPSTREAM_NAME}\"\n\
-             url = {url}\n\
-             default = true\n\
-             ca_file = {ca}\n\
-             {upstream_keys}",
-            data = quoted(dir.join("wharf-data")),
-            url = quoted(upstream_url),
-            ca = quoted(ca_file),
-        );
-        let config_file = dir.join("wharf.toml");
-        std::fs::write(&config_file, config).expect("write wharf.toml");
+        let (port, admin_port) = (free_port(), free_port());
+        let config_file = write_config(dir, port, admin_port, upstream_url, ca_file, upstream_keys);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
         cmd.arg("serve")
             .arg("--config")
