@@ -137,6 +137,9 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<ImportSu
             .map_err(|e| err(format!("index.json manifests[{i}].digest: {e}")))?;
         let target = if let Some(full) = desc.annotations.get(WHARF_REF) {
             ImageRef::parse(full).map_err(|e| err(format!("{WHARF_REF}: {e}")))?
+        } else if let Some(full) = desc.annotations.get(CONTAINERD_NAME) {
+            // `docker save` (Docker 25+) and `ctr export` name entries this way.
+            ImageRef::parse(full).map_err(|e| err(format!("{CONTAINERD_NAME}: {e}")))?
         } else {
             match desc.annotations.get(REF_NAME) {
                 Some(r) if looks_like_full_ref(r) && ImageRef::parse(r).is_ok() => {

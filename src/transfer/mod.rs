@@ -26,6 +26,9 @@ pub use import::{import, ImportSummary};
 
 /// The annotation carrying the full `<upstream>/<repo>:<tag>` reference.
 pub const WHARF_REF: &str = "io.wharf.image.ref";
+/// The full reference `docker save` (Docker 25+) and containerd put on layout entries
+/// (`docker.io/library/alpine:3.20`).
+pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The standard OCI annotation for a layout entry's name.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 pub(super) const LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;

@@ -180,6 +180,52 @@ async fn exported_images_import_into_an_offline_wharf_and_serve_anonymously() {
     drop(p.source);
 }
 
+/// `docker save` (Docker 25+) writes an OCI layout whose entries carry the full name in
+/// `io.containerd.image.name` (and a bare tag in `ref.name`), beside its legacy
+/// `manifest.json` and `repositories`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn docker_save_layouts_import_under_their_containerd_names() {
+    let p = pulled().await;
+    let out = tempfile::tempdir().expect("tmp");
+    let layout = out.path().join("layout");
+    ok(
+        wharf_cli(
+            &p.cfg,
+            &["export", "--all", "-o", layout.to_str().expect("utf8")],
+        ),
+        "export",
+    );
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": p.manifest.0,
+            "size": p.manifest.1.len(),
+            "annotations": {
+                "io.containerd.image.name": "up.test/org/saved:2.0",
+                "org.opencontainers.image.ref.name": "2.0"
+            }
+        }]
+    });
+    std::fs::write(layout.join("index.json"), index.to_string()).expect("index");
+    std::fs::write(layout.join("manifest.json"), b"[]").expect("legacy manifest.json");
+    std::fs::write(layout.join("repositories"), b"{}").expect("legacy repositories");
+
+    let site = tempfile::tempdir().expect("tmp");
+    let cfg = config(site.path(), &site.path().join("data"), NOWHERE);
+    let said = ok(
+        wharf_cli(&cfg, &["import", layout.to_str().expect("utf8")]),
+        "import of a docker save layout",
+    );
+    assert!(said.contains("imported up.test/org/saved:2.0"), "{said}");
+    let ls = ok(wharf_cli(&cfg, &["ls"]), "ls");
+    assert!(
+        ls.contains(&format!("up.test/org/saved:2.0\t{}", p.manifest.0)),
+        "{ls}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_or_incomplete_layouts_are_refused_by_digest() {
     let p = pulled().await;
