@@ -132,8 +132,15 @@ impl Sink {
 }
 
 /// Exports `images` (`<upstream>/<repo>:<tag>`; empty with `all`: every cached tag) to `out`:
-/// a directory, or a tar archive when `out` ends in `.tar`.
-pub fn export(store: &Store, images: &[String], all: bool, out: &Path) -> Result<ExportSummary> {
+/// a directory, or a tar archive when `out` ends in `.tar`. `progress` hears of each blob
+/// once it is written and verified: (digest, its size, bytes written so far, bytes in all).
+pub fn export(
+    store: &Store,
+    images: &[String],
+    all: bool,
+    out: &Path,
+    progress: &mut dyn FnMut(&Digest, u64, u64, u64),
+) -> Result<ExportSummary> {
     let cached = store.images()?;
     let mut selected: Vec<(ImageRef, Digest)> = Vec::new();
     if all {
@@ -219,6 +226,8 @@ pub fn export(store: &Store, images: &[String], all: bool, out: &Path) -> Result
             ..Default::default()
         };
         sink.put_bytes("oci-layout", LAYOUT)?;
+        let total: u64 = manifests.iter().map(|m| m.bytes.len() as u64).sum::<u64>()
+            + blobs.iter().map(|(_, len)| len).sum::<u64>();
         for m in &manifests {
             sink.put_blob(&m.digest, &m.bytes[..], m.bytes.len() as u64)?;
             summary.blobs += 1;
@@ -231,6 +240,7 @@ pub fn export(store: &Store, images: &[String], all: bool, out: &Path) -> Result
             sink.put_blob(d, io::BufReader::new(f), *len)?;
             summary.blobs += 1;
             summary.bytes += len;
+            progress(d, *len, summary.bytes, total);
         }
         let index = serde_json::json!({
             "schemaVersion": 2,

@@ -96,10 +96,16 @@ async fn exported_images_import_into_an_offline_wharf_and_serve_anonymously() {
     let tar = out.path().join("images.tar");
     for dest in [&layout, &tar] {
         let dest = dest.to_str().expect("utf8");
-        ok(
-            wharf_cli(&p.cfg, &["export", "up.test/org/app:v1", "-o", dest]),
-            "export",
-        );
+        let out = wharf_cli(&p.cfg, &["export", "up.test/org/app:v1", "-o", dest]);
+        // Progress: one line per blob, the last at 100%.
+        let progress = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = progress
+            .lines()
+            .filter(|l| l.starts_with("exported blob sha256:"))
+            .collect();
+        assert_eq!(lines.len(), p.blobs.len(), "{progress}");
+        assert!(lines[lines.len() - 1].ends_with("(100%)"), "{progress}");
+        ok(out, "export");
     }
     let index: serde_json::Value =
         serde_json::from_slice(&std::fs::read(layout.join("index.json")).expect("index"))
