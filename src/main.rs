@@ -276,7 +276,7 @@ fn main() -> ExitCode {
             let result = wharf::transfer::open_store(&cfg.data_dir).and_then(|s| {
                 // One line per blob on stderr: how far the export is, for a person watching.
                 let mut shown = |d: &wharf::oci::Digest, len: u64, done: u64, total: u64| {
-                    let pct = if total == 0 { 100 } else { done * 100 / total };
+                    let pct = (done * 100).checked_div(total).unwrap_or(100);
                     eprintln!("exported blob {d} ({len} bytes), {done} of {total} bytes ({pct}%)");
                 };
                 wharf::transfer::export(&s, &images, all, &output, &mut shown)
