@@ -121,6 +121,25 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
             let _ = admin_stopped.await;
         },
     ));
+    // `wharf import` / `wharf export` reach this process through its control socket.
+    let (control_stop, control_stopped) = oneshot::channel::<()>();
+    let control_task = match crate::transfer::control::bind(&config.data_dir) {
+        Ok(l) => Some(tokio::spawn(crate::transfer::control::serve(
+            l,
+            registry.clone(),
+            async {
+                let _ = control_stopped.await;
+            },
+        ))),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                path = %crate::transfer::control::socket_path(&config.data_dir).display(),
+                "no control socket: `wharf import`/`export` work only while Wharf is stopped"
+            );
+            None
+        }
+    };
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
     // Last-access times are written in batches.
     let flusher = {
@@ -142,6 +161,10 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         .await;
         let _ = admin_stop.send(());
         let _ = admin_task.await;
+        let _ = control_stop.send(());
+        if let Some(t) = control_task {
+            let _ = t.await;
+        }
         flusher.abort();
         let _ = tokio::task::spawn_blocking(move || store_for_exit.flush_access()).await;
     });

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wharf::config::{self, Config};
+use wharf::transfer::control;
 
 /// Exit status for a configuration that does not validate (EX_CONFIG is 78; sysexits'
 /// EX_USAGE, 64, is what the operator docs promise for "bad config or usage").
@@ -73,12 +74,13 @@ enum Command {
         json: bool,
     },
     /// Write cached images as an OCI image layout (a directory, or a tar archive when the
-    /// output ends in `.tar`) for an air-gapped site (Wharf must not be running on the same
-    /// data_dir).
+    /// output ends in `.tar`) for an air-gapped site (through the running Wharf's control
+    /// socket when one holds the data_dir).
     Export {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Images as `wharf ls` prints them: `<upstream>/<repo>:<tag>`.
+        /// Images as `wharf ls` prints them (`<upstream>/<repo>:<tag>`) or as users write
+        /// them (`alpine:3.20`).
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         images: Vec<String>,
         /// Every cached tag.
@@ -89,7 +91,8 @@ enum Command {
         output: PathBuf,
     },
     /// Store the images of an OCI image layout (directory or tar archive) in the cache and make
-    /// their repositories readable by anyone (Wharf must not be running on the same data_dir).
+    /// their repositories readable by anyone (through the running Wharf's control socket when
+    /// one holds the data_dir).
     Import {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -273,14 +276,37 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let result = wharf::transfer::open_store(&cfg.data_dir).and_then(|s| {
-                // One line per blob on stderr: how far the export is, for a person watching.
-                let mut shown = |d: &wharf::oci::Digest, len: u64, done: u64, total: u64| {
-                    let pct = (done * 100).checked_div(total).unwrap_or(100);
-                    eprintln!("exported blob {d} ({len} bytes), {done} of {total} bytes ({pct}%)");
-                };
-                wharf::transfer::export(&s, &images, all, &output, &mut shown)
-            });
+            // Images as users write them (`alpine:3.20`) become `ls`'s `upstream/repo:tag`.
+            let images: Vec<String> = images
+                .iter()
+                .map(|i| match wharf::prefetch::spec::ImageSpec::parse(i, &cfg) {
+                    Ok(spec) if !spec.reference.contains(':') => spec.to_string(),
+                    _ => i.clone(),
+                })
+                .collect();
+            let result = match wharf::transfer::open_store(&cfg.data_dir) {
+                Ok(s) => {
+                    // One line per blob on stderr: how far the export is, for a person watching.
+                    let mut shown = |d: &wharf::oci::Digest, len: u64, done: u64, total: u64| {
+                        let pct = (done * 100).checked_div(total).unwrap_or(100);
+                        eprintln!(
+                            "exported blob {d} ({len} bytes), {done} of {total} bytes ({pct}%)"
+                        );
+                    };
+                    wharf::transfer::export(&s, &images, all, &output, &mut shown)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) if wharf::transfer::is_locked(&e) => {
+                    eprintln!("Wharf is running on this data_dir: exporting through it");
+                    let request = control::ExportRequest {
+                        images,
+                        all,
+                        output: absolute(&output),
+                    };
+                    on_running(control::export_running(&cfg.data_dir, &request))
+                }
+                Err(e) => Err(e.to_string()),
+            };
             match result {
                 Ok(s) => {
                     println!(
@@ -304,8 +330,20 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            let result = wharf::transfer::open_store(&cfg.data_dir)
-                .and_then(|s| wharf::transfer::import(&s, &path, name.as_deref()));
+            let result = match wharf::transfer::open_store(&cfg.data_dir) {
+                Ok(s) => {
+                    wharf::transfer::import(&s, &path, name.as_deref()).map_err(|e| e.to_string())
+                }
+                Err(e) if wharf::transfer::is_locked(&e) => {
+                    eprintln!("Wharf is running on this data_dir: importing through it");
+                    let request = control::ImportRequest {
+                        path: absolute(&path),
+                        name,
+                    };
+                    on_running(control::import_running(&cfg.data_dir, &request))
+                }
+                Err(e) => Err(e.to_string()),
+            };
             match result {
                 Ok(s) => {
                     for i in &s.images {
@@ -379,6 +417,20 @@ fn main() -> ExitCode {
             rt.block_on(serve(cfg))
         }
     }
+}
+
+/// A path as the running Wharf (another process, maybe another working directory) sees it.
+fn absolute(p: &std::path::Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Runs one control-socket call to the Wharf running on the data_dir.
+fn on_running<T>(call: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?
+        .block_on(call)
 }
 
 /// `wharf prefetch`: the arguments checked, then [`wharf::prefetch::cli::main`].

@@ -200,6 +200,13 @@ impl Registry {
         Ok(Target { upstream, repo })
     }
 
+    /// Forgets hot tag resolutions and remembered upstream 404s (after an import changed
+    /// the store underneath); RocksDB stays the truth.
+    pub fn forget_lookups(&self) {
+        self.tags.invalidate_all();
+        self.negative.invalidate_all();
+    }
+
     fn find_upstream(&self, name: &str) -> Option<Arc<Upstream>> {
         self.upstreams.iter().find(|u| u.cfg.matches(name)).cloned()
     }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 // ---------------------------------------------------------------- export
 
 /// What `export` wrote.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ExportSummary {
     pub images: usize,
     pub blobs: usize,

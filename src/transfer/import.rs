@@ -77,7 +77,7 @@ impl Source {
 }
 
 /// What `import` stored.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ImportSummary {
     pub images: Vec<String>,
     pub manifests: usize,

@@ -10,13 +10,15 @@
 //!   manifests an index lists that the layout holds) was stored, children before parents.
 //! - Children of an index that are not cached (platforms nobody pulled) are left out of an
 //!   export; an import records the index without them, as a pull-through fill would.
-//! - Both work on a stopped Wharf's `data_dir` (RocksDB allows a single opener).
+//! - Both work on a stopped Wharf's `data_dir` directly, or on a running one through its
+//!   control socket ([`control`]: RocksDB allows a single opener).
 
 use crate::error::{Error, Result};
 use crate::oci::{RepoName, Tag};
 use crate::store::Store;
 use std::path::Path;
 
+pub mod control;
 mod export;
 mod import;
 mod tar;
@@ -85,6 +87,11 @@ pub(super) fn looks_like_full_ref(s: &str) -> bool {
         Some((host, _)) => host.contains('.') || host.contains(':') || host == "localhost",
         None => false,
     }
+}
+
+/// Whether opening the store failed because another process (a running Wharf) holds it.
+pub fn is_locked(e: &Error) -> bool {
+    e.to_string().contains("is Wharf running on this data_dir")
 }
 
 /// Opens the store for a maintenance command, explaining the lock error.

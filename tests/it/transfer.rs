@@ -11,7 +11,7 @@ fn config(dir: &Path, data_dir: &Path, url: &str) -> PathBuf {
     std::fs::write(
         &cfg,
         format!(
-            "data_dir = \"{}\"\n[[upstream]]\nname = \"up.test\"\nurl = \"{url}\"\n",
+            "data_dir = \"{}\"\n[[upstream]]\nname = \"up.test\"\nurl = \"{url}\"\ndefault = true\n",
             data_dir.display()
         ),
     )
@@ -155,11 +155,6 @@ async fn exported_images_import_into_an_offline_wharf_and_serve_anonymously() {
         );
 
         let w = support::wharf_with(&data_dir, "up.test", NOWHERE, "", "offline = true").await;
-        let err = failed(
-            wharf_cli(&cfg, &["import", src.to_str().expect("utf8")]),
-            "import into a running Wharf",
-        );
-        assert!(err.contains("is Wharf running"), "{err}");
         let base = format!("http://{}/v2/org/app", w.addr);
         for reference in ["v1", p.manifest.0.as_str()] {
             let r = get(&format!("{base}/manifests/{reference}")).await;
@@ -184,6 +179,105 @@ async fn exported_images_import_into_an_offline_wharf_and_serve_anonymously() {
         "requests to the upstream after the pull"
     );
     drop(p.source);
+}
+
+/// With a Wharf running on the data_dir, `import` and `export` go through its control socket
+/// (a 0700 directory in data_dir), and an imported tag is served at once, even one the server
+/// had just been asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_and_export_go_through_a_running_wharf() {
+    let p = pulled().await;
+    let out = tempfile::tempdir().expect("tmp");
+    let tar = out.path().join("images.tar");
+    ok(
+        wharf_cli(
+            &p.cfg,
+            &["export", "--all", "-o", tar.to_str().expect("utf8")],
+        ),
+        "export",
+    );
+    let site = tempfile::tempdir().expect("tmp");
+    let data_dir = site.path().join("data");
+    let cfg = config(site.path(), &data_dir, NOWHERE);
+    let w = support::wharf_with(&data_dir, "up.test", NOWHERE, "", "offline = true").await;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let run = data_dir.join("run");
+        let mode = std::fs::metadata(&run)
+            .expect("run dir")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "control socket directory mode");
+        assert!(run.join("control.sock").exists());
+    }
+    let base = format!("http://{}/v2/org/app", w.addr);
+    // Offline and empty: not there yet.
+    assert_eq!(get(&format!("{base}/manifests/v1")).await.status, 502);
+
+    // A corrupt archive through the socket: the error names the digest, nothing is stored.
+    let mut bytes = std::fs::read(&tar).expect("tar");
+    let (bad_d, bad_b) = &p.blobs[1];
+    let at = bytes
+        .windows(64)
+        .position(|w| w == &bad_b[..64])
+        .expect("layer in tar");
+    bytes[at + 10] ^= 1;
+    let bad = out.path().join("bad.tar");
+    std::fs::write(&bad, &bytes).expect("bad tar");
+    let err = failed(
+        wharf_cli(
+            &cfg,
+            &[
+                "import",
+                "--name",
+                "up.test/org/other",
+                bad.to_str().expect("utf8"),
+            ],
+        ),
+        "corrupt import through the socket",
+    );
+    assert!(err.contains(bad_d.as_str()), "{err}");
+    assert_eq!(get(&format!("{base}/manifests/v1")).await.status, 502);
+
+    let out_import = wharf_cli(&cfg, &["import", tar.to_str().expect("utf8")]);
+    let said = String::from_utf8_lossy(&out_import.stderr).into_owned();
+    assert!(said.contains("importing through it"), "{said}");
+    let said = ok(out_import, "import into the running Wharf");
+    assert!(said.contains("imported up.test/org/app:v1"), "{said}");
+    let r = get(&format!("{base}/manifests/v1")).await;
+    assert_eq!(r.status, 200, "imported tag served at once");
+    assert_eq!(r.bytes().as_ref(), p.manifest.1.as_slice());
+    for (d, b) in &p.blobs {
+        let r = get(&format!("{base}/blobs/{d}")).await;
+        assert_eq!(r.bytes().as_ref(), b.as_slice(), "blob {d}");
+    }
+
+    // Export from the running Wharf, to a relative path resolved by the client.
+    let exported = out.path().join("again");
+    let said = ok(
+        wharf_cli(
+            &cfg,
+            &[
+                "export",
+                "org/app:v1", // the default upstream's short form
+                "-o",
+                exported.to_str().expect("utf8"),
+            ],
+        ),
+        "export through the running Wharf",
+    );
+    assert!(said.contains("exported 1 images"), "{said}");
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(exported.join("index.json")).expect("index"))
+            .expect("json");
+    assert_eq!(index["manifests"][0]["digest"], p.manifest.0.as_str());
+    let r = get(&format!("{base}/manifests/v1")).await;
+    assert_eq!(r.status, 200, "still serving");
+    w.shutdown().await;
+    assert!(
+        !data_dir.join("run/control.sock").exists(),
+        "the socket is removed at shutdown"
+    );
 }
 
 /// `docker save` (Docker 25+) writes an OCI layout whose entries carry the full name in
