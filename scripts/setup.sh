@@ -8,6 +8,10 @@ if [[ "${1:-}" == "--test" || "${WHARF_SETUP_TEST:-}" == 1 ]]; then
     # Real third-party software for the end-to-end tests.
     need_pkgs+=(docker-registry skopeo prometheus python3-yaml containerd podman)
 fi
+if [[ "${WHARF_SETUP_BENCH:-}" == 1 ]]; then
+    # The peers and load tools of bench/run.
+    need_pkgs+=(docker-registry skopeo nginx-light wrk python3)
+fi
 
 missing=()
 for p in "${need_pkgs[@]}"; do
