@@ -3,6 +3,7 @@
 //! - `auth`: client authentication and per-repository authorization.
 //! - `capacity`: eviction under the watermarks, pinned images, blobs larger than the cache.
 //! - `faults`: upstream faults (issue 10), with a table of what tests what.
+//! - `hostile`: hostile clients (issue 10), with a table of what tests what.
 //! - `deploy`: static checks of `deploy/` (files parse, configs pass `wharf config check`).
 //! - `resilience`: tag freshness, stale serving, negative caching, retries, the circuit
 //!   breaker, 429s and offline mode.
@@ -18,6 +19,7 @@ mod deploy;
 mod diskfull;
 mod e2e;
 mod faults;
+mod hostile;
 mod listing;
 mod metrics;
 mod pull;
