@@ -154,8 +154,12 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         })
     };
     let store_for_exit = registry.store().clone();
+    let limits = server::Limits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    };
     let task = tokio::spawn(async move {
-        server::serve(listener, handler, acceptor, async {
+        server::serve(listener, handler, acceptor, limits, async {
             let _ = stopped.await;
         })
         .await;

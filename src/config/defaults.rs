@@ -46,6 +46,13 @@ pub const EXAMPLE: &str = r#"# Wharf configuration (TOML).
 # Address and port the registry API listens on.
 listen = "0.0.0.0:5000"
 
+# Client connections open at once on the registry listener; further clients wait in the
+# kernel's accept queue until one closes. Bounds what idle or hostile clients can hold.
+max_connections = 10000
+# How long a client connection may take to send a complete request head, the first one
+# included (HTTP/1.1 and HTTP/2 alike); slower connections are closed (slowloris).
+header_read_timeout = "30s"
+
 # Address and port of the admin listener: /metrics (Prometheus), /healthz, /readyz.
 admin_listen = "0.0.0.0:5001"
 

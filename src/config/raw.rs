@@ -13,6 +13,8 @@ use super::Problems;
 #[derive(Deserialize, Default)]
 pub(super) struct RawConfig {
     pub listen: Option<Value>,
+    pub max_connections: Option<Value>,
+    pub header_read_timeout: Option<Value>,
     pub data_dir: Option<Value>,
     pub cache: Option<RawCache>,
     pub offline: Option<Value>,

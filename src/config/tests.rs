@@ -54,6 +54,8 @@ fn example_is_valid_and_documents_every_key() {
     assert_eq!(c.default_upstream().unwrap().name, "docker.io");
     for key in [
         "listen",
+        "max_connections",
+        "header_read_timeout",
         "data_dir",
         "max_size",
         "timeout",
@@ -344,4 +346,26 @@ fn cache_pins_and_watermarks() {
     .to_string();
     assert!(e.contains("cache.low_watermark"), "{e}");
     assert!(e.contains("cache.pin[0]"), "{e}");
+}
+
+#[test]
+fn connection_limits_are_validated() {
+    let c = Config::from_toml_str("max_connections = 3\nheader_read_timeout = \"2s\"\n").unwrap();
+    assert_eq!(c.max_connections, 3);
+    assert_eq!(c.header_read_timeout, Duration::from_secs(2));
+    let d = Config::from_toml_str("").unwrap();
+    assert_eq!(d.max_connections, 10_000);
+    assert_eq!(d.header_read_timeout, Duration::from_secs(30));
+    let e = Config::from_toml_str("max_connections = 0\nheader_read_timeout = \"0s\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_connections: must be greater than 0"), "{e}");
+    assert!(
+        e.contains("header_read_timeout: must be greater than 0"),
+        "{e}"
+    );
+    let e = Config::from_toml_str("max_connections = -1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("max_connections"), "{e}");
 }

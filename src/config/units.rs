@@ -56,11 +56,19 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes)
 }
 
-/// Parses a duration such as "30s", "10m", "24h", "7d" or "1h 30m".
+/// The longest duration a config may give: every duration is added to the clock somewhere
+/// (deadlines, expiries), and `Instant + 300000000000years` panics.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// Parses a duration such as "30s", "10m", "24h", "7d" or "1h 30m"; at most 100 years.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| {
         format!("expected a duration like \"30s\", \"10m\", \"24h\" or \"7d\", got {s:?} ({e})")
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(format!("{s:?} is too long: at most 100 years (36500d)"));
+    }
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -118,5 +126,37 @@ mod tests {
         for bad in ["", "10", "abc", "10 parsecs", "-5s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(parse_duration("36500d"), Ok(MAX_DURATION));
+    }
+
+    /// Regression (the `config` fuzz target's property): a duration that validated could not
+    /// be added to the clock, so the first fill panicked.
+    #[test]
+    fn durations_past_100_years_are_refused() {
+        for bad in [
+            "36501d",
+            "101years",
+            "300000000000years",
+            "18446744073709551615s",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(
+                e.contains("too long") || e.contains("expected"),
+                "{bad}: {e}"
+            );
+        }
+        let e = crate::config::Config::from_toml_str(
+            "[fill]\ntimeout = \"300000000000years\"\n[[upstream]]\nurl = \"https://r.example\"\ntag_ttl = \"200years\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("fill.timeout: \"300000000000years\" is too long"),
+            "{e}"
+        );
+        assert!(e.contains("upstream[0].tag_ttl"), "{e}");
+        assert!(std::time::Instant::now()
+            .checked_add(MAX_DURATION)
+            .is_some());
     }
 }

@@ -277,3 +277,47 @@ mod tests {
         assert!(serde_json::from_str::<Digest>("\"sha256:zz\"").is_err());
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_digest_round_trips_through_text_and_json(bytes in any::<[u8; 32]>()) {
+            let d = Digest::from_bytes(bytes);
+            let s = d.to_string();
+            prop_assert_eq!(Digest::parse(&s), Ok(d));
+            prop_assert_eq!(s.parse::<Digest>(), Ok(d));
+            let json = serde_json::to_string(&d).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Digest>(&json).unwrap(), d);
+            prop_assert_eq!(Digest::from_bytes(*d.as_bytes()), d);
+        }
+
+        #[test]
+        fn a_canonical_digest_prints_as_written(s in "sha256:[0-9a-f]{64}") {
+            prop_assert_eq!(Digest::parse(&s).unwrap().to_string(), s);
+        }
+
+        #[test]
+        fn only_canonical_text_parses(s in "\\PC{0,80}|[a-z0-9+._-]{1,12}:[0-9a-fA-F=_-]{0,70}") {
+            // Never panics; whatever parses prints back exactly as it was written.
+            if let Ok(d) = Digest::parse(&s) {
+                prop_assert_eq!(d.to_string(), s);
+            }
+        }
+
+        #[test]
+        fn hashing_in_pieces_is_hashing_at_once(
+            data in proptest::collection::vec(any::<u8>(), 0..4096),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let at = cut.index(data.len() + 1);
+            let mut h = Hasher::new();
+            h.update(&data[..at]);
+            h.update(&data[at..]);
+            prop_assert_eq!(h.finish(), Digest::of(&data));
+        }
+    }
+}

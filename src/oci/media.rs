@@ -100,9 +100,48 @@ pub fn is_index(media_type: &str) -> bool {
     e.eq_ignore_ascii_case(OCI_INDEX) || e.eq_ignore_ascii_case(DOCKER_MANIFEST_LIST)
 }
 
+/// Whether `s` is a plain media type (`type/subtype`, RFC 6838 restricted names, no
+/// parameters) that can be stored and sent back as a `Content-Type`: manifests name their
+/// own type, and an upstream may put anything there.
+pub fn is_valid(s: &str) -> bool {
+    let name = |p: &str| {
+        (1..=127).contains(&p.len())
+            && p.as_bytes()[0].is_ascii_alphanumeric()
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    match s.split_once('/') {
+        Some((t, sub)) => name(t) && name(sub),
+        None => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn valid_media_types() {
+        for ok in [OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_V1_SIGNED, "a/b"] {
+            assert!(is_valid(ok), "{ok}");
+        }
+        let long = format!("application/{}", "x".repeat(128));
+        for bad in [
+            "",
+            "a",
+            "/b",
+            "a/",
+            "a/b/c",
+            "a/b; charset=utf-8",
+            "a/b\n",
+            "a/b\r\nx-evil: 1",
+            "a/\u{0}",
+            "tëxt/plain",
+            long.as_str(),
+        ] {
+            assert!(!is_valid(bad), "{bad:?}");
+        }
+    }
 
     #[test]
     fn manifest_accept_order() {

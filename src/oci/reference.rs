@@ -175,3 +175,39 @@ mod tests {
         ));
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_valid_tag_round_trips(s in "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}") {
+            let r = Reference::parse(&s).unwrap();
+            prop_assert_eq!(r.as_tag().map(Tag::as_str), Some(s.as_str()));
+            prop_assert_eq!(r.to_string(), s.clone());
+            prop_assert_eq!(s.parse::<Reference>(), Ok(r));
+        }
+
+        #[test]
+        fn any_digest_reference_round_trips(bytes in any::<[u8; 32]>()) {
+            let d = Digest::from_bytes(bytes);
+            let r = Reference::parse(&d.to_string()).unwrap();
+            prop_assert_eq!(r.as_digest(), Some(&d));
+            prop_assert_eq!(Reference::parse(&r.to_string()), Ok(r));
+        }
+
+        #[test]
+        fn whatever_parses_prints_back_unchanged(s in "\\PC{0,140}|[A-Za-z0-9._:-]{0,140}") {
+            if let Ok(r) = Reference::parse(&s) {
+                prop_assert_eq!(r.to_string(), s);
+            }
+        }
+
+        #[test]
+        fn tags_past_128_bytes_are_refused(s in "[a-z]{129,300}") {
+            prop_assert!(matches!(Reference::parse(&s), Err(ReferenceError::Tag(_))));
+        }
+    }
+}

@@ -147,6 +147,11 @@ impl Fills {
         self.inflight.lock().map(|m| m.len()).unwrap_or(0)
     }
 
+    /// The longest gap allowed between two body chunks from an upstream.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        self.cfg.idle_timeout
+    }
+
     /// Joins the fill for `digest`, or starts one from `source`. The flag is true when this
     /// call started it. Returns `None` when the blob got committed meanwhile (serve the file).
     pub fn join_or_start(

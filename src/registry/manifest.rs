@@ -376,11 +376,22 @@ impl Registry {
             message,
             retry_after: None,
         };
-        let bytes = Limited::new(resp.into_body(), MAX_MANIFEST_SIZE)
-            .collect()
-            .await
-            .map_err(|e| bad(format!("manifest body: {e}")))?
-            .to_bytes();
+        if super::content_length(resp.headers()).is_some_and(|n| n > MAX_MANIFEST_SIZE as u64) {
+            return Err(bad(format!(
+                "manifest larger than the {MAX_MANIFEST_SIZE}-byte limit"
+            )));
+        }
+        let bytes = match read_body(resp.into_body(), self.fills.idle_timeout()).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge) => {
+                return Err(bad(format!(
+                    "manifest larger than the {MAX_MANIFEST_SIZE}-byte limit"
+                )))
+            }
+            Err(BodyError::Broken(e)) => {
+                return Err(Error::unreachable(up, format!("manifest body: {e}")))
+            }
+        };
         super::mark("miss");
         self.metrics
             .upstream_bytes
@@ -399,6 +410,13 @@ impl Registry {
             }
         }
         let refs = parse_refs(&bytes).map_err(|e| bad(format!("unparseable manifest: {e}")))?;
+        if refs
+            .media_type
+            .as_deref()
+            .is_some_and(|m| !media::is_valid(m))
+        {
+            return Err(bad("the manifest's mediaType is not a media type".into()));
+        }
         // The manifest's own mediaType field first: it is part of the digested bytes, where
         // Content-Type is whatever the first upstream to serve the digest said.
         let media_type = refs
@@ -421,6 +439,41 @@ impl Registry {
         .map_err(Error::internal)??;
         self.manifests.insert(digest, m.clone()).await;
         Ok(m)
+    }
+}
+
+/// Why a manifest body could not be read.
+enum BodyError {
+    TooLarge,
+    /// The connection broke, or no byte came for the idle timeout.
+    Broken(String),
+}
+
+/// Reads a manifest body: at most [`MAX_MANIFEST_SIZE`] bytes, and at most `idle` between two
+/// chunks (an upstream that stops sending must not hold the request, and every client
+/// coalesced on it, forever).
+async fn read_body(
+    body: hyper::body::Incoming,
+    idle: std::time::Duration,
+) -> std::result::Result<bytes::Bytes, BodyError> {
+    let mut body = Limited::new(body, MAX_MANIFEST_SIZE);
+    let mut out = bytes::BytesMut::new();
+    loop {
+        let frame = tokio::time::timeout(idle, body.frame())
+            .await
+            .map_err(|_| BodyError::Broken("upstream body stalled".into()))?;
+        match frame {
+            None => return Ok(out.freeze()),
+            Some(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(BodyError::TooLarge)
+            }
+            Some(Err(e)) => return Err(BodyError::Broken(e.to_string())),
+            Some(Ok(f)) => {
+                if let Ok(d) = f.into_data() {
+                    out.extend_from_slice(&d);
+                }
+            }
+        }
     }
 }
 

@@ -244,3 +244,86 @@ mod tests {
         assert_eq!(decode_blob(&[0; 15]), None);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Upstream names as configs allow (no '/', no whitespace) and repository names and tags
+    /// as the request path validates them: none contains a NUL.
+    fn upstream() -> impl Strategy<Value = String> {
+        "[a-z0-9.-]{1,30}(:[0-9]{1,5})?"
+    }
+
+    fn repo() -> impl Strategy<Value = String> {
+        "[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}(/[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}){0,4}"
+    }
+
+    fn tag() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}"
+    }
+
+    fn digest() -> impl Strategy<Value = Digest> {
+        any::<[u8; 32]>().prop_map(Digest::from_bytes)
+    }
+
+    proptest! {
+        #[test]
+        fn tag_keys_round_trip((u, r, t) in (upstream(), repo(), tag())) {
+            prop_assert_eq!(decode_tag_key(&tag_key(&u, &r, &t)), Some((u, r, t)));
+        }
+
+        #[test]
+        fn tag_keys_of_different_tags_differ(
+            a in (upstream(), repo(), tag()),
+            b in (upstream(), repo(), tag()),
+        ) {
+            prop_assert_eq!(a == b, tag_key(&a.0, &a.1, &a.2) == tag_key(&b.0, &b.1, &b.2));
+        }
+
+        #[test]
+        fn link_keys_round_trip((u, r, d) in (upstream(), repo(), digest())) {
+            prop_assert_eq!(decode_link_key(&link_key(&u, &r, &d)), Some((u, r, d)));
+        }
+
+        #[test]
+        fn authz_keys_of_different_credentials_or_repositories_differ(
+            a in (any::<[u8; 32]>(), upstream(), repo()),
+            b in (any::<[u8; 32]>(), upstream(), repo()),
+        ) {
+            prop_assert_eq!(a == b, authz_key(&a.0, &a.1, &a.2) == authz_key(&b.0, &b.1, &b.2));
+        }
+
+        #[test]
+        fn records_round_trip(d in digest(), at in any::<u64>(), size in any::<u64>(), allowed in any::<bool>()) {
+            let t = TagRecord { digest: d, checked_at_ms: at };
+            prop_assert_eq!(decode_tag(&encode_tag(&t)), Some(t));
+            let b = BlobRecord { size, last_access_s: at };
+            prop_assert_eq!(decode_blob(&encode_blob(&b)), Some(b));
+            let a = AuthzRecord { checked_at_ms: at, allowed };
+            prop_assert_eq!(decode_authz(&encode_authz(&a)), Some(a));
+        }
+
+        #[test]
+        fn manifests_round_trip(
+            media_type in "\\PC{0,300}",
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+        ) {
+            let v = encode_manifest(&media_type, &bytes);
+            let (mt, b) = decode_manifest(&v).unwrap();
+            prop_assert_eq!(mt, media_type);
+            prop_assert_eq!(b, bytes.as_slice());
+        }
+
+        #[test]
+        fn decoders_never_panic(v in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = decode_tag_key(&v);
+            let _ = decode_link_key(&v);
+            let _ = decode_tag(&v);
+            let _ = decode_authz(&v);
+            let _ = decode_blob(&v);
+            let _ = decode_manifest(&v);
+        }
+    }
+}

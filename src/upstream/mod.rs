@@ -435,7 +435,14 @@ impl Upstream {
             tracing::debug!(upstream = self.name(), to = %redacted(&next), "following redirect");
             uri = next;
         }
-        Err(Error::unreachable(self.name(), "too many redirects"))
+        // A loop is not transient: an upstream error (not retried), not "unreachable".
+        Err(Error::Upstream {
+            upstream: self.name().to_string(),
+            status: StatusCode::BAD_GATEWAY,
+            code: crate::oci::ErrorCode::Unavailable,
+            message: format!("more than {MAX_REDIRECTS} redirects"),
+            retry_after: None,
+        })
     }
 }
 

@@ -2,6 +2,9 @@
 //!
 //! - `auth`: client authentication and per-repository authorization.
 //! - `capacity`: eviction under the watermarks, pinned images, blobs larger than the cache.
+//! - `faults`: upstream faults (issue 10), with a table of what tests what.
+//! - `hostile`: hostile clients (issue 10), with a table of what tests what.
+//! - `soak`: a bounded soak (issue 10), run in a process of its own.
 //! - `deploy`: static checks of `deploy/` (files parse, configs pass `wharf config check`).
 //! - `resilience`: tag freshness, stale serving, negative caching, retries, the circuit
 //!   breaker, 429s and offline mode.
@@ -16,11 +19,14 @@ mod capacity;
 mod deploy;
 mod diskfull;
 mod e2e;
+mod faults;
+mod hostile;
 mod listing;
 mod metrics;
 mod prefetch;
 mod pull;
 mod resilience;
 mod routing;
+mod soak;
 mod support;
 mod transfer;

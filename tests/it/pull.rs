@@ -148,7 +148,7 @@ async fn an_upstream_that_breaks_mid_body_resets_the_client() {
             chunk: 64 * 1024,
             delay: Duration::from_millis(20),
             fail_after: Some(200 * 1024),
-            corrupt: None,
+            ..Default::default()
         },
     );
     let dir = tempfile::tempdir().expect("tmp");

@@ -164,7 +164,7 @@ async fn a_blob_that_breaks_mid_body_is_not_retried() {
             chunk: 64 * 1024,
             delay: Duration::from_millis(10),
             fail_after: Some(200 * 1024),
-            corrupt: None,
+            ..Default::default()
         },
     );
     let url = env.blob("org/app", &d);

@@ -1,6 +1,8 @@
 //! An in-process fake upstream registry: serves what a test puts in it, counts every request
-//! by kind, and injects faults on demand (wrong bytes, slow bodies, 5xx, refusal; rules for
-//! the next `n` requests of a kind through [`Fake::inject`] and its shorthands).
+//! by kind, and injects faults on demand (wrong bytes, slow bodies, lying `Content-Length`,
+//! 5xx, refusal, redirects; rules for the next `n` requests of a kind through [`Fake::inject`]
+//! and its shorthands). [`Fake::requests`] lists what arrived (with any `Authorization`), and
+//! [`Fake::restart`] kills every connection and listens again on the same address.
 //!
 //! Content is scoped by repository like a real registry: a manifest or blob put through
 //! [`Fake::put_image`]/[`Fake::put_manifest`] exists only under its repository; blobs put
@@ -15,6 +17,7 @@ mod faults;
 mod serve;
 
 pub use faults::{Answer, Fault};
+pub use serve::Seen;
 
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashMap, HashSet};
@@ -52,6 +55,12 @@ pub struct BlobBehavior {
     pub corrupt: Option<Vec<u8>>,
     /// Break the connection after this many bytes.
     pub fail_after: Option<usize>,
+    /// Declare this `Content-Length` whatever the body's real length (a lying upstream). When
+    /// it is shorter, hyper sends only that many bytes; when longer, the connection is closed
+    /// after the body, short of what was declared.
+    pub content_length: Option<u64>,
+    /// Send no `Content-Length` at all (chunked encoding).
+    pub chunked: bool,
 }
 
 #[derive(Default)]
@@ -69,6 +78,8 @@ pub(crate) struct State {
     unscoped: HashSet<String>,
     behavior: HashMap<String, BlobBehavior>,
     counts: HashMap<String, u64>,
+    /// Every request, in arrival order.
+    seen: Vec<Seen>,
 }
 
 pub struct Fake {
@@ -86,12 +97,19 @@ pub struct Fake {
     pub denied_status: Arc<AtomicU16>,
     faults: Arc<Mutex<faults::Faults>>,
     connections: Arc<AtomicU64>,
-    task: tokio::task::JoinHandle<()>,
+    /// The accept loop (replaced by [`Fake::restart`]).
+    task: Mutex<tokio::task::JoinHandle<()>>,
+    /// Bumped to end every open connection.
+    kill: tokio::sync::watch::Sender<u64>,
+    ctx: Ctx,
 }
 
 impl Drop for Fake {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Ok(t) = self.task.lock() {
+            t.abort();
+        }
+        self.kill.send_modify(|g| *g += 1);
     }
 }
 
@@ -124,40 +142,39 @@ impl Fake {
             faults: Arc::default(),
             addr,
         };
-        let serving = ctx.clone();
         let connections = Arc::new(AtomicU64::new(0));
-        let accepted = connections.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                accepted.fetch_add(1, Ordering::SeqCst);
-                let ctx = serving.clone();
-                tokio::spawn(async move {
-                    // An `Err` makes hyper close the connection without answering.
-                    let svc = service_fn(move |req| {
-                        let ctx = ctx.clone();
-                        async move { ctx.handle(req).await }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
+        let (kill, _) = tokio::sync::watch::channel(0u64);
+        let task = accept_loop(listener, ctx.clone(), connections.clone(), kill.clone());
         Fake {
             addr,
-            state: ctx.state,
-            auth: ctx.auth,
-            down: ctx.down,
-            token_auth: ctx.token_auth,
-            tokens_issued: ctx.tokens_issued,
-            denied_status: ctx.denied_status,
-            faults: ctx.faults,
+            state: ctx.state.clone(),
+            auth: ctx.auth.clone(),
+            down: ctx.down.clone(),
+            token_auth: ctx.token_auth.clone(),
+            tokens_issued: ctx.tokens_issued.clone(),
+            denied_status: ctx.denied_status.clone(),
+            faults: ctx.faults.clone(),
             connections,
-            task,
+            task: Mutex::new(task),
+            kill,
+            ctx,
         }
+    }
+
+    /// Stops listening, ends every open connection (mid-body ones too), and after `down`
+    /// listens again on the same address with the same content: an upstream restart.
+    pub async fn restart(&self, down: Duration) {
+        self.task.lock().expect("lock").abort();
+        self.kill.send_modify(|g| *g += 1);
+        tokio::time::sleep(down).await;
+        let listener = TcpListener::bind(self.addr).await.expect("rebind fake");
+        let task = accept_loop(
+            listener,
+            self.ctx.clone(),
+            self.connections.clone(),
+            self.kill.clone(),
+        );
+        *self.task.lock().expect("lock") = task;
     }
 
     /// A fake that requires tokens (Docker Hub style).
@@ -353,4 +370,55 @@ impl Fake {
     pub fn clear_faults(&self) {
         self.faults.lock().expect("lock").clear();
     }
+
+    /// The next `n` requests of `kind` get a `302` to `location`.
+    pub fn redirect_next(&self, kind: &str, n: u64, location: &str) {
+        let mut f = Fault::status(Some(kind), n, 0);
+        f.answer = Answer::Redirect(location.to_string());
+        self.inject(f);
+    }
+
+    /// Replaces the bytes served for manifest `digest` (the digest stays: a lying upstream).
+    pub fn replace_manifest_bytes(&self, digest: &str, bytes: &[u8]) {
+        let mut s = self.state.lock().expect("lock");
+        let entry = s.manifests.get_mut(digest).expect("a stored manifest");
+        entry.1 = bytes.to_vec();
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.state.lock().expect("lock").seen.clone()
+    }
+}
+
+/// Accepts connections until aborted; each connection ends when `kill` changes.
+fn accept_loop(
+    listener: TcpListener,
+    ctx: Ctx,
+    accepted: Arc<AtomicU64>,
+    kill: tokio::sync::watch::Sender<u64>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            accepted.fetch_add(1, Ordering::SeqCst);
+            let ctx = ctx.clone();
+            let mut killed = kill.subscribe();
+            tokio::spawn(async move {
+                // An `Err` makes hyper close the connection without answering.
+                let svc = service_fn(move |req| {
+                    let ctx = ctx.clone();
+                    async move { ctx.handle(req).await }
+                });
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let conn = builder.serve_connection(TokioIo::new(stream), svc);
+                tokio::select! {
+                    _ = conn => {}
+                    _ = killed.changed() => {}
+                }
+            });
+        }
+    })
 }

@@ -44,7 +44,12 @@ default = true
 "#,
         data_dir.display()
     );
-    let cfg = Config::from_toml_str(&toml)
+    wharf_toml(&toml).await
+}
+
+/// An in-process Wharf from a whole config file (its `listen` is ignored: port 0).
+pub async fn wharf_toml(toml: &str) -> Running {
+    let cfg = Config::from_toml_str(toml)
         .unwrap_or_else(|e| panic!("test config is not valid: {e}\n{toml}"));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

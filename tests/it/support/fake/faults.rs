@@ -1,5 +1,5 @@
-//! Fault injection rules for the fake: the next `n` requests of a kind answer with a status,
-//! are delayed, or have their connection closed without an answer.
+//! Fault injection rules for the fake: the next `n` requests of a kind answer with a status
+//! or a redirect, are delayed, or have their connection closed without an answer.
 //!
 //! Rules are checked in the order they were added; the first one that matches a request and
 //! has uses left applies (and loses one use). Every request is counted before any rule
@@ -17,6 +17,8 @@ pub enum Answer {
     Drop,
     /// The normal answer (after the rule's delay).
     Normal,
+    /// A `302 Found` to this `Location`.
+    Redirect(String),
 }
 
 /// One fault rule.

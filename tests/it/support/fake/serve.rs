@@ -1,7 +1,7 @@
 //! The fake's request handling: counting, faults, auth, then the registry API.
 
 use super::faults::Answer;
-use super::{Ctx, State};
+use super::{BlobBehavior, Ctx, State};
 use bytes::Bytes;
 use futures_util::stream;
 use http::{HeaderValue, Request, Response, StatusCode};
@@ -10,6 +10,15 @@ use hyper::body::{Frame, Incoming};
 use std::sync::atomic::Ordering;
 
 pub(crate) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query.
+    pub uri: String,
+    pub authorization: Option<String>,
+}
 
 pub(crate) fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
     let mut r = Response::new(
@@ -50,13 +59,23 @@ impl Ctx {
         } else {
             "other"
         };
-        *self
-            .state
-            .lock()
-            .expect("lock")
-            .counts
-            .entry(format!("{method} {kind}"))
-            .or_default() += 1;
+        {
+            let mut s = self.state.lock().expect("lock");
+            *s.counts.entry(format!("{method} {kind}")).or_default() += 1;
+            s.seen.push(Seen {
+                method: method.clone(),
+                uri: req
+                    .uri()
+                    .path_and_query()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                authorization: req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string),
+            });
+        }
         let fault = self.faults.lock().expect("lock").take(&method, kind);
         if let Some(f) = fault {
             if !f.delay.is_zero() {
@@ -65,6 +84,12 @@ impl Ctx {
             match f.answer {
                 Answer::Normal => {}
                 Answer::Drop => return Err(std::io::Error::other("injected: connection dropped")),
+                Answer::Redirect(location) => {
+                    let mut r = full(StatusCode::FOUND, Vec::new());
+                    let v = HeaderValue::from_str(&location).expect("location");
+                    r.headers_mut().insert("location", v);
+                    return Ok(r);
+                }
                 Answer::Status(code) => {
                     let status = StatusCode::from_u16(code).expect("fault status");
                     let code = match code {
@@ -146,17 +171,23 @@ fn manifest(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
     let Some((mt, bytes)) = s.manifests.get(&digest) else {
         return error(StatusCode::NOT_FOUND, "MANIFEST_UNKNOWN");
     };
-    let mut r = full(
-        StatusCode::OK,
-        if head { Vec::new() } else { bytes.clone() },
-    );
+    let b = s.behavior.get(&digest).cloned().unwrap_or_default();
+    let declared = b.content_length.unwrap_or(bytes.len() as u64);
+    let b_chunked = b.chunked;
+    let mut r = if head {
+        full(StatusCode::OK, Vec::new())
+    } else {
+        body_response(bytes.clone(), b)
+    };
     let h = r.headers_mut();
     h.insert("content-type", HeaderValue::from_str(mt).expect("mt"));
     h.insert(
         "docker-content-digest",
         HeaderValue::from_str(&digest).expect("d"),
     );
-    h.insert("content-length", HeaderValue::from(bytes.len()));
+    if head || !b_chunked {
+        h.insert("content-length", HeaderValue::from(declared));
+    }
     r
 }
 
@@ -169,7 +200,7 @@ fn blob(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
     };
     let b = s.behavior.get(&digest).cloned().unwrap_or_default();
     let data = b.corrupt.clone().unwrap_or_else(|| data.clone());
-    let len = data.len();
+    let len = b.content_length.unwrap_or(data.len() as u64);
     if head {
         let mut r = full(StatusCode::OK, Vec::new());
         r.headers_mut()
@@ -180,7 +211,23 @@ fn blob(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
         );
         return r;
     }
-    let chunk = if b.chunk == 0 { len.max(1) } else { b.chunk };
+    let mut r = body_response(data, b);
+    r.headers_mut().insert(
+        "docker-content-digest",
+        HeaderValue::from_str(&digest).expect("d"),
+    );
+    r
+}
+
+/// A 200 whose body is `data` served as `b` says (chunks, pauses, a break, a declared length).
+fn body_response(data: Vec<u8>, b: BlobBehavior) -> Response<Body> {
+    let len = b.content_length.unwrap_or(data.len() as u64);
+    let chunked = b.chunked;
+    let chunk = if b.chunk == 0 {
+        data.len().max(1)
+    } else {
+        b.chunk
+    };
     let chunks: Vec<Bytes> = data.chunks(chunk).map(Bytes::copy_from_slice).collect();
     let s = stream::unfold(
         (chunks.into_iter(), 0usize, b),
@@ -202,12 +249,10 @@ fn blob(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
         },
     );
     let mut r = Response::new(StreamBody::new(s).boxed_unsync());
-    r.headers_mut()
-        .insert("content-length", HeaderValue::from(len));
-    r.headers_mut().insert(
-        "docker-content-digest",
-        HeaderValue::from_str(&digest).expect("d"),
-    );
+    if !chunked {
+        r.headers_mut()
+            .insert("content-length", HeaderValue::from(len));
+    }
     r
 }
 

@@ -1,0 +1,92 @@
+//! Redirects: loops end, and `Authorization` never leaves the upstream's own origin.
+
+use super::{assert_error, lossy, Env};
+use crate::support::{data, get, Fake};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_loop_ends_after_five_hops_and_is_not_retried() {
+    let env = Env::start("").await; // default retries = 2
+    let blob = data(20_000, 140);
+    let d = env.fake.put_blob(&blob);
+    let (_, m) = env.fake.put_image("org/app", "v1", &[b"layer"]);
+    // Every blob and manifest GET redirects to itself (absolute and relative forms).
+    env.fake.redirect_next(
+        "GET blob",
+        u64::MAX,
+        &format!("{}/v2/org/app/blobs/{d}", env.fake.url()),
+    );
+    env.fake
+        .redirect_next("GET manifest", u64::MAX, "/v2/org/app/manifests/v1");
+    let r = get(&env.blob("org/app", &d)).await;
+    assert_error(&r, 502, "UNAVAILABLE", "blob redirect loop");
+    let r = get(&env.manifest("org/app", "v1")).await;
+    assert_error(&r, 502, "UNAVAILABLE", "manifest redirect loop");
+    assert_eq!(
+        (env.fake.count("GET blob"), env.fake.count("GET manifest")),
+        (6, 6),
+        "the first request and five redirects each, no retry"
+    );
+    assert_eq!(env.upstream_requests("GET", "3xx").await, 12.0);
+    assert_eq!(env.fills("upstream_error").await, 1.0);
+    env.assert_blob_not_cached(&d, "redirect loop").await;
+
+    env.fake.clear_faults();
+    let r = get(&env.blob("org/app", &d)).await;
+    assert_eq!(r.status, 200, "after the loop: {}", lossy(&r));
+    assert!(r.bytes().as_ref() == blob.as_slice());
+    assert!(get(&env.manifest("org/app", "v1")).await.bytes().as_ref() == m.as_slice());
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_another_host_gets_no_authorization() {
+    // The registry wants tokens; its blobs live on a "CDN" (another origin) that does not.
+    let registry = Fake::start_with_auth().await;
+    let cdn = Fake::start().await;
+    let blob = data(50_000, 141);
+    let d = registry.put_blob(&blob);
+    cdn.put_blob(&blob);
+    let (_, m) = registry.put_image("org/app", "v1", &[b"layer"]);
+    let env = Env::with_fake(registry, "").await;
+    // A first pull teaches Wharf the registry's token scheme.
+    assert!(get(&env.manifest("org/app", "v1")).await.bytes().as_ref() == m.as_slice());
+    env.fake.redirect_next(
+        "GET blob",
+        1,
+        &format!("{}/v2/org/app/blobs/{d}?X-Signature=abc", cdn.url()),
+    );
+    let r = get(&env.blob("org/app", &d)).await;
+    assert_eq!(r.status, 200, "{}", lossy(&r));
+    assert!(r.bytes().as_ref() == blob.as_slice(), "bytes from the CDN");
+
+    let to_registry: Vec<_> = env
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|s| s.method == "GET" && s.uri.contains("/blobs/"))
+        .collect();
+    assert!(
+        to_registry
+            .last()
+            .and_then(|s| s.authorization.as_deref())
+            .is_some_and(|a| a.starts_with("Bearer ")),
+        "the registry got the token: {to_registry:?}"
+    );
+    let to_cdn = cdn.requests();
+    assert_eq!(to_cdn.len(), 1, "{to_cdn:?}");
+    assert_eq!(
+        to_cdn[0].uri,
+        format!("/v2/org/app/blobs/{d}?X-Signature=abc"),
+        "the Location is followed as given"
+    );
+    assert_eq!(
+        to_cdn[0].authorization, None,
+        "Authorization must not follow a redirect to another host"
+    );
+    assert_eq!(env.upstream_requests("GET", "3xx").await, 1.0);
+    // Verified and cached: the next request asks neither host.
+    let before = (env.fake.total(), cdn.total());
+    assert!(get(&env.blob("org/app", &d)).await.bytes().as_ref() == blob.as_slice());
+    assert_eq!((env.fake.total(), cdn.total()), before);
+    env.shutdown().await;
+}
