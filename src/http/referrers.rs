@@ -9,9 +9,10 @@ use http::{HeaderValue, Response};
 /// The header that says which filters the server applied.
 const FILTERS_APPLIED: &str = "oci-filters-applied";
 
-/// The `artifactType` values of a query (repeatable; empty ones ignored).
+/// The `artifactType` values of a query (repeatable; empty ones ignored). A media type never
+/// holds a space, so a bare `+` (`application/spdx+json` sent unencoded) stays a `+`.
 pub(super) fn artifact_types(query: Option<&str>) -> Vec<String> {
-    crate::auth::form::parse(query.unwrap_or(""))
+    crate::auth::form::parse(&query.unwrap_or("").replace('+', "%2B"))
         .into_iter()
         .filter(|(k, v)| k == "artifactType" && !v.is_empty())
         .map(|(_, v)| v)
@@ -43,5 +44,9 @@ mod tests {
             vec!["application/vnd.example.sig"]
         );
         assert!(artifact_types(None).is_empty());
+        assert_eq!(
+            artifact_types(Some("artifactType=application/spdx+json")),
+            vec!["application/spdx+json"]
+        );
     }
 }

@@ -231,11 +231,14 @@ impl Registry {
                 }
             }
             (&Method::POST, _) if status == StatusCode::CREATED => match u.mount {
-                Some(d) if self.store.files().exists(&d) => {
-                    // The upstream confirmed the mount: the blob is in the repository now.
-                    self.store.put_link(up, repo, &d)?;
+                Some(d) => {
+                    // The upstream confirmed the mount: the blob is in the repository now,
+                    // and these credentials may pull from it.
+                    if self.store.files().exists(&d) {
+                        self.store.put_link(up, repo, &d)?;
+                    }
+                    self.record(t, client, true).await?;
                 }
-                Some(_) => {}
                 None => self.commit_upload(t, client, done, u.digest).await,
             },
             (&Method::PATCH, Some(k)) if status == StatusCode::ACCEPTED => match done {

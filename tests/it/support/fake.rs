@@ -8,10 +8,16 @@
 //!
 //! With `token_auth` on it authenticates like Docker Hub (see `auth`): a `/token` service,
 //! users [`ALICE`] (may pull `private/*`) and [`BOB`] (may not), and repositories whose name
-//! starts with `private/` are private.
+//! starts with `private/` are private. Authenticated users may push where they may pull.
+//!
+//! It takes pushes like Distribution (see `push`: upload sessions with a `_state` query,
+//! chunked and monolithic uploads, mounts, manifest `PUT`s, `DELETE`s) and answers the OCI 1.1
+//! referrers API from the manifests it holds (see `referrers`), unless told not to.
 
 mod auth;
 mod faults;
+mod push;
+mod referrers;
 mod serve;
 
 pub use faults::{Answer, Fault};
@@ -69,6 +75,9 @@ pub(crate) struct State {
     unscoped: HashSet<String>,
     behavior: HashMap<String, BlobBehavior>,
     counts: HashMap<String, u64>,
+    /// upload session id → (repo, bytes so far)
+    uploads: HashMap<String, (String, Vec<u8>)>,
+    next_upload: u64,
 }
 
 pub struct Fake {
@@ -84,6 +93,12 @@ pub struct Fake {
     /// The status for a valid token without access to a private repository: 401 (Docker Hub,
     /// the default) or 403 (`DENIED`).
     pub denied_status: Arc<AtomicU16>,
+    /// Answer the referrers API (default); off: 404, like Distribution 2.8.
+    pub referrers_api: Arc<AtomicBool>,
+    /// Referrers per page (0: all in one), with `Link: <...>; rel="next"` for the rest.
+    pub referrers_page: Arc<AtomicU64>,
+    /// Upload `Location`s as absolute URLs (default: absolute paths).
+    pub absolute_locations: Arc<AtomicBool>,
     faults: Arc<Mutex<faults::Faults>>,
     connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -103,6 +118,9 @@ pub(crate) struct Ctx {
     token_auth: Arc<AtomicBool>,
     tokens_issued: Arc<AtomicU64>,
     denied_status: Arc<AtomicU16>,
+    referrers_api: Arc<AtomicBool>,
+    referrers_page: Arc<AtomicU64>,
+    absolute_locations: Arc<AtomicBool>,
     faults: Arc<Mutex<faults::Faults>>,
     addr: SocketAddr,
 }
@@ -121,6 +139,9 @@ impl Fake {
             token_auth: Arc::default(),
             tokens_issued: Arc::default(),
             denied_status: Arc::new(AtomicU16::new(401)),
+            referrers_api: Arc::new(AtomicBool::new(true)),
+            referrers_page: Arc::default(),
+            absolute_locations: Arc::default(),
             faults: Arc::default(),
             addr,
         };
@@ -154,6 +175,9 @@ impl Fake {
             token_auth: ctx.token_auth,
             tokens_issued: ctx.tokens_issued,
             denied_status: ctx.denied_status,
+            referrers_api: ctx.referrers_api,
+            referrers_page: ctx.referrers_page,
+            absolute_locations: ctx.absolute_locations,
             faults: ctx.faults,
             connections,
             task,
@@ -192,6 +216,27 @@ impl Fake {
     /// The bytes of a stored blob.
     pub fn blob_bytes(&self, digest: &str) -> Option<Vec<u8>> {
         self.state.lock().expect("lock").blobs.get(digest).cloned()
+    }
+
+    /// Whether blob `digest` exists under `repo`.
+    pub fn has_blob_in(&self, repo: &str, digest: &str) -> bool {
+        let s = self.state.lock().expect("lock");
+        s.blobs.contains_key(digest)
+            && (s.unscoped.contains(digest)
+                || s.repo_blobs
+                    .contains(&(repo.to_string(), digest.to_string())))
+    }
+
+    /// The bytes of the manifest `repo:tag` points at.
+    pub fn manifest_at(&self, repo: &str, tag: &str) -> Option<Vec<u8>> {
+        let s = self.state.lock().expect("lock");
+        let d = s.tags.get(&(repo.to_string(), tag.to_string()))?;
+        s.manifests.get(d).map(|(_, b)| b.clone())
+    }
+
+    /// Upload sessions open now.
+    pub fn open_uploads(&self) -> usize {
+        self.state.lock().expect("lock").uploads.len()
     }
 
     /// Removes blob `digest` from `repo` (and from "every repository").
