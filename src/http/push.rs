@@ -17,7 +17,8 @@ use super::RespBody;
 use crate::auth::Presented;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode, RepoName};
-use crate::registry::push::{upstream_relative, Push, PushRequest};
+use crate::registry::location::upstream_relative;
+use crate::registry::push::{Push, PushRequest};
 use crate::registry::{Registry, Target};
 use http::header::{
     ACCEPT, CONTENT_RANGE, CONTENT_TYPE, LOCATION, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE,

@@ -16,9 +16,12 @@ pub mod authz;
 pub mod body;
 pub mod capacity;
 pub mod fill;
+pub mod location;
 mod manifest;
 pub mod push;
+mod push_manifest;
 pub mod referrers;
+mod tee;
 pub mod uploads;
 
 use crate::auth::Client;

@@ -266,7 +266,7 @@ fn next_page(headers: &HeaderMap, upstream: &http::Uri, repo: &str) -> Option<St
         .filter(|l| l.contains("rel=\"next\"") || l.contains("rel=next"))
         .find_map(|l| {
             let url = l.split_once('<')?.1.split_once('>')?.0.trim();
-            super::push::upstream_relative(url, upstream, repo)
+            super::location::upstream_relative(url, upstream, repo)
         })
         .filter(|tail| tail.starts_with("referrers/"))
 }
