@@ -5,8 +5,13 @@
 //!   (`repository:<repo>:pull,push`, plus `repository:<from>:pull` for a mount).
 //! - Never retried after a body was streamed, never redirected (a 3xx goes back to the
 //!   client), never sent without `allow_push` (no client is built for it).
-//! - A streamed body is not held back by a timeout: its response comes only after the whole
-//!   upload; a client that goes away cancels the upstream request with it.
+//! - `PUT` and `PATCH` (and any streamed body) wait for their answer without a timeout: it
+//!   comes after the whole upload, or after the upstream moved a large blob into place; a
+//!   client that goes away cancels the upstream request with it. Other push requests wait
+//!   `response_timeout`.
+//! - Pushes neither consult nor feed the circuit breaker: a long upload must not hold the
+//!   breaker's single probe, and a push-side failure (a quota, a refused upload) must not make
+//!   pulls serve stale.
 
 use super::client::PushBody;
 use super::{describe, Credentials, Upstream};
@@ -89,14 +94,14 @@ impl Upstream {
         }
         let auth = self.authorization(creds, scope, false).await?;
         let resendable = !payload.streamed();
-        let streamed = payload.streamed();
+        let bounded = resendable && method != Method::PUT && method != Method::PATCH;
         let resp = self
             .push_once(
                 &method,
                 &uri,
                 headers,
                 payload.body(),
-                streamed,
+                bounded,
                 auth.as_ref(),
             )
             .await?;
@@ -118,8 +123,15 @@ impl Upstream {
         if auth.is_none() {
             return Ok(resp);
         }
-        self.push_once(&method, &uri, headers, payload.body(), false, auth.as_ref())
-            .await
+        self.push_once(
+            &method,
+            &uri,
+            headers,
+            payload.body(),
+            bounded,
+            auth.as_ref(),
+        )
+        .await
     }
 
     /// Asks `/v2/` once how the upstream authenticates, if no challenge taught it yet.
@@ -139,22 +151,21 @@ impl Upstream {
         Ok(())
     }
 
-    /// One push request: no redirects, no retries; the breaker and the metrics as for pulls.
-    /// Requests without a streamed body wait `response_timeout` for the response headers.
+    /// One push request: no redirects, no retries, no breaker; the metrics as for pulls.
+    /// `bounded`: wait at most `response_timeout` for the response headers.
     async fn push_once(
         &self,
         method: &Method,
         uri: &Uri,
         headers: &HeaderMap,
         body: PushBody,
-        streamed: bool,
+        bounded: bool,
         auth: Option<&HeaderValue>,
     ) -> Result<Response<Incoming>> {
         let client = self
             .push_client
             .as_ref()
             .ok_or_else(|| Error::internal(format!("upstream {}: no push client", self.name())))?;
-        let bounded = !streamed;
         let mut req = Request::builder()
             .method(method.clone())
             .uri(uri.clone())
@@ -165,12 +176,6 @@ impl Upstream {
         }
         if let Some(a) = auth {
             req.headers_mut().insert(AUTHORIZATION, a.clone());
-        }
-        if !self.breaker.allow() {
-            return Err(Error::unreachable(
-                self.name(),
-                "circuit breaker open after repeated failures",
-            ));
         }
         let started = tokio::time::Instant::now();
         let kind = crate::metrics::Metrics::upstream_kind(uri.path());
@@ -196,7 +201,6 @@ impl Upstream {
             Ok(r) => r,
             Err(message) => {
                 count("error");
-                self.breaker.failure();
                 return Err(Error::unreachable(self.name(), message));
             }
         };
@@ -204,11 +208,6 @@ impl Upstream {
             resp.status().as_u16(),
         ));
         self.note_ratelimit(resp.headers());
-        if resp.status().is_server_error() {
-            self.breaker.failure();
-        } else {
-            self.breaker.success();
-        }
         Ok(resp)
     }
 }

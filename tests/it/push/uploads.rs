@@ -351,3 +351,57 @@ async fn cross_repository_mounts_map_from_like_any_name() {
     assert!(!fake.has_blob_in("org/new", &d));
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_are_not_cut_short_and_push_failures_leave_pulls_alone() {
+    let fake = Fake::start().await;
+    let (_, m) = fake.put_image("org/app", "v1", &[b"layer"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let extra = format!("{PUSH}response_timeout = \"1s\"\nbreaker_failures = 1\n");
+    let w = start(&fake, dir.path(), &extra).await;
+    let base = format!("http://{}", w.addr);
+    let s = Session::anonymous();
+    let blob = data(100_000, 81);
+    let d = digest_of(&blob);
+    let r = open(&s, &format!("{base}/v2/org/app/blobs/uploads/")).await;
+    // The upstream takes longer than response_timeout to answer a PATCH and the final PUT
+    // (a large blob being written, moved into place): the upload still succeeds.
+    fake.delay_next("PATCH upload", 1, std::time::Duration::from_millis(1500));
+    fake.delay_next("PUT upload", 1, std::time::Duration::from_millis(1500));
+    let url = follow(&base, &location(&r));
+    let r = s.send("PATCH", &url, &[], Bytes::from(blob.clone())).await;
+    assert_eq!(r.status, 202, "{:?}", r.body);
+    let put = with_param(&follow(&base, &location(&r)), &format!("digest={d}"));
+    let r = s.send("PUT", &put, &[], Bytes::new()).await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    assert!(cached(&w, &d));
+    // Starting an upload is bounded by response_timeout.
+    fake.delay_next("POST upload", 1, std::time::Duration::from_millis(1500));
+    let r = s
+        .send(
+            "POST",
+            &format!("{base}/v2/org/app/blobs/uploads/"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(
+        (r.status.as_u16(), r.error_code().as_str()),
+        (502, "UNAVAILABLE")
+    );
+    // A push-side 5xx does not open the breaker (one failure would): pulls go on.
+    fake.fail_next_kind("POST upload", 1, 500);
+    let r = s
+        .send(
+            "POST",
+            &format!("{base}/v2/org/app/blobs/uploads/"),
+            &[],
+            Bytes::new(),
+        )
+        .await;
+    assert_eq!(r.status, 500, "the upstream's 500 as it is");
+    let r = s.get(&format!("{base}/v2/org/app/manifests/v1")).await;
+    assert_eq!(r.bytes().as_ref(), m.as_slice());
+    assert_eq!(fake.count("GET manifest"), 1);
+    w.shutdown().await;
+}
