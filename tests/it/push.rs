@@ -5,6 +5,7 @@
 
 mod auth;
 mod manifests;
+mod streaming;
 mod uploads;
 
 use crate::support::{self, Fake, Resp, Session};

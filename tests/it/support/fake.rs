@@ -99,6 +99,8 @@ pub struct Fake {
     pub referrers_page: Arc<AtomicU64>,
     /// Upload `Location`s as absolute URLs (default: absolute paths).
     pub absolute_locations: Arc<AtomicBool>,
+    /// Bytes of upload bodies received so far (counted as they arrive).
+    pub upload_bytes: Arc<AtomicU64>,
     faults: Arc<Mutex<faults::Faults>>,
     connections: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
@@ -121,6 +123,7 @@ pub(crate) struct Ctx {
     referrers_api: Arc<AtomicBool>,
     referrers_page: Arc<AtomicU64>,
     absolute_locations: Arc<AtomicBool>,
+    upload_bytes: Arc<AtomicU64>,
     faults: Arc<Mutex<faults::Faults>>,
     addr: SocketAddr,
 }
@@ -142,6 +145,7 @@ impl Fake {
             referrers_api: Arc::new(AtomicBool::new(true)),
             referrers_page: Arc::default(),
             absolute_locations: Arc::default(),
+            upload_bytes: Arc::default(),
             faults: Arc::default(),
             addr,
         };
@@ -178,6 +182,7 @@ impl Fake {
             referrers_api: ctx.referrers_api,
             referrers_page: ctx.referrers_page,
             absolute_locations: ctx.absolute_locations,
+            upload_bytes: ctx.upload_bytes,
             faults: ctx.faults,
             connections,
             task,

@@ -82,10 +82,19 @@ impl Ctx {
             .get("content-range")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split('-').next()?.trim().parse::<usize>().ok());
-        let Ok(body) = req.into_body().collect().await else {
-            return error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID");
-        };
-        let body = body.to_bytes();
+        // Frame by frame, counting, so tests can see bytes arrive before the body ends.
+        let mut incoming = req.into_body();
+        let mut body = Vec::new();
+        while let Some(frame) = incoming.frame().await {
+            let Ok(frame) = frame else {
+                return error(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID");
+            };
+            if let Ok(d) = frame.into_data() {
+                self.upload_bytes
+                    .fetch_add(d.len() as u64, Ordering::SeqCst);
+                body.extend_from_slice(&d);
+            }
+        }
         let mut s = self.state.lock().expect("lock");
         let Some(id) = session else {
             if method != Method::POST {
