@@ -125,7 +125,8 @@ impl Registry {
                     .send_push(t, client, method, path, &headers, Payload::Empty, &scope)
                     .await?;
                 if resp.status().is_success() {
-                    self.deleted_manifest(t, &reference).await?;
+                    let forgotten = self.deleted_manifest(t, &reference).await;
+                    warn_on(t, "forget a deleted manifest", forgotten);
                 }
                 Ok(resp)
             }
@@ -134,8 +135,8 @@ impl Registry {
                     .send_push(t, client, method, path, &headers, Payload::Empty, &scope)
                     .await?;
                 if resp.status().is_success() {
-                    self.store
-                        .delete_link(t.upstream.name(), t.repo.as_str(), &digest)?;
+                    let unlinked = self.store.delete_link(t.upstream.name(), repo, &digest);
+                    warn_on(t, "unlink a deleted blob", unlinked);
                 }
                 Ok(resp)
             }
@@ -228,9 +229,9 @@ impl Registry {
                     // The upstream confirmed the mount: the blob is in the repository now,
                     // and these credentials may pull from it.
                     if self.store.files().exists(&d) {
-                        self.store.put_link(up, repo, &d)?;
+                        warn_on(t, "link a mounted blob", self.store.put_link(up, repo, &d));
                     }
-                    self.record(t, client, true).await?;
+                    warn_on(t, "record the pusher", self.record(t, client, true).await);
                 }
                 None => self.commit_upload(t, client, done, u.digest).await,
             },
@@ -341,6 +342,14 @@ struct Upload {
     digest: Option<Digest>,
     offset: Option<u64>,
     mount: Option<Digest>,
+}
+
+/// Logs what could not be noted after the upstream answered: the push itself went through,
+/// and its answer reaches the client regardless.
+fn warn_on(t: &Target, what: &str, res: Result<()>) {
+    if let Err(e) = res {
+        tracing::warn!(upstream = t.upstream.name(), repo = t.repo.as_str(), error = %e, "could not {what}");
+    }
 }
 
 /// The end of an upstream's `Range: 0-<end>` answer.
