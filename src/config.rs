@@ -162,6 +162,12 @@ pub struct UpstreamConfig {
     pub aliases: Vec<String>,
     pub ca_file: Option<PathBuf>,
     pub tag_ttl: Duration,
+    /// Forward pushes (uploads, manifest `PUT`s, `DELETE`s) to this upstream with the
+    /// client's own credentials; off: they answer `405 UNSUPPORTED`.
+    pub allow_push: bool,
+    /// How long a referrers list is served from memory before the upstream is asked again
+    /// (zero: every time; a cached list still serves while the upstream fails).
+    pub referrers_ttl: Duration,
     pub username: Option<String>,
     pub password: Option<String>,
     /// Client certificate and key (PEM) for upstreams that require mutual TLS.
@@ -215,6 +221,8 @@ impl fmt::Debug for UpstreamConfig {
             .field("aliases", &self.aliases)
             .field("ca_file", &self.ca_file)
             .field("tag_ttl", &self.tag_ttl)
+            .field("allow_push", &self.allow_push)
+            .field("referrers_ttl", &self.referrers_ttl)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("client_cert", &self.client_cert)

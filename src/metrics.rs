@@ -10,7 +10,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 
-pub const KINDS: [&str; 4] = ["manifest", "blob", "tags", "token"];
+pub const KINDS: [&str; 5] = ["manifest", "blob", "tags", "referrers", "token"];
 pub const RESULTS: [&str; 6] = ["hit", "miss", "stale", "coalesced", "denied", "error"];
 pub const SOURCES: [&str; 2] = ["cache", "upstream"];
 pub const FILL_RESULTS: [&str; 5] = [
@@ -22,6 +22,7 @@ pub const FILL_RESULTS: [&str; 5] = [
 ];
 pub const AUTHZ_RESULTS: [&str; 4] = ["allowed", "denied", "offline_allowed", "offline_denied"];
 pub const REVALIDATION_RESULTS: [&str; 3] = ["unchanged", "changed", "error"];
+pub const TEE_RESULTS: [&str; 3] = ["committed", "digest_mismatch", "abandoned"];
 const METHODS: [&str; 2] = ["GET", "HEAD"];
 const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "error"];
 const UPSTREAM_KINDS: [&str; 5] = ["manifest", "blob", "tags", "token", "other"];
@@ -48,6 +49,8 @@ pub struct Metrics {
     pub ratelimit_limit: IntGaugeVec,
     pub tag_revalidations: IntCounterVec,
     pub authz_decisions: IntCounterVec,
+    pub push_requests: IntCounterVec,
+    pub upload_tees: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -118,6 +121,8 @@ impl Metrics {
             ratelimit_limit: gauge_vec(&r, "wharf_upstream_ratelimit_limit", "The upstream's last ratelimit-limit header (-1: never seen).", &["upstream"]),
             tag_revalidations: counter_vec(&r, "wharf_tag_revalidations_total", "Tag revalidations with the upstream, by result.", &["upstream", "result"]),
             authz_decisions: counter_vec(&r, "wharf_authz_decisions_total", "Authorization decisions on cached content, by result.", &["upstream", "result"]),
+            push_requests: counter_vec(&r, "wharf_push_requests_total", "Push requests forwarded upstream, by the class of the upstream's answer (error: none).", &["upstream", "status_class"]),
+            upload_tees: counter_vec(&r, "wharf_upload_tees_total", "Blob uploads teed into the cache, by result.", &["upstream", "result"]),
             registry: r,
         };
         let info = gauge_vec(
@@ -161,6 +166,12 @@ impl Metrics {
             }
             for res in AUTHZ_RESULTS {
                 m.authz_decisions.with_label_values(&[u, res]);
+            }
+            for c in STATUS_CLASSES {
+                m.push_requests.with_label_values(&[u, c]);
+            }
+            for res in TEE_RESULTS {
+                m.upload_tees.with_label_values(&[u, res]);
             }
         }
         for k in KINDS {
@@ -234,6 +245,8 @@ mod tests {
             "wharf_upstream_ratelimit_limit",
             "wharf_tag_revalidations_total",
             "wharf_authz_decisions_total",
+            "wharf_push_requests_total",
+            "wharf_upload_tees_total",
             "wharf_build_info",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");

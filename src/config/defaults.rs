@@ -127,6 +127,15 @@ aliases = ["registry-1.docker.io", "index.docker.io"]
 # again (with a HEAD, which Docker Hub does not count against its pull limit). "0s"
 # revalidates the tag on every request.
 tag_ttl = "5m"
+# How long a referrers list (GET /v2/<name>/referrers/<digest>, OCI 1.1) is answered from
+# memory before the upstream is asked again ("0s": every time). While the upstream fails, the
+# last list is still served for up to stale_if_error.
+referrers_ttl = "60s"
+# Forward pushes to this upstream: blob uploads (monolithic, chunked, resumable, cross-
+# repository mounts), manifest PUTs and DELETEs, each with the client's own credentials
+# (never username/password below). Uploaded blobs and pushed manifests are cached on the way.
+# Off: push requests answer 405 UNSUPPORTED.
+allow_push = false
 # Regular expressions of tags that never change once cached: never revalidated.
 # E.g. ["^v?\\d+\\.\\d+\\.\\d+$"] for semantic-version tags. Default none.
 immutable_tags = []

@@ -60,6 +60,8 @@ pub(super) struct RawUpstream {
     pub aliases: Option<Value>,
     pub ca_file: Option<Value>,
     pub tag_ttl: Option<Value>,
+    pub allow_push: Option<Value>,
+    pub referrers_ttl: Option<Value>,
     pub username: Option<Value>,
     pub password: Option<Value>,
     pub client_cert_file: Option<Value>,

@@ -66,6 +66,8 @@ fn example_is_valid_and_documents_every_key() {
         "aliases",
         "ca_file",
         "tag_ttl",
+        "referrers_ttl",
+        "allow_push",
         "username",
         "password",
     ] {
@@ -368,4 +370,23 @@ fn connection_limits_are_validated() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("max_connections"), "{e}");
+}
+
+#[test]
+fn push_and_referrers_keys() {
+    let c = Config::from_toml_str("[[upstream]]\nurl = \"https://a\"\n").unwrap();
+    let u = &c.upstreams[0];
+    assert!(!u.allow_push, "push is opt-in");
+    assert_eq!(u.referrers_ttl, Duration::from_secs(60));
+    let c = Config::from_toml_str(
+        "[[upstream]]\nurl = \"https://a\"\nallow_push = true\nreferrers_ttl = \"0s\"\n",
+    )
+    .unwrap();
+    assert!(c.upstreams[0].allow_push);
+    assert_eq!(c.upstreams[0].referrers_ttl, Duration::ZERO);
+    let errs = errors(
+        "[[upstream]]\nurl = \"https://a\"\nallow_push = \"yes\"\nreferrers_ttl = \"soon\"\n",
+    );
+    assert!(has(&errs, "upstream[0].allow_push", "true or false"));
+    assert!(has(&errs, "upstream[0].referrers_ttl", "duration"));
 }

@@ -15,6 +15,7 @@ use super::units::parse_duration;
 use super::{Problems, UpstreamConfig, UpstreamPolicy};
 
 const DEFAULT_TAG_TTL: Duration = Duration::from_secs(300);
+const DEFAULT_REFERRERS_TTL: Duration = Duration::from_secs(60);
 
 /// Checks a name or alias; records a problem and returns false when unusable.
 fn check_ident(p: &mut Problems, key: &str, s: &str) -> bool {
@@ -259,6 +260,13 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
             }),
             None => DEFAULT_TAG_TTL,
         };
+        let allow_push = raw::boolean(p, &k("allow_push"), r.allow_push.as_ref()).unwrap_or(false);
+        let referrers_ttl = duration(
+            p,
+            &k("referrers_ttl"),
+            r.referrers_ttl.as_ref(),
+            DEFAULT_REFERRERS_TTL,
+        );
         let username = raw::string(p, &k("username"), r.username.as_ref());
         let password = raw::string(p, &k("password"), r.password.as_ref());
         if r.username.is_some() && r.password.is_none() {
@@ -296,6 +304,8 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
                 aliases,
                 ca_file,
                 tag_ttl,
+                allow_push,
+                referrers_ttl,
                 username,
                 password,
                 client_cert,

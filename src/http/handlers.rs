@@ -29,12 +29,11 @@ pub struct Handler {
 }
 
 /// The URL of Wharf's token endpoint as this client reaches Wharf.
-fn realm(req: &Request<Incoming>, tls: bool) -> String {
-    let host = req
-        .headers()
+fn realm(headers: &http::HeaderMap, uri: &http::Uri, tls: bool) -> String {
+    let host = headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()))
+        .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
         .unwrap_or("localhost");
     let scheme = if tls { "https" } else { "http" };
@@ -42,27 +41,29 @@ fn realm(req: &Request<Incoming>, tls: bool) -> String {
 }
 
 /// The `scope` a challenge names for a route: the repository as the client wrote it (with
-/// containerd's `ns=` folded in as a path prefix, which `/token` understands).
-fn scope_of(route: &Route<'_>, query: &Query<'_>) -> Option<String> {
+/// containerd's `ns=` folded in as a path prefix, which `/token` understands); `pull,push`
+/// for pushes.
+fn scope_of(route: &Route<'_>, query: &Query<'_>, push: bool) -> Option<String> {
     let name = match route {
         Route::Manifest { name, .. }
         | Route::Blob { name, .. }
         | Route::TagsList { name }
         | Route::Referrers { name, .. }
-        | Route::Upload { name } => *name,
+        | Route::Upload { name, .. } => *name,
         Route::Base | Route::Catalog => return None,
     };
+    let actions = if push { "pull,push" } else { "pull" };
     Some(match query.ns.as_deref() {
-        Some(ns) => format!("repository:{ns}/{name}:pull"),
-        None => format!("repository:{name}:pull"),
+        Some(ns) => format!("repository:{ns}/{name}:{actions}"),
+        None => format!("repository:{name}:{actions}"),
     })
 }
 
 /// What a request turned out to be, for metrics and the request log.
 #[derive(Default)]
-struct Labels {
-    upstream: String,
-    repo: String,
+pub(super) struct Labels {
+    pub(super) upstream: String,
+    pub(super) repo: String,
 }
 
 static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -86,11 +87,14 @@ impl Handler {
         let path = req.uri().path().to_string();
         // Parsed once; dispatch and the challenge use the same route.
         let parsed = route::parse(&path);
+        let push = super::push::is_push(&method, parsed.as_ref().ok());
         let kind = match &parsed {
             _ if path == "/token" => Some("token"),
+            _ if push => None,
             Ok(Route::Manifest { .. }) => Some("manifest"),
             Ok(Route::Blob { .. }) => Some("blob"),
             Ok(Route::TagsList { .. }) => Some("tags"),
+            Ok(Route::Referrers { .. }) => Some("referrers"),
             _ => None,
         };
         let mut labels = Labels::default();
@@ -101,10 +105,30 @@ impl Handler {
                         Ok(r) => r,
                         Err(e) => into_response(&e, head),
                     }
+                } else if let (true, Ok(route)) = (push, &parsed) {
+                    let (parts, body) = req.into_parts();
+                    match self.push(&parts, body, route.clone(), &mut labels).await {
+                        Ok(r) => r,
+                        Err(e) => self.error_response(
+                            &parts.headers,
+                            &parts.uri,
+                            Some(route),
+                            &e,
+                            head,
+                            true,
+                        ),
+                    }
                 } else {
                     match self.dispatch(&req, parsed.clone(), &mut labels).await {
                         Ok(r) => r,
-                        Err(e) => self.error_response(&req, parsed.as_ref().ok(), &e, head),
+                        Err(e) => self.error_response(
+                            req.headers(),
+                            req.uri(),
+                            parsed.as_ref().ok(),
+                            &e,
+                            head,
+                            false,
+                        ),
                     }
                 };
                 (resp, OUTCOME.with(|c| c.get()))
@@ -157,7 +181,7 @@ impl Handler {
             id,
             %method,
             ?version,
-            kind = kind.unwrap_or("other"),
+            kind = kind.unwrap_or(if push { "push" } else { "other" }),
             upstream = %labels.upstream,
             repo = %labels.repo,
             result,
@@ -174,21 +198,34 @@ impl Handler {
     /// The error response, with a challenge on 401 so the client can authenticate.
     fn error_response(
         &self,
-        req: &Request<Incoming>,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
         route: Option<&Route<'_>>,
         e: &Error,
         head: bool,
+        push: bool,
     ) -> Response<RespBody> {
         let mut r = into_response(e, head);
         if r.status() == StatusCode::UNAUTHORIZED {
-            let query = Query::parse(req.uri().query());
-            let scope = route.and_then(|r| scope_of(r, &query));
             r.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
-                crate::auth::challenge(&realm(req, self.tls), scope.as_deref()),
+                self.challenge(headers, uri, route, push),
             );
         }
         r
+    }
+
+    /// The `WWW-Authenticate` that sends this client to Wharf's `/token`.
+    pub(super) fn challenge(
+        &self,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        route: Option<&Route<'_>>,
+        push: bool,
+    ) -> HeaderValue {
+        let query = Query::parse(uri.query());
+        let scope = route.and_then(|r| scope_of(r, &query, push));
+        crate::auth::challenge(&realm(headers, uri, self.tls), scope.as_deref())
     }
 
     async fn dispatch(
@@ -204,7 +241,7 @@ impl Handler {
         if !read {
             return Err(Error::client(
                 ErrorCode::Unsupported,
-                format!("{method} is not supported: this mirror is read-only"),
+                format!("{method} is not supported on this endpoint"),
             ));
         }
         let head = method == Method::HEAD;
@@ -282,7 +319,17 @@ impl Handler {
                 }
                 Ok(resp)
             }
-            Route::Referrers { .. } => Ok(referrers_unsupported()),
+            Route::Referrers { name, digest } => {
+                let t = self.registry.resolve(name, query.ns.as_deref())?;
+                labels.upstream = t.upstream.name().to_string();
+                labels.repo = t.repo.to_string();
+                let types = super::referrers::artifact_types(req.uri().query());
+                let list = self
+                    .registry
+                    .referrers(&t, &client, &digest, &types)
+                    .await?;
+                Ok(super::referrers::response(list, head))
+            }
             Route::Upload { .. } | Route::Catalog => Err(Error::client(
                 ErrorCode::Unsupported,
                 "this operation is not supported by the mirror",
@@ -352,17 +399,6 @@ fn blob_response(
         h.insert(CONTENT_RANGE, header(&cr)?);
     }
     Ok(resp)
-}
-
-/// The referrers API is not offered yet: a 404 tells clients to use the tag schema.
-fn referrers_unsupported() -> Response<RespBody> {
-    let body = crate::oci::error::envelope(
-        ErrorCode::Unsupported,
-        "the referrers API is not supported by this mirror",
-    );
-    let mut resp = json_response(StatusCode::NOT_FOUND, body, false);
-    resp.headers_mut().remove(LINK);
-    resp
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>, head: bool) -> Response<RespBody> {

@@ -3,7 +3,9 @@
 pub mod admin;
 pub mod error;
 pub mod handlers;
+mod push;
 pub mod range;
+mod referrers;
 pub mod route;
 pub mod server;
 pub mod tls;

@@ -28,9 +28,11 @@ pub enum Route<'a> {
         name: &'a str,
         digest: Digest,
     },
-    /// `/v2/<name>/blobs/uploads/...` (push).
+    /// `/v2/<name>/blobs/uploads/[<session>]` (push): `session` is the upload's id as the
+    /// upstream named it (it may contain `/`).
     Upload {
         name: &'a str,
+        session: Option<&'a str>,
     },
     /// `/v2/_catalog`
     Catalog,
@@ -104,6 +106,9 @@ pub fn parse(path: &str) -> Result<Route<'_>> {
     if rest == "_catalog" {
         return Ok(Route::Catalog);
     }
+    if let Some(upload) = parse_upload(rest) {
+        return upload;
+    }
     let mut it = rest.rsplitn(3, '/');
     let (Some(last), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
         return Err(not_found(path));
@@ -122,15 +127,10 @@ pub fn parse(path: &str) -> Result<Route<'_>> {
             })?;
             Ok(Route::Manifest { name, reference })
         }
-        "blobs" if last == "uploads" => Ok(Route::Upload { name }),
         "blobs" => Ok(Route::Blob {
             name,
             digest: Digest::parse(last).map_err(digest_error)?,
         }),
-        "uploads" => match name.strip_suffix("/blobs") {
-            Some(n) if !n.is_empty() => Ok(Route::Upload { name: n }),
-            _ => Err(not_found(path)),
-        },
         "tags" if last == "list" => Ok(Route::TagsList { name }),
         "referrers" => Ok(Route::Referrers {
             name,
@@ -138,6 +138,36 @@ pub fn parse(path: &str) -> Result<Route<'_>> {
         }),
         _ => Err(not_found(path)),
     }
+}
+
+/// `<name>/blobs/uploads[/<session>]`: the first `/blobs/uploads` splits the name from the
+/// session (upstreams may put `/` in session ids; a repository name holding `blobs/uploads`
+/// is not routable for uploads). `None` when the path is not an upload.
+fn parse_upload(rest: &str) -> Option<Result<Route<'_>>> {
+    const MARK: &str = "/blobs/uploads";
+    let i = rest.find(MARK)?;
+    let (name, tail) = (&rest[..i], &rest[i + MARK.len()..]);
+    let session = match tail {
+        "" | "/" => None,
+        t => Some(t.strip_prefix('/')?),
+    };
+    if name.is_empty() {
+        return Some(Err(not_found(rest)));
+    }
+    if let Some(s) = session {
+        let ok = s.len() <= 512
+            && s.split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~=+/".contains(&b));
+        if !ok {
+            return Some(Err(Error::client(
+                ErrorCode::BlobUploadInvalid,
+                "invalid upload session id",
+            )));
+        }
+    }
+    Some(Ok(Route::Upload { name, session }))
 }
 
 fn digest_error(e: DigestError) -> Error {
@@ -221,15 +251,44 @@ mod tests {
         );
         assert_eq!(
             parse("/v2/a/blobs/uploads/").ok(),
-            Some(Route::Upload { name: "a" })
+            Some(Route::Upload {
+                name: "a",
+                session: None
+            })
         );
         assert_eq!(
             parse("/v2/a/blobs/uploads").ok(),
-            Some(Route::Upload { name: "a" })
+            Some(Route::Upload {
+                name: "a",
+                session: None
+            })
         );
         assert_eq!(
             parse("/v2/a/b/blobs/uploads/123-abc").ok(),
-            Some(Route::Upload { name: "a/b" })
+            Some(Route::Upload {
+                name: "a/b",
+                session: Some("123-abc")
+            })
+        );
+        assert_eq!(
+            parse("/v2/a/blobs/uploads/x/y=").ok(),
+            Some(Route::Upload {
+                name: "a",
+                session: Some("x/y=")
+            }),
+            "session ids may hold '/'"
+        );
+        assert_eq!(
+            code(parse("/v2/a/blobs/uploads/x/../y")),
+            ErrorCode::BlobUploadInvalid
+        );
+        assert_eq!(
+            code(parse("/v2/a/blobs/uploads/x%20y")),
+            ErrorCode::BlobUploadInvalid
+        );
+        assert_eq!(
+            code(parse("/v2/a/blobs/uploadsx")),
+            ErrorCode::DigestInvalid
         );
         assert!(matches!(
             parse(&format!("/v2/a/referrers/{D}")),

@@ -318,7 +318,10 @@ impl Registry {
         Ok(())
     }
 
-    async fn cached_manifest(&self, digest: &Digest) -> Result<Option<Arc<StoredManifest>>> {
+    pub(super) async fn cached_manifest(
+        &self,
+        digest: &Digest,
+    ) -> Result<Option<Arc<StoredManifest>>> {
         if let Some(m) = self.manifests.get(digest).await {
             return Ok(Some(m));
         }
@@ -481,7 +484,7 @@ async fn read_body(
 /// not "foreign" (non-distributable) layers or descriptors with `urls`. Registries check at
 /// push time that referenced blobs exist in the repository, except for those; linking them
 /// would let anyone who can push a manifest naming a digest read that blob from the cache.
-fn linkable_refs(bytes: &[u8]) -> Vec<Digest> {
+pub(super) fn linkable_refs(bytes: &[u8]) -> Vec<Digest> {
     #[derive(serde::Deserialize)]
     struct Desc {
         #[serde(rename = "mediaType", default)]
@@ -539,7 +542,7 @@ fn acceptable(accept: &[String], media_type: &str) -> bool {
     media::accepts_any(accept.iter().map(String::as_str), media_type)
 }
 
-fn is_manifest_type(ct: &str) -> bool {
+pub(super) fn is_manifest_type(ct: &str) -> bool {
     ct.starts_with("application/vnd.oci.") || ct.starts_with("application/vnd.docker.")
 }
 

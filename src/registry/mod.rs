@@ -16,7 +16,13 @@ pub mod authz;
 pub mod body;
 pub mod capacity;
 pub mod fill;
+pub mod location;
 mod manifest;
+pub mod push;
+mod push_manifest;
+pub mod referrers;
+mod tee;
+pub mod uploads;
 
 use crate::auth::Client;
 use crate::config::Config;
@@ -67,6 +73,11 @@ pub struct Registry {
     revalidating: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
     /// Hot tag resolutions, keyed like the `tags` column family; RocksDB stays the truth.
     tags: moka::future::Cache<Vec<u8>, crate::store::keys::TagRecord>,
+    /// Blob uploads being teed into the cache.
+    uploads: uploads::Uploads,
+    evictor: Arc<capacity::Evictor>,
+    /// Referrers lists, keyed like tags with the subject digest as the tag.
+    referrers: moka::future::Cache<Vec<u8>, Arc<referrers::Cached>>,
 }
 
 /// Where a request goes: an upstream and the repository name as that upstream knows it.
@@ -105,23 +116,31 @@ impl Registry {
             )?));
         }
         let default_upstream = cfg.upstreams.iter().position(|u| u.default);
+        let evictor = Arc::new(capacity::Evictor::new(
+            store.clone(),
+            cfg.cache.clone(),
+            metrics.clone(),
+        ));
         Ok(Registry {
             authz: authz::Authz::new(&cfg.auth, store.clone()),
             negative: moka::future::Cache::builder()
                 .max_capacity(100_000)
                 .expire_after(TtlIsValue)
+                .support_invalidation_closures()
                 .build(),
             revalidating: std::sync::Mutex::new(std::collections::HashSet::new()),
             fills: Fills::new(
                 store.clone(),
                 cfg.fill.clone(),
                 metrics.clone(),
-                Arc::new(capacity::Evictor::new(
-                    store.clone(),
-                    cfg.cache.clone(),
-                    metrics.clone(),
-                )),
+                evictor.clone(),
             ),
+            uploads: uploads::Uploads::new(store.clone(), cfg.cache.max_size),
+            evictor,
+            referrers: moka::future::Cache::builder()
+                .max_capacity(referrers::CACHE_BYTES)
+                .weigher(|_, c: &Arc<referrers::Cached>| c.weight())
+                .build(),
             metrics,
             store,
             upstreams,

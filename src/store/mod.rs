@@ -22,6 +22,7 @@ pub mod blobs;
 pub mod evict;
 pub mod keys;
 pub mod report;
+mod unlink;
 
 use crate::error::Result;
 use crate::oci::Digest;

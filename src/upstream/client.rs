@@ -19,6 +19,13 @@ use std::time::Duration;
 
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
 
+/// Errors of a streamed request body (a client's upload as it arrives).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// A request body streamed to the upstream (pushes).
+pub type PushBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+/// The client for requests with bodies: same trust, same client certificate, own pool.
+pub type StreamingClient = Client<HttpsConnector<HttpConnector>, PushBody>;
+
 /// The system's trust roots, loaded once.
 fn system_roots() -> &'static Vec<CertificateDer<'static>> {
     static ROOTS: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
@@ -50,6 +57,28 @@ pub fn build(
     client_cert: Option<(&Path, &Path)>,
     connect_timeout: Duration,
 ) -> Result<HttpClient, String> {
+    build_with(ca_file, client_cert, connect_timeout)
+}
+
+/// As [`build`], for requests whose bodies stream (pushes).
+pub fn build_streaming(
+    ca_file: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+    connect_timeout: Duration,
+) -> Result<StreamingClient, String> {
+    build_with(ca_file, client_cert, connect_timeout)
+}
+
+fn build_with<B>(
+    ca_file: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+    connect_timeout: Duration,
+) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {

@@ -10,6 +10,7 @@
 pub mod breaker;
 pub mod challenge;
 pub mod client;
+mod push;
 pub(crate) mod token;
 
 use crate::config::UpstreamConfig;
@@ -21,6 +22,7 @@ use http::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::Empty;
 use hyper::body::Incoming;
+pub use push::Payload;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use token::Credentials;
@@ -41,6 +43,10 @@ enum AuthScheme {
 pub struct Upstream {
     pub cfg: UpstreamConfig,
     client: client::HttpClient,
+    /// For pushes (streamed request bodies); only with `allow_push`.
+    push_client: Option<client::StreamingClient>,
+    /// The upstream's `/v2/` was asked how it authenticates (see `push`).
+    push_probed: std::sync::atomic::AtomicBool,
     tokens: token::TokenCache,
     scheme: Mutex<Option<AuthScheme>>,
     breaker: breaker::Breaker,
@@ -72,6 +78,14 @@ impl Upstream {
             .map(|(c, k)| (c.as_path(), k.as_path()));
         let client = client::build(cfg.ca_file.as_deref(), client_cert, p.connect_timeout)
             .map_err(|e| format!("upstream {}: {e}", cfg.name))?;
+        let push_client = if cfg.allow_push {
+            Some(
+                client::build_streaming(cfg.ca_file.as_deref(), client_cert, p.connect_timeout)
+                    .map_err(|e| format!("upstream {}: {e}", cfg.name))?,
+            )
+        } else {
+            None
+        };
         let immutable = if p.immutable_tags.is_empty() {
             None
         } else {
@@ -82,6 +96,8 @@ impl Upstream {
         };
         Ok(Upstream {
             client,
+            push_client,
+            push_probed: std::sync::atomic::AtomicBool::new(false),
             tokens: token::TokenCache::new(),
             scheme: Mutex::new(None),
             breaker: breaker::Breaker::new(p.breaker_failures, p.breaker_cooldown),

@@ -160,7 +160,13 @@ pub async fn fetch(
     if let Some(s) = service {
         url.push_str(&format!("service={}&", encode(s)));
     }
-    url.push_str(&format!("scope={}", encode(scope)));
+    // Several scopes (a cross-repository mount needs two) are several `scope` parameters.
+    let scopes: Vec<String> = scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("scope={}", encode(s)))
+        .collect();
+    url.push_str(&scopes.join("&"));
     let uri: Uri = url
         .parse()
         .map_err(|_| Error::unreachable(upstream, "token realm is not a valid URL"))?;

@@ -9,6 +9,7 @@
 //! - `resilience`: tag freshness, stale serving, negative caching, retries, the circuit
 //!   breaker, 429s and offline mode.
 //! - `transfer`: `wharf export` / `wharf import` round trips to an offline Wharf.
+//! - `push`, `referrers`: pushes through Wharf (`allow_push`) and the OCI 1.1 referrers API.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
 //!   and helpers to run Wharf in-process on port 0.
 //! - `e2e`: end-to-end tests with real third-party software (CNCF Distribution's
@@ -25,6 +26,8 @@ mod listing;
 mod metrics;
 mod prefetch;
 mod pull;
+mod push;
+mod referrers;
 mod resilience;
 mod routing;
 mod soak;

@@ -37,11 +37,11 @@ struct AuthSetup {
     dir: tempfile::TempDir,
 }
 
-fn alice() -> String {
+pub(super) fn alice() -> String {
     format!("{USER}:{PASSWORD}")
 }
 
-fn wrong() -> String {
+pub(super) fn wrong() -> String {
     format!("{USER}:wrong")
 }
 
@@ -56,22 +56,29 @@ fn layers_of(layout: &Layout, desc: &Value) -> Vec<String> {
     digests.map(str::to_string).collect()
 }
 
+/// Certificates, the token server, and `docker-registry` over HTTPS trusting its tokens, in
+/// `dir` (no image pushed yet).
+pub(super) fn start_registry(dir: &std::path::Path) -> (Certs, TokenServer, Upstream) {
+    let certs = upstream::make_certs(dir);
+    let key = token_server::make_signing_key(dir);
+    let token = TokenServer::start(&key);
+    let auth = format!(
+        "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
+         rootcertbundle: {bundle}\n",
+        realm = token.realm(),
+        bundle = key.cert_pem.display(),
+    );
+    let upstream = Upstream::start_with(dir, &certs, &auth);
+    (certs, token, upstream)
+}
+
 impl AuthSetup {
     fn new() -> AuthSetup {
         let dir = tempfile::Builder::new()
             .prefix("wharf-e2e-auth-")
             .tempdir()
             .expect("tempdir");
-        let certs = upstream::make_certs(dir.path());
-        let key = token_server::make_signing_key(dir.path());
-        let token = TokenServer::start(&key);
-        let auth = format!(
-            "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
-             rootcertbundle: {bundle}\n",
-            realm = token.realm(),
-            bundle = key.cert_pem.display(),
-        );
-        let upstream = Upstream::start_with(dir.path(), &certs, &auth);
+        let (certs, token, upstream) = start_registry(dir.path());
         let skopeo = Skopeo::new(dir.path());
         let mut rng = Rng::from_entropy();
         let cert_dir = certs.cert_dir.to_string_lossy().into_owned();

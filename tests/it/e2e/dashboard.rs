@@ -29,6 +29,8 @@ pub const WHARF_METRICS: &[(&str, &str)] = &[
     ("wharf_upstream_ratelimit_limit", "gauge"),
     ("wharf_tag_revalidations_total", "counter"),
     ("wharf_authz_decisions_total", "counter"),
+    ("wharf_push_requests_total", "counter"),
+    ("wharf_upload_tees_total", "counter"),
     ("wharf_build_info", "gauge"),
 ];
 

@@ -69,7 +69,7 @@ fn allowed(family: &str, label: &str) -> Option<Option<&'static [&'static str]>>
         ("wharf_upstream_request_duration_seconds", "kind") => {
             &["manifest", "blob", "tags", "token", "other"]
         }
-        (_, "kind") => &["manifest", "blob", "tags", "token"],
+        (_, "kind") => &["manifest", "blob", "tags", "referrers", "token"],
         (_, "source") => &["cache", "upstream"],
         (_, "method") => &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         (_, "status_class") => &["2xx", "3xx", "4xx", "5xx", "error"],
@@ -87,6 +87,7 @@ fn allowed(family: &str, label: &str) -> Option<Option<&'static [&'static str]>>
         ("wharf_authz_decisions_total", "result") => {
             &["allowed", "denied", "offline_allowed", "offline_denied"]
         }
+        ("wharf_upload_tees_total", "result") => &["committed", "digest_mismatch", "abandoned"],
         ("wharf_build_info", "version") | (_, "le") => return Some(None),
         _ => return None,
     };

@@ -12,6 +12,8 @@
 //! - `wharf`: the `wharf serve` child process.
 //! - `token_server`: the upstream's token service (ES256 JWTs), for `auth`.
 //! - `auth`: the registry behind token auth, directly and through Wharf.
+//! - `push`: `skopeo copy` pushing through Wharf to the registry behind token auth, the next
+//!   pull a cache hit; the referrers tag-schema fallback against the registry.
 //! - `resilience`: a tag moved upstream seen after `tag_ttl`; `wharf serve --offline`.
 //! - `dashboard`: the Grafana dashboard's queries and metric names (no external software).
 //! - `prometheus`: a real Prometheus (`prometheus` on PATH) and the text exposition format.
@@ -34,6 +36,7 @@ mod mtls;
 mod podman;
 mod proc;
 mod prometheus;
+mod push;
 mod resilience;
 mod runtimes;
 pub(crate) mod skopeo;

@@ -229,15 +229,26 @@ impl Session {
     /// `Bearer` challenge gets a token and retries once. A refused token request is returned
     /// as the answer.
     pub async fn request(&self, method: &str, url: &str, headers: &[(&str, &str)]) -> Resp {
+        self.send(method, url, headers, Bytes::new()).await
+    }
+
+    /// [`Session::request`] with a request body.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Bytes,
+    ) -> Resp {
         let key = scope_of_url(url);
         let cached = self.inner.lock().expect("lock").tokens.get(&key).cloned();
         if let Some(t) = &cached {
-            let r = self.with_token(method, url, headers, t).await;
+            let r = self.with_token(method, url, headers, t, body.clone()).await;
             if r.status != StatusCode::UNAUTHORIZED {
                 return r;
             }
         }
-        let r = raw(method, url, headers).await;
+        let r = send(method, url, headers, body.clone()).await;
         if r.status != StatusCode::UNAUTHORIZED {
             return r;
         }
@@ -254,7 +265,7 @@ impl Session {
             .expect("lock")
             .tokens
             .insert(key, token.clone());
-        self.with_token(method, url, headers, &token).await
+        self.with_token(method, url, headers, &token, body).await
     }
 
     async fn with_token(
@@ -263,11 +274,12 @@ impl Session {
         url: &str,
         headers: &[(&str, &str)],
         token: &str,
+        body: Bytes,
     ) -> Resp {
         let bearer = format!("Bearer {token}");
         let mut h: Vec<(&str, &str)> = headers.to_vec();
         h.push(("authorization", &bearer));
-        raw(method, url, &h).await
+        send(method, url, &h, body).await
     }
 
     /// `GET realm?service=..&scope=..` with the session's Basic credentials; the token, or the

@@ -10,10 +10,16 @@
 //!
 //! With `token_auth` on it authenticates like Docker Hub (see `auth`): a `/token` service,
 //! users [`ALICE`] (may pull `private/*`) and [`BOB`] (may not), and repositories whose name
-//! starts with `private/` are private.
+//! starts with `private/` are private. Authenticated users may push where they may pull.
+//!
+//! It takes pushes like Distribution (see `push`: upload sessions with a `_state` query,
+//! chunked and monolithic uploads, mounts, manifest `PUT`s, `DELETE`s) and answers the OCI 1.1
+//! referrers API from the manifests it holds (see `referrers`), unless told not to.
 
 mod auth;
 mod faults;
+mod push;
+mod referrers;
 mod serve;
 
 pub use faults::{Answer, Fault};
@@ -80,6 +86,9 @@ pub(crate) struct State {
     counts: HashMap<String, u64>,
     /// Every request, in arrival order.
     seen: Vec<Seen>,
+    /// upload session id → (repo, bytes so far)
+    uploads: HashMap<String, (String, Vec<u8>)>,
+    next_upload: u64,
 }
 
 pub struct Fake {
@@ -95,6 +104,14 @@ pub struct Fake {
     /// The status for a valid token without access to a private repository: 401 (Docker Hub,
     /// the default) or 403 (`DENIED`).
     pub denied_status: Arc<AtomicU16>,
+    /// Answer the referrers API (default); off: 404, like Distribution 2.8.
+    pub referrers_api: Arc<AtomicBool>,
+    /// Referrers per page (0: all in one), with `Link: <...>; rel="next"` for the rest.
+    pub referrers_page: Arc<AtomicU64>,
+    /// Upload `Location`s as absolute URLs (default: absolute paths).
+    pub absolute_locations: Arc<AtomicBool>,
+    /// Bytes of upload bodies received so far (counted as they arrive).
+    pub upload_bytes: Arc<AtomicU64>,
     faults: Arc<Mutex<faults::Faults>>,
     connections: Arc<AtomicU64>,
     /// The accept loop (replaced by [`Fake::restart`]).
@@ -121,6 +138,10 @@ pub(crate) struct Ctx {
     token_auth: Arc<AtomicBool>,
     tokens_issued: Arc<AtomicU64>,
     denied_status: Arc<AtomicU16>,
+    referrers_api: Arc<AtomicBool>,
+    referrers_page: Arc<AtomicU64>,
+    absolute_locations: Arc<AtomicBool>,
+    upload_bytes: Arc<AtomicU64>,
     faults: Arc<Mutex<faults::Faults>>,
     addr: SocketAddr,
 }
@@ -139,6 +160,10 @@ impl Fake {
             token_auth: Arc::default(),
             tokens_issued: Arc::default(),
             denied_status: Arc::new(AtomicU16::new(401)),
+            referrers_api: Arc::new(AtomicBool::new(true)),
+            referrers_page: Arc::default(),
+            absolute_locations: Arc::default(),
+            upload_bytes: Arc::default(),
             faults: Arc::default(),
             addr,
         };
@@ -153,6 +178,10 @@ impl Fake {
             token_auth: ctx.token_auth.clone(),
             tokens_issued: ctx.tokens_issued.clone(),
             denied_status: ctx.denied_status.clone(),
+            referrers_api: ctx.referrers_api.clone(),
+            referrers_page: ctx.referrers_page.clone(),
+            absolute_locations: ctx.absolute_locations.clone(),
+            upload_bytes: ctx.upload_bytes.clone(),
             faults: ctx.faults.clone(),
             connections,
             task: Mutex::new(task),
@@ -209,6 +238,27 @@ impl Fake {
     /// The bytes of a stored blob.
     pub fn blob_bytes(&self, digest: &str) -> Option<Vec<u8>> {
         self.state.lock().expect("lock").blobs.get(digest).cloned()
+    }
+
+    /// Whether blob `digest` exists under `repo`.
+    pub fn has_blob_in(&self, repo: &str, digest: &str) -> bool {
+        let s = self.state.lock().expect("lock");
+        s.blobs.contains_key(digest)
+            && (s.unscoped.contains(digest)
+                || s.repo_blobs
+                    .contains(&(repo.to_string(), digest.to_string())))
+    }
+
+    /// The bytes of the manifest `repo:tag` points at.
+    pub fn manifest_at(&self, repo: &str, tag: &str) -> Option<Vec<u8>> {
+        let s = self.state.lock().expect("lock");
+        let d = s.tags.get(&(repo.to_string(), tag.to_string()))?;
+        s.manifests.get(d).map(|(_, b)| b.clone())
+    }
+
+    /// Upload sessions open now.
+    pub fn open_uploads(&self) -> usize {
+        self.state.lock().expect("lock").uploads.len()
     }
 
     /// Removes blob `digest` from `repo` (and from "every repository").

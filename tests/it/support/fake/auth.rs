@@ -1,7 +1,8 @@
 //! The fake's token auth, shaped like Docker Hub's: a `/token` service (GET with query and
 //! optional Basic credentials, or POST with an OAuth2 password form) that hands out opaque
-//! tokens granting `pull` on the requested repositories the caller may pull; registry requests
-//! without a valid token get `401` with a `Bearer` challenge naming the scope.
+//! tokens granting `pull` on the requested repositories the caller may pull (and `push`, when
+//! asked, to authenticated users on those); registry requests without a valid token get `401`
+//! with a `Bearer` challenge naming the scope (`pull,push` for pushes).
 
 use super::serve::{error, full, Body};
 use super::{is_private, Ctx};
@@ -22,6 +23,8 @@ struct Issued {
     subject: Option<String>,
     /// Repositories this token may pull.
     repos: HashSet<String>,
+    /// Repositories this token may push to.
+    push: HashSet<String>,
     expires: Instant,
 }
 
@@ -77,12 +80,13 @@ enum Check {
 }
 
 impl Ctx {
-    /// The refusal to send when `headers` do not allow pulling `repo` (`None`: the base
-    /// endpoint, which any valid token opens).
+    /// The refusal to send when `headers` do not allow pulling `repo` (or pushing to it, with
+    /// `push`; `None`: the base endpoint, which any valid token opens).
     pub(crate) fn refusal(
         &self,
         headers: &HeaderMap,
         repo: Option<&str>,
+        push: bool,
     ) -> Option<Response<Body>> {
         let token = headers
             .get(AUTHORIZATION)
@@ -93,7 +97,11 @@ impl Ctx {
             match token.and_then(|t| a.tokens.get(t)) {
                 Some(i) if i.expires > Instant::now() => match repo {
                     None => Check::Ok,
-                    Some(r) if i.repos.contains(r) && a.may_pull(i.subject.as_deref(), r) => {
+                    Some(r)
+                        if i.repos.contains(r)
+                            && a.may_pull(i.subject.as_deref(), r)
+                            && (!push || i.push.contains(r)) =>
+                    {
                         Check::Ok
                     }
                     Some(_) => Check::NoAccess,
@@ -104,22 +112,23 @@ impl Ctx {
         let forbid = self.denied_status.load(Ordering::SeqCst) == 403;
         match (check, repo) {
             (Check::Ok, _) => None,
-            (Check::NoAccess, Some(r)) if forbid && is_private(r) => {
+            (Check::NoAccess, Some(r)) if forbid && (push || is_private(r)) => {
                 Some(error(StatusCode::FORBIDDEN, "DENIED"))
             }
-            (Check::NoAccess, r) => Some(self.challenge(r, true)),
-            (Check::Missing, r) => Some(self.challenge(r, false)),
+            (Check::NoAccess, r) => Some(self.challenge(r, true, push)),
+            (Check::Missing, r) => Some(self.challenge(r, false, push)),
         }
     }
 
-    fn challenge(&self, repo: Option<&str>, insufficient: bool) -> Response<Body> {
+    fn challenge(&self, repo: Option<&str>, insufficient: bool, push: bool) -> Response<Body> {
         let mut r = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
         let mut v = format!(
             "Bearer realm=\"http://{}/token\",service=\"{SERVICE}\"",
             self.addr
         );
         if let Some(repo) = repo {
-            v.push_str(&format!(",scope=\"repository:{repo}:pull\""));
+            let actions = if push { "pull,push" } else { "pull" };
+            v.push_str(&format!(",scope=\"repository:{repo}:{actions}\""));
         }
         if insufficient {
             v.push_str(",error=\"insufficient_scope\"");
@@ -149,18 +158,23 @@ impl Ctx {
         }
         let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         let creds = basic.or_else(|| get("username").zip(get("password")));
-        let repos: Vec<String> = params
+        let asked: Vec<(String, String)> = params
             .iter()
             .filter(|(k, _)| k == "scope")
             .flat_map(|(_, v)| v.split(' ').map(str::to_string).collect::<Vec<_>>())
             .filter_map(|s| {
                 let (name, actions) = s.strip_prefix("repository:")?.rsplit_once(':')?;
-                actions
-                    .split(',')
-                    .any(|a| a == "pull" || a == "*")
-                    .then(|| name.to_string())
+                Some((name.to_string(), actions.to_string()))
             })
             .collect();
+        let wants = |action: &str| -> Vec<String> {
+            asked
+                .iter()
+                .filter(|(_, a)| a.split(',').any(|a| a == action || a == "*"))
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
+        let (repos, push_asked) = (wants("pull"), wants("push"));
         let mut a = self.auth.lock().expect("lock");
         let who = creds.as_ref().map(|(u, _)| u.clone()).unwrap_or_default();
         *a.requests.entry(who).or_default() += 1;
@@ -175,6 +189,10 @@ impl Ctx {
             .into_iter()
             .filter(|r| a.may_pull(subject.as_deref(), r))
             .collect();
+        let push: HashSet<String> = push_asked
+            .into_iter()
+            .filter(|r| subject.is_some() && a.may_pull(subject.as_deref(), r))
+            .collect();
         let n = a.order.len();
         let token = new_token(self.addr.port(), n);
         a.tokens.insert(
@@ -182,6 +200,7 @@ impl Ctx {
             Issued {
                 subject,
                 repos,
+                push,
                 expires: Instant::now() + TOKEN_LIFETIME,
             },
         );

@@ -50,6 +50,10 @@ impl Ctx {
             "token"
         } else if path == "/v2/" {
             "base"
+        } else if path.contains("/blobs/uploads") {
+            "upload"
+        } else if path.contains("/referrers/") {
+            "referrers"
         } else if path.contains("/blobs/") {
             "blob"
         } else if path.contains("/manifests/") {
@@ -121,13 +125,26 @@ impl Ctx {
         } else {
             Some(repo_of(path))
         };
+        let method = req.method().clone();
+        let push = kind == "upload" || !matches!(method, http::Method::GET | http::Method::HEAD);
         if self.token_auth.load(Ordering::SeqCst) {
-            if let Some(refusal) = self.refusal(req.headers(), repo.as_deref()) {
+            if let Some(refusal) = self.refusal(req.headers(), repo.as_deref(), push) {
                 return refusal;
             }
         }
-        let head = req.method() == http::Method::HEAD;
+        let head = method == http::Method::HEAD;
         let repo = repo.unwrap_or_default();
+        match (kind, &method) {
+            ("upload", _) => return self.upload(req, &repo, path).await,
+            ("manifest", &http::Method::PUT) => return self.put_manifest(req, &repo, path).await,
+            ("manifest", &http::Method::DELETE) => return self.delete_manifest(&repo, path),
+            ("blob", &http::Method::DELETE) => return self.delete_blob(&repo, path),
+            ("referrers", &http::Method::GET) => {
+                return self.referrers(req.uri().query(), &repo, path)
+            }
+            _ if push => return error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
+            _ => {}
+        }
         let s = self.state.lock().expect("lock");
         match kind {
             "base" => full(StatusCode::OK, "{}"),
@@ -256,9 +273,12 @@ fn body_response(data: Vec<u8>, b: BlobBehavior) -> Response<Body> {
     r
 }
 
-/// The repository of `/v2/<repo>/<kind>/<ref>`.
+/// The repository of `/v2/<repo>/<kind>/<ref>` (or `/v2/<repo>/blobs/uploads/...`).
 pub(crate) fn repo_of(path: &str) -> String {
     let rest = path.trim_start_matches("/v2/");
+    if let Some((repo, _)) = rest.split_once("/blobs/uploads") {
+        return repo.to_string();
+    }
     let mut it = rest.rsplitn(3, '/');
     let _ = it.next();
     let _ = it.next();

@@ -1,0 +1,373 @@
+//! The HTTP side of pushes: which requests are pushes, what of them is forwarded upstream,
+//! and how the upstream's answer is relayed.
+//!
+//! Invariants:
+//! - A push to an upstream without `allow_push` is answered `405 UNSUPPORTED` before anything
+//!   else happens (no authentication, no upstream request).
+//! - The upstream's answer is relayed as it is (status, body, headers but hop-by-hop ones),
+//!   except: `Location`s on the upstream's origin under `/v2/<repo>/` point back at Wharf
+//!   under the name (and `ns=`) the client used, as a relative URL; a `401` carries Wharf's
+//!   challenge, not the upstream's (the client authenticates with Wharf).
+//! - A cross-repository mount whose `from` names another upstream is forwarded without
+//!   `mount`/`from`: the upstream then opens an ordinary upload, as the spec allows.
+
+use super::handlers::{Handler, Labels};
+use super::route::{Query, Route};
+use super::RespBody;
+use crate::auth::Presented;
+use crate::error::{Error, Result};
+use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::registry::location::upstream_relative;
+use crate::registry::push::{Push, PushRequest};
+use crate::registry::{Registry, Target};
+use http::header::{
+    ACCEPT, CONTENT_RANGE, CONTENT_TYPE, LOCATION, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE,
+};
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use std::sync::Arc;
+
+/// Whether a request is a push (handled here) rather than a read.
+pub(super) fn is_push(method: &Method, route: Option<&Route<'_>>) -> bool {
+    match route {
+        // Upload status (`GET`) belongs to the upload too.
+        Some(Route::Upload { .. }) => true,
+        Some(Route::Manifest { .. }) => *method == Method::PUT || *method == Method::DELETE,
+        Some(Route::Blob { .. }) => *method == Method::DELETE,
+        _ => false,
+    }
+}
+
+/// Request headers worth forwarding (bodies' lengths travel with the bodies).
+const FORWARDED: [HeaderName; 4] = [CONTENT_TYPE, CONTENT_RANGE, ACCEPT, USER_AGENT];
+
+/// Response headers that belong to one connection, not to the message.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+impl Handler {
+    pub(super) async fn push(
+        &self,
+        parts: &Parts,
+        body: Incoming,
+        route: Route<'_>,
+        labels: &mut Labels,
+    ) -> Result<Response<RespBody>> {
+        let query = Query::parse(parts.uri.query());
+        let ns = query.ns.as_deref();
+        let name = match &route {
+            Route::Upload { name, .. }
+            | Route::Manifest { name, .. }
+            | Route::Blob { name, .. } => *name,
+            _ => return Err(Error::client(ErrorCode::Unsupported, "not a push")),
+        };
+        let t = self.registry.resolve(name, ns)?;
+        labels.upstream = t.upstream.name().to_string();
+        labels.repo = t.repo.to_string();
+        if !t.upstream.push_enabled() {
+            return Err(Error::client(
+                ErrorCode::Unsupported,
+                format!(
+                    "{} is not supported: pushing to upstream {} is not enabled on this mirror",
+                    parts.method,
+                    t.upstream.name()
+                ),
+            ));
+        }
+        let client = match self.sessions.identify(&parts.headers).await {
+            Presented::Client(c) => c,
+            Presented::Nothing | Presented::Invalid => {
+                return Err(Error::client(
+                    ErrorCode::Unauthorized,
+                    "authentication required: get a token from the realm in WWW-Authenticate",
+                ))
+            }
+        };
+        let challenge = self.challenge(&parts.headers, &parts.uri, Some(&route), true);
+        let repo = t.repo.as_str();
+        let method = parts.method.clone();
+        let (path_and_query, what) = match route {
+            Route::Upload { session, .. } => {
+                let q = upload_query(parts.uri.query(), &self.registry, &t, ns);
+                let mut p = format!("/v2/{repo}/blobs/uploads/{}", session.unwrap_or(""));
+                if !q.forward.is_empty() {
+                    p.push('?');
+                    p.push_str(&q.forward);
+                }
+                let what = Push::Upload {
+                    session: session.map(str::to_string),
+                    digest: q.digest,
+                    offset: content_range_start(&parts.headers),
+                    mount: q.mount,
+                };
+                (p, what)
+            }
+            Route::Manifest { reference, .. } => {
+                let p = format!("/v2/{repo}/manifests/{reference}");
+                if method == Method::PUT {
+                    let content_type = parts
+                        .headers
+                        .get(CONTENT_TYPE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string);
+                    let what = Push::Manifest {
+                        reference,
+                        content_type,
+                    };
+                    (p, what)
+                } else {
+                    (p, Push::DeleteManifest { reference })
+                }
+            }
+            Route::Blob { digest, .. } => (
+                format!("/v2/{repo}/blobs/{digest}"),
+                Push::DeleteBlob { digest },
+            ),
+            _ => return Err(Error::client(ErrorCode::Unsupported, "not a push")),
+        };
+        let mut headers = HeaderMap::new();
+        for h in &FORWARDED {
+            for v in parts.headers.get_all(h) {
+                headers.append(h.clone(), v.clone());
+            }
+        }
+        let req = PushRequest {
+            method,
+            path_and_query,
+            headers,
+            body,
+            what,
+        };
+        let resp = self.registry.push(&t, &client, req).await?;
+        Ok(relay(resp, &t, name, ns, challenge))
+    }
+}
+
+/// The upstream's answer for the client.
+fn relay(
+    resp: Response<Incoming>,
+    t: &Target,
+    name: &str,
+    ns: Option<&str>,
+    challenge: HeaderValue,
+) -> Response<RespBody> {
+    let (p, body) = resp.into_parts();
+    let mut out = Response::new(body.map_err(std::io::Error::other).boxed_unsync());
+    *out.status_mut() = p.status;
+    let h = out.headers_mut();
+    for (k, v) in &p.headers {
+        if HOP_BY_HOP.contains(&k.as_str()) || k == WWW_AUTHENTICATE || k == SET_COOKIE {
+            continue;
+        }
+        if k == LOCATION {
+            let rewritten = v
+                .to_str()
+                .ok()
+                .map(|l| rewrite_location(l, &t.upstream.cfg.url, t.repo.as_str(), name, ns));
+            if let Some(l) = rewritten.and_then(|l| HeaderValue::from_str(&l).ok()) {
+                h.append(LOCATION, l);
+            }
+            continue;
+        }
+        h.append(k.clone(), v.clone());
+    }
+    if p.status == StatusCode::UNAUTHORIZED {
+        h.insert(WWW_AUTHENTICATE, challenge);
+    }
+    out
+}
+
+/// An upstream `Location` as the client should follow it: back to Wharf under the client's
+/// name (and `ns=`), relative; other origins unchanged; other upstream paths absolute on the
+/// upstream (Wharf could not route them).
+fn rewrite_location(
+    location: &str,
+    upstream: &http::Uri,
+    repo: &str,
+    name: &str,
+    ns: Option<&str>,
+) -> String {
+    match upstream_relative(location, upstream, repo) {
+        Some(rest) => {
+            let mut out = format!("/v2/{name}/{rest}");
+            if let Some(ns) = ns {
+                out.push(if out.contains('?') { '&' } else { '?' });
+                out.push_str("ns=");
+                out.push_str(&encode_query_value(ns));
+            }
+            out
+        }
+        None if location.starts_with('/') && !location.starts_with("//") => {
+            let base = upstream.to_string();
+            format!("{}{location}", base.trim_end_matches('/'))
+        }
+        None => location.to_string(),
+    }
+}
+
+fn encode_query_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The query of an upload request, as forwarded and as understood.
+struct UploadQuery {
+    forward: String,
+    digest: Option<Digest>,
+    mount: Option<(Digest, RepoName)>,
+}
+
+/// Drops `ns`, maps a mount's `from` (a name as the client writes it) to the upstream's
+/// repository; keeps everything else as the client sent it (`_state` and friends).
+fn upload_query(
+    raw: Option<&str>,
+    registry: &Registry,
+    t: &Target,
+    ns: Option<&str>,
+) -> UploadQuery {
+    let mut forward = Vec::new();
+    let (mut mount, mut from, mut digest) = (None, None, None);
+    let decode = |v: &str| crate::auth::form::decode(v).unwrap_or_default();
+    for pair in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "ns" => {}
+            "mount" => mount = Digest::parse(&decode(v)).ok(),
+            "from" => from = Some(decode(v)),
+            "digest" => {
+                digest = Digest::parse(&decode(v)).ok();
+                forward.push(pair.to_string());
+            }
+            _ => forward.push(pair.to_string()),
+        }
+    }
+    let mount = match (mount, from) {
+        (Some(d), Some(f)) => match registry.resolve(&f, ns) {
+            Ok(src) if Arc::ptr_eq(&src.upstream, &t.upstream) => Some((d, src.repo)),
+            _ => None,
+        },
+        _ => None,
+    };
+    if let Some((d, repo)) = &mount {
+        forward.push(format!("mount={d}"));
+        forward.push(format!("from={repo}"));
+    }
+    UploadQuery {
+        forward: forward.join("&"),
+        digest,
+        mount,
+    }
+}
+
+/// Where a chunk's bytes start: `Content-Range: <start>-<end>` (also `bytes <start>-...`).
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let v = headers.get(CONTENT_RANGE)?.to_str().ok()?.trim();
+    let v = v
+        .strip_prefix("bytes")
+        .map(|r| r.trim_start_matches([' ', '=']))
+        .unwrap_or(v);
+    v.split('-').next()?.trim().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locations_point_back_at_the_clients_name() {
+        let up: http::Uri = "https://reg.example/".parse().expect("uri");
+        let rel = "/v2/library/alpine/blobs/uploads/u1?_state=s%3D";
+        assert_eq!(
+            rewrite_location(rel, &up, "library/alpine", "docker.io/alpine", None),
+            "/v2/docker.io/alpine/blobs/uploads/u1?_state=s%3D"
+        );
+        let abs = "https://reg.example/v2/library/alpine/blobs/uploads/u1";
+        assert_eq!(
+            rewrite_location(
+                abs,
+                &up,
+                "library/alpine",
+                "library/alpine",
+                Some("127.0.0.1:5000")
+            ),
+            "/v2/library/alpine/blobs/uploads/u1?ns=127.0.0.1:5000"
+        );
+        assert_eq!(
+            rewrite_location(
+                "/v2/library/alpine/blobs/sha256:ab",
+                &up,
+                "library/alpine",
+                "alpine",
+                Some("docker.io")
+            ),
+            "/v2/alpine/blobs/sha256:ab?ns=docker.io"
+        );
+        assert_eq!(
+            rewrite_location("https://cdn.example/up?sig=1", &up, "a", "a", None),
+            "https://cdn.example/up?sig=1",
+            "other origins are the client's business"
+        );
+        assert_eq!(
+            rewrite_location("/uploads/elsewhere", &up, "a", "a", None),
+            "https://reg.example/uploads/elsewhere"
+        );
+    }
+
+    #[test]
+    fn content_ranges() {
+        let mut h = HeaderMap::new();
+        assert_eq!(content_range_start(&h), None);
+        for (v, start) in [
+            ("0-99", 0),
+            ("100-199", 100),
+            ("bytes 5-9/*", 5),
+            ("bytes=7-8", 7),
+        ] {
+            h.insert(CONTENT_RANGE, HeaderValue::from_static(v));
+            assert_eq!(content_range_start(&h), Some(start), "{v}");
+        }
+    }
+
+    #[test]
+    fn pushes_are_told_from_reads() {
+        let d = Digest::of(b"x");
+        let blob = Route::Blob {
+            name: "a",
+            digest: d,
+        };
+        let manifest = Route::Manifest {
+            name: "a",
+            reference: crate::oci::Reference::Digest(d),
+        };
+        let upload = Route::Upload {
+            name: "a",
+            session: None,
+        };
+        assert!(is_push(&Method::GET, Some(&upload)));
+        assert!(is_push(&Method::PUT, Some(&manifest)));
+        assert!(is_push(&Method::DELETE, Some(&manifest)));
+        assert!(!is_push(&Method::GET, Some(&manifest)));
+        assert!(!is_push(&Method::POST, Some(&manifest)));
+        assert!(is_push(&Method::DELETE, Some(&blob)));
+        assert!(!is_push(&Method::PUT, Some(&blob)));
+        assert!(!is_push(&Method::DELETE, Some(&Route::Catalog)));
+        assert!(!is_push(&Method::PUT, None));
+    }
+}
