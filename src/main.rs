@@ -91,7 +91,7 @@ enum Command {
         output: PathBuf,
     },
     /// Store the images of an OCI image layout (directory or tar archive) in the cache and make
-    /// their repositories readable by anyone (through the running Wharf's control socket when
+    /// them (exactly the imported manifests and blobs) readable by anyone (through the running Wharf's control socket when
     /// one holds the data_dir).
     Import {
         #[arg(long, short)]

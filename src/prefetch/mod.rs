@@ -203,7 +203,10 @@ impl Ctx {
                     seen.push(p.to_string());
                 }
                 if self.platforms.wants(p.as_ref()) {
-                    chosen.push(c.digest.clone());
+                    // A child is named by digest, never by tag: what is fetched is checked.
+                    let d = Digest::parse(&c.digest)
+                        .map_err(|e| format!("index entry {:?}: {e}", c.digest))?;
+                    chosen.push(d.to_string());
                 }
             }
             if chosen.is_empty() {

@@ -77,7 +77,8 @@ pub async fn connect(
                 ),
             })
         }
-        Err(e) if e.to_ascii_lowercase().contains("lock") => {
+        // RocksDB: "IO error: While lock file: <data_dir>/LOCK: Resource temporarily unavailable".
+        Err(e) if e.contains("While lock file") || e.contains("/LOCK:") => {
             let url = local_url(config);
             Ok(Connection {
                 client: Arc::new(WharfClient::new(&url, own_cert, creds)?),

@@ -140,8 +140,14 @@ impl Registry {
         let cfg = &t.upstream.cfg;
         if age_ms < cfg.tag_ttl.as_millis() || t.upstream.is_immutable(tag.as_str()) {
             let tail = format!("manifests/{}", tag.as_str());
-            self.ensure_authorized(t, client, &tail, ErrorCode::ManifestUnknown)
-                .await?;
+            self.ensure_authorized(
+                t,
+                client,
+                Some(&m.digest),
+                &tail,
+                ErrorCode::ManifestUnknown,
+            )
+            .await?;
             return Ok(m);
         }
         if cfg.policy.stale_while_revalidate && self.authz.is_fresh(client, up, repo).await {
@@ -230,14 +236,14 @@ impl Registry {
                 Ok(m)
             }
             Ok(_) => match self.fetch_tag(t, client, tag, accept).await {
-                Err(e) if stale_ok && e.is_upstream_failure() => {
-                    self.offline(t, client, e.clone()).map(|()| stale(m, &e))
-                }
+                Err(e) if stale_ok && e.is_upstream_failure() => self
+                    .offline(t, client, Some(&m.digest), e.clone())
+                    .map(|()| stale(m, &e)),
                 other => other,
             },
-            Err(e) if stale_ok && e.is_upstream_failure() => {
-                self.offline(t, client, e.clone()).map(|()| stale(m, &e))
-            }
+            Err(e) if stale_ok && e.is_upstream_failure() => self
+                .offline(t, client, Some(&m.digest), e.clone())
+                .map(|()| stale(m, &e)),
             Err(e) => Err(e),
         }
     }

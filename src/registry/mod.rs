@@ -344,7 +344,8 @@ impl Registry {
     ) -> Result<bool> {
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
         if self.store.has_link(up, repo, digest)? {
-            self.ensure_authorized(t, client, tail, not_found).await?;
+            self.ensure_authorized(t, client, Some(digest), tail, not_found)
+                .await?;
             return Ok(false);
         }
         match self.probe(t, client, tail, not_found).await {
@@ -366,9 +367,13 @@ impl Registry {
         &self,
         t: &Target,
         client: &Client,
+        digest: Option<&Digest>,
         tail: &str,
         not_found: ErrorCode,
     ) -> Result<()> {
+        if self.imported(t, digest)? {
+            return Ok(());
+        }
         if self
             .authz
             .is_fresh(client, t.upstream.name(), t.repo.as_str())
@@ -377,16 +382,34 @@ impl Registry {
             return Ok(());
         }
         match self.probe(t, client, tail, not_found).await {
-            Err(e) if e.is_upstream_failure() => self.offline(t, client, e),
+            Err(e) if e.is_upstream_failure() => self.offline(t, client, None, e),
             other => other,
         }
     }
 
-    /// With the upstream failing: serve cached content only under the offline rule.
-    pub(crate) fn offline(&self, t: &Target, client: &Client, cause: Error) -> Result<()> {
-        let allowed = self
-            .authz
-            .offline_allows(client, t.upstream.name(), t.repo.as_str())?;
+    /// Whether `digest` was imported into `t` (`wharf import`): served to anyone.
+    pub(crate) fn imported(&self, t: &Target, digest: Option<&Digest>) -> Result<bool> {
+        match digest {
+            Some(d) => self
+                .store
+                .is_imported(t.upstream.name(), t.repo.as_str(), d),
+            None => Ok(false),
+        }
+    }
+
+    /// With the upstream failing: serve cached content only under the offline rule (or
+    /// because `digest` was imported).
+    pub(crate) fn offline(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: Option<&Digest>,
+        cause: Error,
+    ) -> Result<()> {
+        let allowed = self.imported(t, digest)?
+            || self
+                .authz
+                .offline_allows(client, t.upstream.name(), t.repo.as_str())?;
         self.metrics
             .authz_decisions
             .with_label_values(&[

@@ -97,6 +97,15 @@ impl Registry {
         let Ok(refs) = parse_refs(&bytes) else {
             return Ok(());
         };
+        if refs
+            .media_type
+            .as_deref()
+            .is_some_and(|m| !media::is_valid(m))
+        {
+            // Pulls refuse such a manifest; a lenient upstream's acceptance must not cache it.
+            tracing::warn!(upstream = up, repo, digest = %digest, "a pushed manifest's mediaType is not a media type; not caching it");
+            return Ok(());
+        }
         let media_type = refs
             .media_type
             .clone()

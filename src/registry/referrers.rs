@@ -116,7 +116,7 @@ impl Registry {
                 let window = ttl + t.upstream.cfg.policy.stale_if_error;
                 match cached.filter(|c| c.at.elapsed() <= window) {
                     Some(c) => {
-                        self.offline(t, client, e.clone())?;
+                        self.offline(t, client, None, e.clone())?;
                         super::mark("stale");
                         tracing::warn!(upstream = up, repo, digest = %digest, error = %e, "upstream failing; serving a cached referrers list");
                         c.answer(artifact_types)

@@ -40,6 +40,10 @@ pub(crate) const CF_LINKS: &str = "links";
 const CF_AUTHZ: &str = "authz";
 const ALL_CFS: [&str; 5] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS, CF_AUTHZ];
 
+/// The credential id of imported content ([`Store::mark_imported`]): credential ids are
+/// SHA-256 hashes, so no client has this one.
+const IMPORTED: [u8; 32] = [0xff; 32];
+
 pub struct Store {
     db: DB,
     files: BlobFiles,
@@ -255,6 +259,30 @@ impl Store {
             .db
             .get_pinned_cf(cf, keys::link_key(upstream, repo, digest))?
             .is_some())
+    }
+
+    // ---- imported content ----
+
+    /// Marks `digests` as imported into `upstream/repo` (`wharf import`): they are served to
+    /// anyone under that repository, whatever the upstream says. Stored beside the
+    /// authorization decisions, under a credential id no client can have and a repository
+    /// key no repository name can be (`repo@digest`).
+    pub fn mark_imported(&self, upstream: &str, repo: &str, digests: &[Digest]) -> Result<()> {
+        let rec = keys::AuthzRecord {
+            checked_at_ms: now_ms(),
+            allowed: true,
+        };
+        for d in digests {
+            self.put_authz(&IMPORTED, upstream, &format!("{repo}@{d}"), rec)?;
+        }
+        Ok(())
+    }
+
+    /// Whether `digest` was imported into `upstream/repo`.
+    pub fn is_imported(&self, upstream: &str, repo: &str, digest: &Digest) -> Result<bool> {
+        Ok(self
+            .get_authz(&IMPORTED, upstream, &format!("{repo}@{digest}"))?
+            .is_some_and(|r| r.allowed))
     }
 
     // ---- authorization decisions ----

@@ -103,8 +103,20 @@ pub async fn serve(
             let svc = service_fn(move |req| {
                 let (registry, lock) = (registry.clone(), lock.clone());
                 async move {
-                    let _one = lock.lock().await;
-                    Ok::<_, std::convert::Infallible>(answer(registry, req).await)
+                    // The operation runs detached, holding the lock to its end: a client that
+                    // goes away (Ctrl-C) does not let a second operation start beside it, and
+                    // an import still ends with the registry forgetting its hot lookups.
+                    let task = tokio::spawn(async move {
+                        let _one = lock.lock_owned().await;
+                        answer(registry, req).await
+                    });
+                    let resp = task.await.unwrap_or_else(|e| {
+                        fail(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("operation failed: {e}"),
+                        )
+                    });
+                    Ok::<_, std::convert::Infallible>(resp)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()

@@ -2,14 +2,13 @@
 
 use super::tar::*;
 use super::*;
-use crate::auth::Client;
 use crate::error::Result;
 use crate::oci::digest::Hasher;
 use crate::oci::manifest::{parse_refs, MAX_MANIFEST_SIZE};
 use crate::oci::{Digest, Tag};
-use crate::store::keys::{AuthzRecord, TagRecord};
+use crate::store::keys::TagRecord;
 use crate::store::{now_ms, Store, StoredManifest};
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -172,7 +171,6 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<ImportSu
 
     let mut summary = ImportSummary::default();
     let mut done_blobs: HashSet<Digest> = HashSet::new();
-    let mut repos: BTreeSet<(String, String)> = BTreeSet::new();
     for (target, root, desc) in targets {
         let mut ctx = ImportCtx {
             store,
@@ -202,25 +200,24 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<ImportSu
                 },
             )),
         )?;
+        mark_imported(store, &target, &top.0, &top.1)?;
         summary.manifests += 1;
         summary.images.push(target.to_string());
-        repos.insert((target.upstream.clone(), target.repo.clone()));
-    }
-    // The offline rule: content of a repository recorded as pullable anonymously is served to
-    // anyone while the upstream is unreachable.
-    let anon = Client::anonymous();
-    for (upstream, repo) in &repos {
-        store.put_authz(
-            &anon.id,
-            upstream,
-            repo,
-            AuthzRecord {
-                checked_at_ms: now_ms(),
-                allowed: true,
-            },
-        )?;
     }
     Ok(summary)
+}
+
+/// Imported content is served to anyone under its repository: exactly these digests, not
+/// whatever else of the repository is cached (someone's private tags stay theirs).
+fn mark_imported(
+    store: &Store,
+    target: &ImageRef,
+    m: &StoredManifest,
+    referenced: &[Digest],
+) -> Result<()> {
+    let mut digests = vec![m.digest];
+    digests.extend_from_slice(referenced);
+    store.mark_imported(&target.upstream, &target.repo, &digests)
 }
 
 pub(super) struct ImportCtx<'a> {
@@ -277,6 +274,7 @@ impl ImportCtx<'_> {
             if let Some((m, r)) = self.manifest(child, None, None)? {
                 self.store
                     .put_manifest(&target.upstream, &target.repo, &m, &r, None)?;
+                mark_imported(self.store, &target, &m, &r)?;
                 self.summary.manifests += 1;
             }
             referenced.push(*child);

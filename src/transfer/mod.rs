@@ -10,6 +10,9 @@
 //!   manifests an index lists that the layout holds) was stored, children before parents.
 //! - Children of an index that are not cached (platforms nobody pulled) are left out of an
 //!   export; an import records the index without them, as a pull-through fill would.
+//! - Import opens exactly the digests it stored (each manifest and what it references) to
+//!   anyone, under the repository they were imported into ([`crate::store::Store::mark_imported`]);
+//!   nothing else cached in that repository changes hands.
 //! - Both work on a stopped Wharf's `data_dir` directly, or on a running one through its
 //!   control socket ([`control`]: RocksDB allows a single opener).
 

@@ -1,7 +1,7 @@
 //! `wharf export` / `wharf import`: cached images carried to an air-gapped Wharf as an OCI
 //! layout (directory or tar), verified on both sides, then served offline to anyone.
 
-use crate::support::{self, data, digest_of, get, Fake};
+use crate::support::{self, data, digest_of, get, request_as, Fake, ALICE};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -278,6 +278,88 @@ async fn import_and_export_go_through_a_running_wharf() {
         !data_dir.join("run/control.sock").exists(),
         "the socket is removed at shutdown"
     );
+}
+
+/// An import opens exactly what it imported to anyone. Other cached content of the same
+/// repository (someone's private pull) stays behind the upstream's authorization, online and
+/// offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_opens_only_what_it_imported() {
+    let fake = Fake::start_with_auth().await;
+    let (public_layer, secret_layer) = (data(20_000, 90), data(30_000, 91));
+    let (v1, v1_bytes) = fake.put_image("private/app", "v1", &[&public_layer]);
+    let (secret, _) = fake.put_image("private/app", "secret", &[&secret_layer]);
+    // Alice pulls a whole image (manifest, config, layer) through the Wharf at `addr`.
+    let pull_as_alice = |addr: std::net::SocketAddr, reference: String, layer: Vec<u8>| async move {
+        let base = format!("http://{addr}/v2/private/app");
+        let url = format!("{base}/manifests/{reference}");
+        let m = request_as("GET", &url, &[], Some(ALICE)).await;
+        assert_eq!(m.status, 200, "alice pulls {reference}");
+        let config = m.json()["config"]["digest"]
+            .as_str()
+            .expect("config")
+            .to_string();
+        for d in [config, digest_of(&layer)] {
+            let b = request_as("GET", &format!("{base}/blobs/{d}"), &[], Some(ALICE)).await;
+            assert_eq!(b.status, 200, "alice pulls blob {d}");
+        }
+    };
+
+    // Connected side: alice pulls v1; it is exported.
+    let source = tempfile::tempdir().expect("tmp");
+    let w = support::wharf(source.path(), "up.test", &fake.url(), "").await;
+    pull_as_alice(w.addr, "v1".into(), public_layer.clone()).await;
+    w.shutdown().await;
+    let src_cfg = config(source.path(), source.path(), &fake.url());
+    let tar = source.path().join("v1.tar");
+    ok(
+        wharf_cli(
+            &src_cfg,
+            &[
+                "export",
+                "up.test/private/app:v1",
+                "-o",
+                tar.to_str().expect("utf8"),
+            ],
+        ),
+        "export",
+    );
+
+    // The site has alice's private `secret` cached, then imports v1 into the same repository.
+    let site = tempfile::tempdir().expect("tmp");
+    let data_dir = site.path().join("data");
+    let w = support::wharf(&data_dir, "up.test", &fake.url(), "").await;
+    pull_as_alice(w.addr, "secret".into(), secret_layer.clone()).await;
+    w.shutdown().await;
+    let cfg = config(site.path(), &data_dir, &fake.url());
+    ok(
+        wharf_cli(&cfg, &["import", tar.to_str().expect("utf8")]),
+        "import",
+    );
+
+    for top in ["", "offline = true"] {
+        let w = support::wharf_with(&data_dir, "up.test", &fake.url(), "", top).await;
+        let base = format!("http://{}/v2/private/app", w.addr);
+        for reference in ["v1".to_string(), v1.clone()] {
+            let r = get(&format!("{base}/manifests/{reference}")).await;
+            assert_eq!(r.status, 200, "imported {reference} ({top:?})");
+            assert_eq!(r.bytes().as_ref(), v1_bytes.as_slice());
+        }
+        let r = get(&format!("{base}/blobs/{}", digest_of(&public_layer))).await;
+        assert_eq!(
+            r.bytes().as_ref(),
+            public_layer.as_slice(),
+            "imported blob ({top:?})"
+        );
+        for reference in ["secret".to_string(), secret.clone()] {
+            let r = get(&format!("{base}/manifests/{reference}")).await;
+            assert_eq!(r.status, 401, "alice's {reference} to anonymous ({top:?})");
+        }
+        let r = get(&format!("{base}/blobs/{}", digest_of(&secret_layer))).await;
+        assert_eq!(r.status, 401, "alice's layer to anonymous ({top:?})");
+        assert_ne!(r.bytes().as_ref(), secret_layer.as_slice());
+        w.shutdown().await;
+    }
 }
 
 /// `docker save` (Docker 25+) writes an OCI layout whose entries carry the full name in

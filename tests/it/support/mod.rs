@@ -51,12 +51,21 @@ default = true
 pub async fn wharf_toml(toml: &str) -> Running {
     let cfg = Config::from_toml_str(toml)
         .unwrap_or_else(|e| panic!("test config is not valid: {e}\n{toml}"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    wharf::app::start_on(cfg, listener)
-        .await
-        .expect("wharf starts")
+    // A Wharf shut down a moment ago in this process may still have a task finishing with
+    // its store (RocksDB's lock is per process and file): retry that, briefly and only that.
+    for _ in 0..40 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        match wharf::app::start_on(cfg.clone(), listener).await {
+            Ok(r) => return r,
+            Err(e) if e.contains("lock") => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("wharf starts: {e}"),
+        }
+    }
+    panic!("wharf starts: the store stayed locked for 2 s after the previous Wharf stopped")
 }
 
 /// Deterministic pseudo-random bytes.
