@@ -18,6 +18,50 @@ use tokio::sync::watch;
 /// How much one read takes from the file (large reads matter: see the design notes).
 const CHUNK: u64 = 512 * 1024;
 
+/// Read buffers kept for reuse: a busy blob would otherwise allocate, zero and fault in half
+/// a MiB per chunk (measured: about an eighth of Wharf's CPU while 16 clients pull one blob).
+static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+/// At most this many idle buffers are kept (`POOLED * CHUNK` bytes).
+const POOLED: usize = 64;
+
+/// A chunk handed to hyper as `Bytes`; its buffer goes back to the pool when hyper drops it.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Pooled {
+    /// A buffer of at least `len` initialized bytes (reused ones keep their old contents,
+    /// which the read overwrites; only `..len` is ever exposed).
+    fn take(len: usize) -> Pooled {
+        let reused = if len <= CHUNK as usize {
+            POOL.lock().ok().and_then(|mut p| p.pop())
+        } else {
+            None
+        };
+        let buf = reused.unwrap_or_else(|| vec![0u8; len.max(CHUNK as usize)]);
+        Pooled { buf, len }
+    }
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if self.buf.len() == CHUNK as usize {
+            if let Ok(mut p) = POOL.lock() {
+                if p.len() < POOLED {
+                    p.push(std::mem::take(&mut self.buf));
+                }
+            }
+        }
+    }
+}
+
 pub enum Source {
     /// A committed blob of known length.
     File { file: Arc<File>, len: u64 },
@@ -134,10 +178,10 @@ impl Reader {
         };
         let offset = self.offset;
         let bytes = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; n as usize];
+            let mut buf = Pooled::take(n as usize);
             let mut got = 0usize;
-            while got < buf.len() {
-                let r = file.read_at(&mut buf[got..], offset + got as u64)?;
+            while got < buf.len {
+                let r = file.read_at(&mut buf.buf[got..buf.len], offset + got as u64)?;
                 if r == 0 {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
@@ -146,7 +190,7 @@ impl Reader {
                 }
                 got += r;
             }
-            Ok(Bytes::from(buf))
+            Ok(Bytes::from_owner(buf))
         })
         .await
         .map_err(io::Error::other)??;
@@ -188,4 +232,25 @@ pub fn stream(
             None => None,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pooled_chunks_expose_only_what_was_read_and_are_reused() {
+        let mut a = Pooled::take(10);
+        a.buf[..10].copy_from_slice(b"0123456789");
+        let bytes = Bytes::from_owner(a);
+        assert_eq!(bytes.as_ref(), b"0123456789");
+        drop(bytes);
+        // The buffer came back whole; a shorter chunk sees only its own length.
+        let b = Pooled::take(3);
+        assert_eq!(b.buf.len(), CHUNK as usize);
+        assert_eq!(b.as_ref().len(), 3);
+        // An oversized request gets its own buffer, which is not pooled.
+        let big = Pooled::take(CHUNK as usize + 1);
+        assert_eq!(big.as_ref().len(), CHUNK as usize + 1);
+    }
 }
