@@ -154,6 +154,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         })
     };
     let store_for_exit = registry.store().clone();
+    let registry_for_exit = registry.clone();
     let limits = server::Limits {
         max_connections: config.max_connections,
         header_read_timeout: config.header_read_timeout,
@@ -163,6 +164,11 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
             let _ = stopped.await;
         })
         .await;
+        // Fills whose clients are gone (or already have every verified byte) finish their
+        // commit before the store closes.
+        registry_for_exit
+            .drain_fills(std::time::Duration::from_secs(30))
+            .await;
         let _ = admin_stop.send(());
         let _ = admin_task.await;
         let _ = control_stop.send(());

@@ -119,7 +119,7 @@ impl Reader {
                     size: *size,
                     done: false,
                 }),
-                FillState::Committed { size } => Ok(View {
+                FillState::Verified { size } | FillState::Committed { size } => Ok(View {
                     available: *size,
                     size: Some(*size),
                     done: true,
@@ -203,9 +203,9 @@ impl Reader {
             return Ok(());
         };
         if state.changed().await.is_err() {
-            // The fill task is gone: fine only if it committed.
+            // The fill task is gone: fine only if it verified the bytes.
             return match &*state.borrow() {
-                FillState::Committed { .. } => Ok(()),
+                FillState::Verified { .. } | FillState::Committed { .. } => Ok(()),
                 _ => Err(io::Error::other("blob fill aborted")),
             };
         }

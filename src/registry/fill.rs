@@ -11,10 +11,13 @@
 //!   the upstream's `Content-Length` (when given) and the SHA-256 matches the digest. Commit
 //!   happens before the fill leaves the in-flight map, so a new request sees either the fill or
 //!   the committed file, never neither.
-//! - On any failure the temp file is removed, nothing is recorded, and the state becomes
-//!   [`FillState::Failed`]; if the task dies, its sender drops, which readers treat the same.
-//!   Readers withhold the last byte of their response until the state is `Committed`, so no
-//!   client ever receives a complete body of unverified bytes.
+//! - On any failure before verification the temp file is removed, nothing is recorded, and the
+//!   state becomes [`FillState::Failed`]; if the task dies, its sender drops, which readers
+//!   treat the same. Readers withhold the last byte of their response until the digest is
+//!   verified ([`FillState::Verified`], published before the commit's fsyncs, or `Committed`),
+//!   so no client ever receives a complete body of unverified bytes, and no client waits for
+//!   the disk to make the cache durable. A commit that fails after verification leaves the
+//!   blob uncached; its readers still finish (their file handles stay valid).
 
 use crate::config::FillConfig;
 use crate::error::{Error, Result};
@@ -42,6 +45,11 @@ pub enum FillState {
         size: Option<u64>,
         written: u64,
     },
+    /// The bytes match the digest; the commit (fsync, rename, metadata) is under way.
+    /// Readers may finish.
+    Verified {
+        size: u64,
+    },
     /// Verified and committed.
     Committed {
         size: u64,
@@ -67,18 +75,19 @@ impl Fill {
         self.file.get().cloned()
     }
 
-    /// Waits until the fill is over: `Ok(size)` once committed, or its error.
-    pub async fn finished(&self) -> Result<u64> {
+    /// Waits until the bytes are verified: `Ok(size)` (committed or being committed), or the
+    /// fill's error.
+    pub async fn verified(&self) -> Result<u64> {
         let mut rx = self.state.clone();
         loop {
             match &*rx.borrow_and_update() {
-                FillState::Committed { size } => return Ok(*size),
+                FillState::Verified { size } | FillState::Committed { size } => return Ok(*size),
                 FillState::Failed(e) => return Err(e.clone()),
                 _ => {}
             }
             if rx.changed().await.is_err() {
                 return match &*rx.borrow() {
-                    FillState::Committed { size } => Ok(*size),
+                    FillState::Verified { size } | FillState::Committed { size } => Ok(*size),
                     FillState::Failed(e) => Err(e.clone()),
                     _ => Err(Error::internal("fill ended unexpectedly")),
                 };
@@ -94,12 +103,14 @@ impl Fill {
             match &*rx.borrow_and_update() {
                 FillState::Starting => {}
                 FillState::Streaming { size, .. } => return Ok(*size),
-                FillState::Committed { size } => return Ok(Some(*size)),
+                FillState::Verified { size } | FillState::Committed { size } => {
+                    return Ok(Some(*size))
+                }
                 FillState::Failed(e) => return Err(e.clone()),
             }
             if rx.changed().await.is_err() {
                 return match &*rx.borrow() {
-                    FillState::Committed { size } => Ok(Some(*size)),
+                    FillState::Verified { size } | FillState::Committed { size } => Ok(Some(*size)),
                     FillState::Failed(e) => Err(e.clone()),
                     _ => Err(Error::internal("fill ended unexpectedly")),
                 };
@@ -124,6 +135,26 @@ pub struct Source {
 }
 
 impl Fills {
+    /// Waits (at most `limit`) until no fill is in flight: at shutdown, so that a fill whose
+    /// clients already have their verified bytes still becomes durable in the cache.
+    pub async fn drain(&self, limit: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let busy = self.inflight.lock().map(|m| m.len()).unwrap_or(0);
+            if busy == 0 {
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    fills = busy,
+                    "shutting down with fills still running; they are abandoned"
+                );
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn new(
         store: Arc<Store>,
         cfg: FillConfig,
@@ -282,44 +313,60 @@ impl Fills {
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));
+        let discard = || {
+            let (store, t) = (self.store.clone(), temp.clone());
+            async move {
+                let _ = tokio::task::spawn_blocking(move || store.files().discard(&t.path)).await;
+            }
+        };
+        let (hasher, written, on_disk) = match res {
+            Ok(v) => v,
+            Err(e) => {
+                discard().await;
+                return Err(e);
+            }
+        };
+        let actual = hasher.finish();
+        if actual != digest {
+            discard().await;
+            return Err(Error::Upstream {
+                upstream: src.upstream.name().to_string(),
+                status: StatusCode::BAD_GATEWAY,
+                code: ErrorCode::DigestInvalid,
+                message: format!("upstream sent content with digest {actual}, not {digest}"),
+                retry_after: None,
+            });
+        }
+        // Verified: readers may finish now, while the commit makes the cache durable.
+        tx.send_replace(FillState::Verified { size: written });
+        if written > self.evictor.max() || !on_disk {
+            // Too large to keep, or not all on disk (the temp file goes when the last handle
+            // on it is dropped).
+            return Ok((written, false));
+        }
         let store = self.store.clone();
         let t = temp.clone();
         let upstream = src.upstream.name().to_string();
         let repo = src.repo.as_str().to_string();
-        let max = self.evictor.max();
-        tokio::task::spawn_blocking(move || {
-            let (hasher, written, on_disk) = match res {
-                Ok(v) => v,
-                Err(e) => {
-                    store.files().discard(&t.path);
-                    return Err(e);
-                }
-            };
-            let actual = hasher.finish();
-            if actual != digest {
-                store.files().discard(&t.path);
-                return Err(Error::Upstream {
-                    upstream,
-                    status: StatusCode::BAD_GATEWAY,
-                    code: ErrorCode::DigestInvalid,
-                    message: format!("upstream sent content with digest {actual}, not {digest}"),
-                    retry_after: None,
-                });
-            }
-            if written > max || !on_disk {
-                // Verified, so its readers may finish; too large to keep, or not all on disk
-                // (the temp file goes when the last handle on it is dropped).
-                return Ok((written, false));
-            }
+        let committed = tokio::task::spawn_blocking(move || {
             if let Err(e) = store.commit_blob(&t, &digest, written) {
                 store.files().discard(&t.path);
                 return Err(e);
             }
-            store.put_link(&upstream, &repo, &digest)?;
-            Ok((written, true))
+            store.put_link(&upstream, &repo, &digest)
         })
         .await
-        .map_err(Error::internal)?
+        .map_err(Error::internal)
+        .and_then(|r| r);
+        match committed {
+            Ok(()) => Ok((written, true)),
+            Err(e) => {
+                // The clients got verified bytes; only the cache misses out.
+                tracing::error!(digest = %digest, error = %e, "verified blob not cached: commit failed");
+                self.metrics.disk_write_errors.inc();
+                Ok((written, false))
+            }
+        }
     }
 
     /// Copies the body into the file in batches, hashing as it goes; publishes progress after

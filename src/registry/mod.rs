@@ -219,6 +219,11 @@ impl Registry {
         Ok(Target { upstream, repo })
     }
 
+    /// At shutdown: lets fills in flight finish (at most `limit`).
+    pub async fn drain_fills(&self, limit: std::time::Duration) {
+        self.fills.drain(limit).await;
+    }
+
     /// Forgets hot tag resolutions and remembered upstream 404s (after an import changed
     /// the store underneath); RocksDB stays the truth.
     pub fn forget_lookups(&self) {
@@ -308,7 +313,7 @@ impl Registry {
             }
             if size == Some(0) {
                 // Nothing to hold back for an empty body: wait for the verification.
-                fill.finished().await?;
+                fill.verified().await?;
             }
             return Ok(Blob::Filling { fill, size, leader });
         }

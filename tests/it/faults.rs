@@ -100,6 +100,12 @@ breaker_failures = 100
 
     /// `wharf_fills_total` for `result`.
     pub async fn fills(&self, result: &str) -> f64 {
+        // A fill is counted when it ends, which may be just after its clients got their
+        // (verified) last byte: wait for the fills in flight first.
+        self.w
+            .registry
+            .drain_fills(std::time::Duration::from_secs(10))
+            .await;
         self.metric(&format!(r#"wharf_fills_total{{result="{result}"}}"#))
             .await
     }

@@ -326,6 +326,8 @@ async fn a_truncated_cached_blob_is_quarantined_and_refetched() {
     let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
     let url = format!("http://{}/v2/app/blobs/{d}", w.addr);
     assert_eq!(get(&url).await.bytes().as_ref(), blob.as_slice());
+    // The commit may finish just after the client's last (verified) byte.
+    w.registry.drain_fills(Duration::from_secs(10)).await;
     // Damage the cached file behind Wharf's back.
     let digest = wharf::oci::Digest::parse(&d).expect("digest");
     let path = w.registry.store().files().path(&digest);
@@ -337,6 +339,7 @@ async fn a_truncated_cached_blob_is_quarantined_and_refetched() {
         "served correctly, refetched"
     );
     assert_eq!(fake.count("GET blob"), 2);
+    w.registry.drain_fills(Duration::from_secs(10)).await;
     assert!(
         dir.path().join("quarantine").join(digest.hex()).exists(),
         "damaged file kept aside"
@@ -345,5 +348,42 @@ async fn a_truncated_cached_blob_is_quarantined_and_refetched() {
         std::fs::metadata(&path).expect("refetched").len(),
         blob.len() as u64
     );
+    w.shutdown().await;
+}
+
+/// The commit's fsyncs are not on the client's path: the last byte goes out once the digest
+/// is verified. A commit that then fails (here: a file where the blob's directory must go)
+/// still gives the client the whole blob; it is just not cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_failing_after_verification_still_serves_the_blob() {
+    let fake = Fake::start().await;
+    let layer = data(300_000, 77);
+    let d = fake.put_blob(&layer);
+    let dir = tempfile::tempdir().expect("tmp");
+    // Three chunks 150 ms apart: time to put the blocker in place once the fill is under way
+    // (the cache lookup before it must see an ordinary, empty cache).
+    fake.set_behavior(
+        &d,
+        BlobBehavior {
+            chunk: 100_000,
+            delay: Duration::from_millis(150),
+            ..Default::default()
+        },
+    );
+    let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
+    let hex = d.trim_start_matches("sha256:");
+    let shard = dir.path().join("blobs/sha256").join(&hex[..2]);
+    let url = format!("http://{}/v2/org/app/blobs/{d}", w.addr);
+    let pull = tokio::spawn(async move { get(&url).await });
+    assert!(
+        eventually(Duration::from_secs(5), || fake.count("GET blob") == 1).await,
+        "the fill started"
+    );
+    std::fs::create_dir_all(shard.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&shard, b"in the way").expect("block the shard directory");
+    let r = pull.await.expect("pull");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes().as_ref(), layer.as_slice());
+    assert!(!shard.is_dir(), "nothing was committed");
     w.shutdown().await;
 }

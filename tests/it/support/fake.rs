@@ -196,7 +196,19 @@ impl Fake {
         self.task.lock().expect("lock").abort();
         self.kill.send_modify(|g| *g += 1);
         tokio::time::sleep(down).await;
-        let listener = TcpListener::bind(self.addr).await.expect("rebind fake");
+        // Meanwhile another test's outgoing connection may hold the port as its local end
+        // for a moment: retry (bounded) until it is free.
+        let mut listener = None;
+        for _ in 0..200 {
+            match TcpListener::bind(self.addr).await {
+                Ok(l) => {
+                    listener = Some(l);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(25)).await,
+            }
+        }
+        let listener = listener.expect("rebind fake within 5 s");
         let task = accept_loop(
             listener,
             self.ctx.clone(),
