@@ -452,7 +452,7 @@ impl Registry {
 }
 
 /// Why a manifest body could not be read.
-enum BodyError {
+pub(super) enum BodyError {
     TooLarge,
     /// The connection broke, or no byte came for the idle timeout.
     Broken(String),
@@ -461,7 +461,7 @@ enum BodyError {
 /// Reads a manifest body: at most [`MAX_MANIFEST_SIZE`] bytes, and at most `idle` between two
 /// chunks (an upstream that stops sending must not hold the request, and every client
 /// coalesced on it, forever).
-async fn read_body(
+pub(super) async fn read_body(
     body: hyper::body::Incoming,
     idle: std::time::Duration,
 ) -> std::result::Result<bytes::Bytes, BodyError> {

@@ -20,7 +20,6 @@ use crate::store::keys::tag_key;
 use bytes::Bytes;
 use http::header::{ACCEPT, LINK};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -165,7 +164,7 @@ impl Registry {
                 Err(e) => return Err(e),
             };
             let next = next_page(resp.headers(), &t.upstream.cfg.url, t.repo.as_str());
-            let bytes = read_index(t, resp.into_body()).await?;
+            let bytes = read_index(t, resp.into_body(), self.fills.idle_timeout()).await?;
             manifests.extend(parse_index(t, &bytes)?);
             first.get_or_insert(bytes);
             match next {
@@ -209,7 +208,7 @@ impl Registry {
             .await
         {
             Ok(resp) => {
-                let bytes = read_index(t, resp.into_body()).await?;
+                let bytes = read_index(t, resp.into_body(), self.fills.idle_timeout()).await?;
                 let manifests = parse_index(t, &bytes)?;
                 Ok(Cached {
                     raw: bytes,
@@ -237,12 +236,18 @@ fn bad(t: &Target, message: String) -> Error {
     }
 }
 
-async fn read_index(t: &Target, body: hyper::body::Incoming) -> Result<Bytes> {
-    Ok(Limited::new(body, MAX_MANIFEST_SIZE)
-        .collect()
-        .await
-        .map_err(|e| bad(t, format!("referrers list: {e}")))?
-        .to_bytes())
+/// One page of a referrers list: a manifest's limits (4 MiB, and `fill.idle_timeout` between
+/// chunks: a stalled upstream must not hold the request).
+async fn read_index(
+    t: &Target,
+    body: hyper::body::Incoming,
+    idle: std::time::Duration,
+) -> Result<Bytes> {
+    use super::manifest::{read_body, BodyError};
+    read_body(body, idle).await.map_err(|e| match e {
+        BodyError::TooLarge => bad(t, format!("referrers list over {MAX_MANIFEST_SIZE} bytes")),
+        BodyError::Broken(m) => bad(t, format!("referrers list: {m}")),
+    })
 }
 
 /// The `manifests` of an image index.
