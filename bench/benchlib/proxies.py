@@ -7,13 +7,37 @@ import shutil
 from .procs import Proc, free_port, http_status, wait_up
 
 
-class Wharf:
+class Proxy:
+    """What every proxy under test shares: a process, a fresh directory per start, a port."""
+
+    name = "proxy"
+
+    def __init__(self, work, upstream):
+        self.work, self.upstream = work, upstream
+        self.runs = 0
+        self.proc = None
+
+    def stop(self):
+        self.proc.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def pids(self):
+        return [self.proc.pid]
+
+    @property
+    def host(self):
+        return f"127.0.0.1:{self.port}"
+
+    def auth_headers(self, repo):
+        return {}
+
+
+class Wharf(Proxy):
     name = "wharf"
 
     def __init__(self, work, binary, upstream):
-        self.work, self.binary, self.upstream = work, binary, upstream
-        self.proc = None
-        self.runs = 0
+        super().__init__(work, upstream)
+        self.binary = binary
 
     def start(self):
         self.runs += 1
@@ -37,16 +61,6 @@ ca_file = "{self.upstream.ca}"
         wait_up(f"http://127.0.0.1:{self.port}/v2/", self.proc)
         self.dir = d
 
-    def stop(self):
-        self.proc.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-    def pids(self):
-        return [self.proc.pid]
-
-    @property
-    def host(self):
-        return f"127.0.0.1:{self.port}"
 
     def auth_headers(self, repo):
         """Wharf challenges every client: the token dance, once."""
@@ -63,12 +77,8 @@ ca_file = "{self.upstream.ca}"
         return {"Authorization": f"Bearer {json.loads(body)['token']}"}
 
 
-class Distribution:
+class Distribution(Proxy):
     name = "distribution-proxy"
-
-    def __init__(self, work, upstream):
-        self.work, self.upstream = work, upstream
-        self.runs = 0
 
     def start(self):
         self.runs += 1
@@ -91,27 +101,9 @@ proxy:
         wait_up(f"http://127.0.0.1:{self.port}/v2/", self.proc)
         self.dir = d
 
-    def stop(self):
-        self.proc.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
-    def pids(self):
-        return [self.proc.pid]
-
-    @property
-    def host(self):
-        return f"127.0.0.1:{self.port}"
-
-    def auth_headers(self, repo):
-        return {}
-
-
-class Nginx:
+class Nginx(Proxy):
     name = "nginx"
-
-    def __init__(self, work, upstream):
-        self.work, self.upstream = work, upstream
-        self.runs = 0
 
     def start(self):
         self.runs += 1
@@ -161,16 +153,4 @@ http {{
         wait_up(f"http://127.0.0.1:{self.port}/v2/", self.proc)
         self.dir = d
 
-    def stop(self):
-        self.proc.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
-    def pids(self):
-        return [self.proc.pid]
-
-    @property
-    def host(self):
-        return f"127.0.0.1:{self.port}"
-
-    def auth_headers(self, repo):
-        return {}

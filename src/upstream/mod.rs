@@ -250,6 +250,25 @@ impl Upstream {
         Some(scope_for_token)
     }
 
+    /// Counts one finished upstream request (`kind`: manifest, blob, ...) by outcome class,
+    /// with its duration since `started`.
+    pub(crate) fn count_request(
+        &self,
+        method: &Method,
+        kind: &str,
+        started: tokio::time::Instant,
+        class: &str,
+    ) {
+        self.metrics
+            .upstream_requests
+            .with_label_values(&[self.name(), method.as_str(), class])
+            .inc();
+        self.metrics
+            .upstream_duration
+            .with_label_values(&[self.name(), kind])
+            .observe(started.elapsed().as_secs_f64());
+    }
+
     fn url(&self, path_and_query: &str) -> Result<Uri> {
         let base = self.cfg.url.to_string();
         let base = base.trim_end_matches('/');
@@ -399,15 +418,7 @@ impl Upstream {
             let timeout = self.cfg.policy.response_timeout;
             let started = tokio::time::Instant::now();
             let kind = crate::metrics::Metrics::upstream_kind(uri.path());
-            let m = &self.metrics;
-            let count = |class: &str| {
-                m.upstream_requests
-                    .with_label_values(&[self.name(), method.as_str(), class])
-                    .inc();
-                m.upstream_duration
-                    .with_label_values(&[self.name(), kind])
-                    .observe(started.elapsed().as_secs_f64());
-            };
+            let count = |class: &str| self.count_request(method, kind, started, class);
             let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) => {

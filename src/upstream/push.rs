@@ -179,15 +179,7 @@ impl Upstream {
         }
         let started = tokio::time::Instant::now();
         let kind = crate::metrics::Metrics::upstream_kind(uri.path());
-        let m = &self.metrics;
-        let count = |class: &str| {
-            m.upstream_requests
-                .with_label_values(&[self.name(), method.as_str(), class])
-                .inc();
-            m.upstream_duration
-                .with_label_values(&[self.name(), kind])
-                .observe(started.elapsed().as_secs_f64());
-        };
+        let count = |class: &str| self.count_request(method, kind, started, class);
         let sent = client.request(req);
         let res = if bounded {
             match tokio::time::timeout(self.cfg.policy.response_timeout, sent).await {
