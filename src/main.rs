@@ -332,7 +332,9 @@ fn main() -> ExitCode {
             };
             let result = match wharf::transfer::open_store(&cfg.data_dir) {
                 Ok(s) => {
-                    wharf::transfer::import(&s, &path, name.as_deref()).map_err(|e| e.to_string())
+                    let upstream_of = |host: &str| cfg.upstream(host).map(|u| u.name.clone());
+                    wharf::transfer::import(&s, &path, name.as_deref(), &upstream_of)
+                        .map_err(|e| e.to_string())
                 }
                 Err(e) if wharf::transfer::is_locked(&e) => {
                     eprintln!("Wharf is running on this data_dir: importing through it");

@@ -337,6 +337,21 @@ impl Fills {
                 retry_after: None,
             });
         }
+        // The upstream served these verified bytes under this repository: link them first, so
+        // that a request joining during the commit is authorized like one after it.
+        let (store, upstream, repo) = (
+            self.store.clone(),
+            src.upstream.name().to_string(),
+            src.repo.as_str().to_string(),
+        );
+        let linked = tokio::task::spawn_blocking(move || store.put_link(&upstream, &repo, &digest))
+            .await
+            .map_err(Error::internal)
+            .and_then(|r| r);
+        if let Err(e) = linked {
+            discard().await;
+            return Err(e);
+        }
         // Verified: readers may finish now, while the commit makes the cache durable.
         tx.send_replace(FillState::Verified { size: written });
         if written > self.evictor.max() || !on_disk {
@@ -346,14 +361,10 @@ impl Fills {
         }
         let store = self.store.clone();
         let t = temp.clone();
-        let upstream = src.upstream.name().to_string();
-        let repo = src.repo.as_str().to_string();
         let committed = tokio::task::spawn_blocking(move || {
-            if let Err(e) = store.commit_blob(&t, &digest, written) {
+            store.commit_blob(&t, &digest, written).inspect_err(|_| {
                 store.files().discard(&t.path);
-                return Err(e);
-            }
-            store.put_link(&upstream, &repo, &digest)
+            })
         })
         .await
         .map_err(Error::internal)

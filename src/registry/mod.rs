@@ -231,6 +231,11 @@ impl Registry {
         self.negative.invalidate_all();
     }
 
+    /// The configured name of the upstream called `name` (its name or an alias).
+    pub fn upstream_name(&self, name: &str) -> Option<String> {
+        self.find_upstream(name).map(|u| u.name().to_string())
+    }
+
     fn find_upstream(&self, name: &str) -> Option<Arc<Upstream>> {
         self.upstreams.iter().find(|u| u.cfg.matches(name)).cloned()
     }

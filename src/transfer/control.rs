@@ -164,8 +164,10 @@ async fn answer(registry: Arc<Registry>, req: Request<Incoming>) -> Response<Ful
             Err(e) => return fail(StatusCode::BAD_REQUEST, format!("request: {e}")),
         };
         tracing::info!(path = %r.path.display(), "import through the control socket");
+        let reg = registry.clone();
         let done = tokio::task::spawn_blocking(move || {
-            import(&store, &r.path, r.name.as_deref()).map_err(|e| e.to_string())
+            let upstream_of = |host: &str| reg.upstream_name(host);
+            import(&store, &r.path, r.name.as_deref(), &upstream_of).map_err(|e| e.to_string())
         })
         .await;
         registry.forget_lookups();

@@ -102,7 +102,15 @@ pub(super) struct RawDescriptor {
 
 /// Imports the OCI layout at `path` (a directory or a tar archive). `name`
 /// (`<upstream>/<repo>`) names entries whose annotations carry only a tag.
-pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<ImportSummary> {
+/// `upstream_of` maps a registry host or upstream alias written in the layout (`ghcr.io`,
+/// `registry-1.docker.io`) to the configured upstream's name; names it does not know are kept
+/// as written.
+pub fn import(
+    store: &Store,
+    path: &Path,
+    name: Option<&str>,
+    upstream_of: &dyn Fn(&str) -> Option<String>,
+) -> Result<ImportSummary> {
     let src = Source::open(path)?;
     let layout = src.read_small("oci-layout", 64 * 1024)?.ok_or_else(|| {
         err(format!(
@@ -136,8 +144,13 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<ImportSu
             .map_err(|e| err(format!("index.json manifests[{i}].digest: {e}")))?;
         let target = if let Some(full) = desc.annotations.get(WHARF_REF) {
             ImageRef::parse(full).map_err(|e| err(format!("{WHARF_REF}: {e}")))?
-        } else if let Some(full) = desc.annotations.get(CONTAINERD_NAME) {
-            // `docker save` (Docker 25+) and `ctr export` name entries this way.
+        } else if let Some(full) = desc
+            .annotations
+            .get(CONTAINERD_NAME)
+            .filter(|n| !n.contains('@'))
+        {
+            // `docker save` (Docker 25+) and `ctr export` name entries this way (a name by
+            // digest has no tag to import it under: the other annotations decide).
             ImageRef::parse(full).map_err(|e| err(format!("{CONTAINERD_NAME}: {e}")))?
         } else {
             match desc.annotations.get(REF_NAME) {
@@ -166,6 +179,10 @@ pub fn import(store: &Store, path: &Path, name: Option<&str>) -> Result<ImportSu
                 }
             }
         };
+        let mut target = target;
+        if let Some(configured) = upstream_of(&target.upstream) {
+            target.upstream = configured;
+        }
         targets.push((target, digest, desc));
     }
 

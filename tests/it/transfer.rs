@@ -385,7 +385,8 @@ async fn docker_save_layouts_import_under_their_containerd_names() {
             "digest": p.manifest.0,
             "size": p.manifest.1.len(),
             "annotations": {
-                "io.containerd.image.name": "up.test/org/saved:2.0",
+                // A host this site knows as an alias of its upstream `up.test`.
+                "io.containerd.image.name": "mirror.test/org/saved:2.0",
                 "org.opencontainers.image.ref.name": "2.0"
             }
         }]
@@ -396,6 +397,8 @@ async fn docker_save_layouts_import_under_their_containerd_names() {
 
     let site = tempfile::tempdir().expect("tmp");
     let cfg = config(site.path(), &site.path().join("data"), NOWHERE);
+    let text = std::fs::read_to_string(&cfg).expect("config") + "aliases = [\"mirror.test\"]\n";
+    std::fs::write(&cfg, text).expect("alias");
     let said = ok(
         wharf_cli(&cfg, &["import", layout.to_str().expect("utf8")]),
         "import of a docker save layout",
