@@ -23,7 +23,7 @@ mod manifest;
 mod redirect;
 mod status;
 
-use crate::support::scrape::{sample, scrape};
+use crate::support::scrape::{sample, scrape_settled};
 use crate::support::{self, Fake, Resp};
 use std::time::Duration;
 use wharf::app::Running;
@@ -79,7 +79,7 @@ breaker_failures = 100
 
     /// One sample of `/metrics` (`name{labels}`).
     pub async fn metric(&self, name_and_labels: &str) -> f64 {
-        sample(&scrape(self.w.admin_addr).await, name_and_labels)
+        sample(&scrape_settled(&self.w).await, name_and_labels)
     }
 
     /// `wharf_requests_total` for `kind` and `result` under `up.test`.

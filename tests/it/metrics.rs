@@ -1,20 +1,8 @@
 //! Metric values after scripted traffic: the counters move by exactly what happened.
 
+use crate::support::scrape::{sample, scrape_settled};
 use crate::support::{self, data, get, BlobBehavior, Fake};
 use std::time::Duration;
-
-/// The value of one sample line `name{labels} value` in a scrape (0 when absent).
-fn sample(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-async fn scrape(admin: std::net::SocketAddr) -> String {
-    let r = get(&format!("http://{admin}/metrics")).await;
-    assert_eq!(r.status, 200);
-    String::from_utf8(r.bytes().to_vec()).expect("utf8")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_miss_then_a_hit_and_coalesced_clients_are_counted() {
@@ -45,7 +33,7 @@ async fn a_miss_then_a_hit_and_coalesced_clients_are_counted() {
         get(&format!("{base}/manifests/v1")).await.bytes().as_ref(),
         manifest.as_slice()
     );
-    let t = scrape(w.admin_addr).await;
+    let t = scrape_settled(&w).await;
     let req = |kind: &str, result: &str| {
         sample(
             &t,
@@ -81,7 +69,7 @@ async fn a_miss_then_a_hit_and_coalesced_clients_are_counted() {
     for r in reqs {
         assert_eq!(r.await.expect("join").bytes().len(), big.len());
     }
-    let t = scrape(w.admin_addr).await;
+    let t = scrape_settled(&w).await;
     let req = |kind: &str, result: &str| {
         sample(
             &t,

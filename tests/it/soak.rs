@@ -17,7 +17,7 @@
 //! re-executed for the one ignored test `soak::soak_in_own_process`), so that the other tests
 //! running in parallel do not disturb its fd and memory measurements.
 
-use crate::support::scrape::{entries, sample, scrape};
+use crate::support::scrape::{entries, sample, scrape_settled};
 use crate::support::{self, data, digest_of, BlobBehavior, Fake};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -478,7 +478,7 @@ breaker_cooldown = "1s"
         h.await.expect("a client panicked");
     }
     let rss_end = rss_kib();
-    let t = scrape(w.admin_addr).await;
+    let t = scrape_settled(&w).await;
     let n = |o: &AtomicU64| o.load(Ordering::SeqCst);
     let unexpected = tally.unexpected.lock().expect("lock").clone();
     println!(
@@ -544,7 +544,7 @@ breaker_cooldown = "1s"
         now <= fds_baseline,
         "{now} file descriptors open, {fds_baseline} before the run"
     );
-    let t = scrape(w.admin_addr).await;
+    let t = scrape_settled(&w).await;
     assert_eq!(sample(&t, "wharf_fill_waiters"), 0.0, "waiters left");
     assert!(entries(dir.path(), "tmp").is_empty(), "temp files left");
     w.shutdown().await;

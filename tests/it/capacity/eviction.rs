@@ -2,7 +2,7 @@
 //! evicted under it.
 
 use super::{settle_under, Image, TICK};
-use crate::support::scrape::{blob_path, sample, scrape};
+use crate::support::scrape::{blob_path, sample, scrape_settled};
 use crate::support::{self, data, digest_of, get, Fake};
 use http_body_util::BodyExt;
 use std::time::Duration;
@@ -61,7 +61,7 @@ pin = ["up.test/org/base:*"]
     for (d, _) in &base.blobs {
         assert!(blob_path(dir.path(), d).exists(), "pinned blob {d} on disk");
     }
-    let t = scrape(w.admin_addr).await;
+    let t = scrape_settled(&w).await;
     let evictions = sample(&t, "wharf_evictions_total");
     let evicted = sample(&t, "wharf_evicted_bytes_total");
     assert!(evictions > 0.0, "wharf_evictions_total = {evictions}");
@@ -109,6 +109,8 @@ low_watermark = 0.8
     let w = support::wharf_with(dir.path(), "up.test", &fake.url(), "", top).await;
     let url = |d: &str| format!("http://{}/v2/org/app/blobs/{d}", w.addr);
     assert_eq!(digest_of(get(&url(&ad)).await.bytes()), ad, "A cached");
+    // The commit may end just after the client's last (verified) byte.
+    w.registry.drain_fills(Duration::from_secs(10)).await;
     assert!(blob_path(dir.path(), &ad).exists());
     tokio::time::sleep(TICK).await;
 

@@ -1,6 +1,6 @@
 //! A blob larger than `max_size` is streamed to clients but never cached.
 
-use crate::support::scrape::{blob_path, entries, lines_with, sample, scrape};
+use crate::support::scrape::{blob_path, entries, lines_with, sample, scrape_settled};
 use crate::support::{self, data, digest_of, get, Fake};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -36,7 +36,7 @@ max_size = "1MiB"
         "temp files left: {:?}",
         entries(dir.path(), "tmp")
     );
-    let t = scrape(w.admin_addr).await;
+    let t = scrape_settled(&w).await;
     let uncacheable = sample(&t, r#"wharf_fills_total{result="uncacheable"}"#);
     assert!(
         uncacheable >= 1.0,
@@ -50,7 +50,7 @@ max_size = "1MiB"
         assert_eq!(digest_of(get(&url(&sd)).await.bytes()), sd);
     }
     assert_eq!(fake.count("GET blob"), 3, "the small blob fetched once");
-    let t = scrape(w.admin_addr).await;
+    let t = scrape_settled(&w).await;
     assert_eq!(sample(&t, "wharf_cache_size_bytes"), small.len() as f64);
     w.shutdown().await;
 }

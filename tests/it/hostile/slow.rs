@@ -2,7 +2,7 @@
 //! `max_connections`) and a reader that takes one byte per second.
 
 use super::{token, Env};
-use crate::support::scrape::{sample, scrape};
+use crate::support::scrape::{sample, scrape_settled};
 use crate::support::{data, get, raw, BlobBehavior};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -186,7 +186,7 @@ async fn a_client_reading_one_byte_per_second_stalls_nobody_and_holds_little() {
     }
     // What Wharf pulled from the blob for the slow client: bounded by socket and write
     // buffers, not the blob's size.
-    let t = scrape(env.w.admin_addr).await;
+    let t = scrape_settled(&env.w).await;
     let served = sample(
         &t,
         r#"wharf_served_bytes_total{source="cache",upstream="up.test"}"#,

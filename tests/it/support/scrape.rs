@@ -17,6 +17,16 @@ pub async fn scrape(admin: SocketAddr) -> String {
     String::from_utf8(r.bytes().to_vec()).expect("utf8")
 }
 
+/// `/metrics` of an in-process Wharf once its fills in flight have ended: a fill is counted,
+/// and its blob added to the cache size, when its commit ends, which may be just after its
+/// clients got their last (verified) byte.
+pub async fn scrape_settled(w: &wharf::app::Running) -> String {
+    w.registry
+        .drain_fills(std::time::Duration::from_secs(10))
+        .await;
+    scrape(w.admin_addr).await
+}
+
 /// The lines of a scrape that start with `prefix` (for failure messages).
 pub fn lines_with(text: &str, prefix: &str) -> String {
     text.lines()
