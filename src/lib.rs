@@ -11,10 +11,12 @@
 //! - [`config`]: the TOML configuration, its defaults and its validation.
 //! - [`transfer`], [`prefetch`]: moving images in and out of the cache (air-gapped sites,
 //!   warming a mirror).
+//! - [`cli`]: the maintenance commands' output and exit status (`main.rs` parses arguments).
 //! - [`app`]: the composition root that wires the pieces together and runs the servers.
 
 pub mod app;
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -4,7 +4,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wharf::config::{self, Config};
-use wharf::transfer::control;
 
 /// Exit status for a configuration that does not validate (EX_CONFIG is 78; sysexits'
 /// EX_USAGE, 64, is what the operator docs promise for "bad config or usage").
@@ -216,53 +215,16 @@ fn main() -> ExitCode {
         },
         Command::Gc { config, to } => {
             init_tracing(cli.log_format);
-            let cfg = match load_or_exit(config.as_ref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            match gc(&cfg, to.as_deref()) {
-                Ok((n, bytes)) => {
-                    println!("freed {n} blobs, {bytes} bytes");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("gc failed: {e}");
-                    ExitCode::FAILURE
-                }
+            match load_or_exit(config.as_ref()) {
+                Ok(cfg) => ExitCode::from(wharf::cli::gc(&cfg, to.as_deref())),
+                Err(code) => code,
             }
         }
         Command::Fsck { config, repair } => {
             init_tracing(cli.log_format);
-            let cfg = match load_or_exit(config.as_ref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let report =
-                wharf::store::Store::open_with(&cfg.data_dir, false).and_then(|s| s.fsck(repair));
-            match report {
-                Ok(r) => {
-                    for p in &r.problems {
-                        println!("problem: {p}");
-                    }
-                    for n in &r.notes {
-                        println!("note: {n}");
-                    }
-                    println!(
-                        "checked {} blobs: {} problems, {} repaired",
-                        r.checked,
-                        r.problems.len(),
-                        r.repaired
-                    );
-                    if r.problems.len() as u64 > r.repaired {
-                        ExitCode::FAILURE
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
-                Err(e) => {
-                    eprintln!("fsck failed: {e}");
-                    ExitCode::from(2)
-                }
+            match load_or_exit(config.as_ref()) {
+                Ok(cfg) => ExitCode::from(wharf::cli::fsck(&cfg, repair)),
+                Err(code) => code,
             }
         }
         Command::Export {
@@ -272,102 +234,16 @@ fn main() -> ExitCode {
             output,
         } => {
             init_tracing(cli.log_format);
-            let cfg = match load_or_exit(config.as_ref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            // Images as users write them (`alpine:3.20`) become `ls`'s `upstream/repo:tag`.
-            let images: Vec<String> = images
-                .iter()
-                .map(|i| match wharf::prefetch::spec::ImageSpec::parse(i, &cfg) {
-                    Ok(spec) if !spec.reference.contains(':') => spec.to_string(),
-                    _ => i.clone(),
-                })
-                .collect();
-            let result = match wharf::transfer::open_store(&cfg.data_dir) {
-                Ok(s) => {
-                    // One line per blob on stderr: how far the export is, for a person watching.
-                    let mut shown = |d: &wharf::oci::Digest, len: u64, done: u64, total: u64| {
-                        let pct = (done * 100).checked_div(total).unwrap_or(100);
-                        eprintln!(
-                            "exported blob {d} ({len} bytes), {done} of {total} bytes ({pct}%)"
-                        );
-                    };
-                    wharf::transfer::export(&s, &images, all, &output, &mut shown)
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) if wharf::transfer::is_locked(&e) => {
-                    eprintln!("Wharf is running on this data_dir: exporting through it");
-                    let request = control::ExportRequest {
-                        images,
-                        all,
-                        output: absolute(&output),
-                    };
-                    on_running(control::export_running(&cfg.data_dir, &request))
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            match result {
-                Ok(s) => {
-                    println!(
-                        "exported {} images ({} blobs, {} bytes) to {}",
-                        s.images,
-                        s.blobs,
-                        s.bytes,
-                        output.display()
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("export failed: {e}");
-                    ExitCode::FAILURE
-                }
+            match load_or_exit(config.as_ref()) {
+                Ok(cfg) => ExitCode::from(wharf::cli::export(&cfg, &images, all, &output)),
+                Err(code) => code,
             }
         }
         Command::Import { config, path, name } => {
             init_tracing(cli.log_format);
-            let cfg = match load_or_exit(config.as_ref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let result = match wharf::transfer::open_store(&cfg.data_dir) {
-                Ok(s) => {
-                    let upstream_of = |host: &str| cfg.upstream(host).map(|u| u.name.clone());
-                    wharf::transfer::import(&s, &path, name.as_deref(), &upstream_of)
-                        .map_err(|e| e.to_string())
-                }
-                Err(e) if wharf::transfer::is_locked(&e) => {
-                    eprintln!("Wharf is running on this data_dir: importing through it");
-                    let request = control::ImportRequest {
-                        path: absolute(&path),
-                        name,
-                    };
-                    on_running(control::import_running(&cfg.data_dir, &request))
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            match result {
-                Ok(s) => {
-                    for i in &s.images {
-                        println!("imported {i}");
-                        let upstream = i.split('/').next().unwrap_or_default();
-                        if !cfg.upstreams.iter().any(|u| u.name == upstream) {
-                            eprintln!(
-                                "warning: {i}: no upstream named {upstream:?} is configured; \
-                                 Wharf serves it only once one is"
-                            );
-                        }
-                    }
-                    println!(
-                        "stored {} manifests and {} blobs ({} bytes); {} blobs were already cached",
-                        s.manifests, s.blobs, s.bytes, s.blobs_present
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("import failed: {e}");
-                    ExitCode::FAILURE
-                }
+            match load_or_exit(config.as_ref()) {
+                Ok(cfg) => ExitCode::from(wharf::cli::import(&cfg, &path, name)),
+                Err(code) => code,
             }
         }
         Command::Prefetch {
@@ -397,8 +273,14 @@ fn main() -> ExitCode {
                 progress,
             )
         }
-        Command::Ls { config, json } => report(config.as_ref(), json, true),
-        Command::Du { config, json } => report(config.as_ref(), json, false),
+        Command::Ls { config, json } => match load_or_exit(config.as_ref()) {
+            Ok(cfg) => ExitCode::from(wharf::cli::report(&cfg, json, true)),
+            Err(code) => code,
+        },
+        Command::Du { config, json } => match load_or_exit(config.as_ref()) {
+            Ok(cfg) => ExitCode::from(wharf::cli::report(&cfg, json, false)),
+            Err(code) => code,
+        },
         Command::Serve { config, offline } => {
             init_tracing(cli.log_format);
             let mut cfg = match load_or_exit(config.as_ref()) {
@@ -419,20 +301,6 @@ fn main() -> ExitCode {
             rt.block_on(serve(cfg))
         }
     }
-}
-
-/// A path as the running Wharf (another process, maybe another working directory) sees it.
-fn absolute(p: &std::path::Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
-}
-
-/// Runs one control-socket call to the Wharf running on the data_dir.
-fn on_running<T>(call: impl std::future::Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?
-        .block_on(call)
 }
 
 /// `wharf prefetch`: the arguments checked, then [`wharf::prefetch::cli::main`].
@@ -496,78 +364,6 @@ fn prefetch(
             ExitCode::from(cli::EXIT_CANNOT_START)
         }
     }
-}
-
-/// `wharf ls` (images) and `wharf du` (usage) on a stopped Wharf's data_dir.
-fn report(config: Option<&PathBuf>, json: bool, images: bool) -> ExitCode {
-    let cfg = match load_or_exit(config) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let store = match wharf::store::Store::open_with(&cfg.data_dir, false) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("cannot open {}: {e}", cfg.data_dir.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let text = if images {
-        store.images().map(|list| {
-            if json {
-                serde_json::to_string_pretty(&list).unwrap_or_default()
-            } else {
-                let mut s = String::from("IMAGE\tDIGEST\tCACHED BYTES\tCHECKED\n");
-                for i in &list {
-                    s.push_str(&format!(
-                        "{}/{}:{}\t{}\t{}\t{}\n",
-                        i.upstream, i.repository, i.tag, i.digest, i.cached_bytes, i.checked_at
-                    ));
-                }
-                s
-            }
-        })
-    } else {
-        store.usage().map(|list| {
-            if json {
-                serde_json::to_string_pretty(&list).unwrap_or_default()
-            } else {
-                let mut s = String::from("UPSTREAM\tREPOSITORY\tBLOBS\tBYTES\n");
-                for u in &list {
-                    s.push_str(&format!(
-                        "{}\t{}\t{}\t{}\n",
-                        u.upstream, u.repository, u.blobs, u.bytes
-                    ));
-                }
-                s
-            }
-        })
-    };
-    match text {
-        Ok(t) => {
-            println!("{}", t.trim_end());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("cannot read the cache: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// One eviction pass on a stopped Wharf's data_dir.
-fn gc(cfg: &Config, to: Option<&str>) -> Result<(u64, u64), String> {
-    let target = match to {
-        Some(s) => config::parse_size(s).map_err(|e| format!("--to: {e}"))?,
-        None => (cfg.cache.max_size as f64 * cfg.cache.low_watermark) as u64,
-    };
-    let store = std::sync::Arc::new(
-        wharf::store::Store::open(&cfg.data_dir)
-            .map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
-    );
-    let metrics = std::sync::Arc::new(wharf::metrics::Metrics::new(&[], cfg.cache.max_size));
-    wharf::registry::capacity::Evictor::new(store, cfg.cache.clone(), metrics)
-        .run_pass(target)
-        .map_err(|e| e.to_string())
 }
 
 async fn serve(cfg: Config) -> ExitCode {
