@@ -1,0 +1,227 @@
+//! Authorization of cached content for one request: links, fresh decisions, the upstream's
+//! answer with the client's own credentials, the offline rule, imported content.
+//!
+//! Invariant (the module's reason to exist): nothing cached is returned to a client before
+//! [`super::authz::Authz`] (or the upstream, just now, with that client's credentials) said the
+//! client may pull the repository, or the digest was imported into it; and a digest is served
+//! under a repository only if it is linked to it.
+
+use super::{upstream_error, Registry, Target};
+use crate::auth::Client;
+use crate::error::{Error, Result};
+use crate::oci::{Digest, ErrorCode};
+use http::{HeaderMap, Method, StatusCode};
+use hyper::body::Incoming;
+
+impl Registry {
+    /// May `client` have the cached (or someone else's in-flight) blob `digest` under `t`?
+    /// It must be linked to the repository and the client authorized for it; otherwise the
+    /// upstream is asked (a `HEAD` of the blob under that repository, with the client's
+    /// credentials), which also establishes the link.
+    pub(super) async fn authorize_blob(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: &Digest,
+    ) -> Result<()> {
+        let tail = format!("blobs/{digest}");
+        if self
+            .authorize_linked(t, client, digest, &tail, ErrorCode::BlobUnknown)
+            .await?
+        {
+            self.store
+                .put_link(t.upstream.name(), t.repo.as_str(), digest)?;
+        }
+        Ok(())
+    }
+
+    /// The authorization of content addressed by `digest` under `t`: it must be linked to the
+    /// repository and the client authorized for it. Unlinked content is checked with the
+    /// upstream (a `HEAD` of `tail` with the client's credentials). `Ok(true)` means the
+    /// upstream just confirmed an unlinked digest: the caller links it.
+    pub(crate) async fn authorize_linked(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: &Digest,
+        tail: &str,
+        not_found: ErrorCode,
+    ) -> Result<bool> {
+        let (up, repo) = (t.upstream.name(), t.repo.as_str());
+        if self.store.has_link(up, repo, digest)? {
+            self.ensure_authorized(t, client, Some(digest), tail, not_found)
+                .await?;
+            return Ok(false);
+        }
+        match self.probe(t, client, tail, not_found).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.is_upstream_failure() => Err(Error::client(
+                not_found,
+                format!(
+                    "{digest} is not known in repository {repo}, and the upstream cannot be asked"
+                ),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Ensures `client` may pull from `t` before something cached is served: a fresh decision,
+    /// else an upstream `HEAD` of `tail` with the client's credentials, else (upstream
+    /// failing) the offline rule.
+    pub(crate) async fn ensure_authorized(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: Option<&Digest>,
+        tail: &str,
+        not_found: ErrorCode,
+    ) -> Result<()> {
+        if self.imported(t, digest)? {
+            return Ok(());
+        }
+        if self
+            .authz
+            .is_fresh(client, t.upstream.name(), t.repo.as_str())
+            .await
+        {
+            return Ok(());
+        }
+        match self.probe(t, client, tail, not_found).await {
+            Err(e) if e.is_upstream_failure() => self.offline(t, client, None, e),
+            other => other,
+        }
+    }
+
+    /// Whether `digest` was imported into `t` (`wharf import`): served to anyone.
+    pub(crate) fn imported(&self, t: &Target, digest: Option<&Digest>) -> Result<bool> {
+        match digest {
+            Some(d) => self
+                .store
+                .is_imported(t.upstream.name(), t.repo.as_str(), d),
+            None => Ok(false),
+        }
+    }
+
+    /// With the upstream failing: serve cached content only under the offline rule (or
+    /// because `digest` was imported).
+    pub(crate) fn offline(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: Option<&Digest>,
+        cause: Error,
+    ) -> Result<()> {
+        let allowed = self.imported(t, digest)?
+            || self
+                .authz
+                .offline_allows(client, t.upstream.name(), t.repo.as_str())?;
+        self.metrics
+            .authz_decisions
+            .with_label_values(&[
+                t.upstream.name(),
+                if allowed {
+                    "offline_allowed"
+                } else {
+                    "offline_denied"
+                },
+            ])
+            .inc();
+        if allowed {
+            tracing::debug!(
+                upstream = t.upstream.name(),
+                repo = t.repo.as_str(),
+                "upstream failing; serving cache under the offline rule"
+            );
+            return Ok(());
+        }
+        tracing::info!(upstream = t.upstream.name(), repo = t.repo.as_str(), error = %cause, "refusing cached content: no recent authorization and the upstream cannot be asked");
+        let code = if client.is_anonymous() {
+            ErrorCode::Unauthorized
+        } else {
+            ErrorCode::Denied
+        };
+        Err(Error::client(
+            code,
+            format!(
+                "the upstream is unreachable and these credentials have no recent authorization for {}",
+                t.repo
+            ),
+        ))
+    }
+
+    /// Asks the upstream whether `client` may have `tail` (a `HEAD`), recording the answer.
+    pub(super) async fn probe(
+        &self,
+        t: &Target,
+        client: &Client,
+        tail: &str,
+        not_found: ErrorCode,
+    ) -> Result<()> {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            http::header::ACCEPT,
+            http::HeaderValue::from_static(crate::oci::media::MANIFEST_ACCEPT),
+        );
+        self.send_as(t, client, Method::HEAD, tail, &headers, not_found)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends `method tail` to the target's upstream with `client`'s credentials. A success
+    /// is recorded as a positive decision for the client; any other status becomes the
+    /// error (a 401/403 recorded as a refusal).
+    pub(crate) async fn send_as(
+        &self,
+        t: &Target,
+        client: &Client,
+        method: Method,
+        tail: &str,
+        headers: &HeaderMap,
+        not_found: ErrorCode,
+    ) -> Result<http::Response<Incoming>> {
+        let creds = t.upstream.creds_for(client);
+        let resp = t
+            .upstream
+            .send(method, &t.repo, tail, headers, &creds)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(self
+                .refused(t, client, resp.status(), resp.headers(), not_found)
+                .await);
+        }
+        self.record(t, client, true).await?;
+        Ok(resp)
+    }
+
+    /// Records an upstream decision about `client` pulling from `t`.
+    pub(crate) async fn record(&self, t: &Target, client: &Client, allowed: bool) -> Result<()> {
+        self.metrics
+            .authz_decisions
+            .with_label_values(&[
+                t.upstream.name(),
+                if allowed { "allowed" } else { "denied" },
+            ])
+            .inc();
+        self.authz
+            .record(client, t.upstream.name(), t.repo.as_str(), allowed)
+            .await
+    }
+
+    /// The error for an upstream's non-success answer to `client`; a 401/403 is remembered
+    /// as a refusal.
+    pub(crate) async fn refused(
+        &self,
+        t: &Target,
+        client: &Client,
+        status: StatusCode,
+        headers: &HeaderMap,
+        not_found: ErrorCode,
+    ) -> Error {
+        if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            if let Err(e) = self.record(t, client, false).await {
+                tracing::warn!(error = %e, "could not record an authorization refusal");
+            }
+        }
+        upstream_error(t.upstream.name(), status, headers, not_found)
+    }
+}
