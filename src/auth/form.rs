@@ -1,4 +1,5 @@
-//! `application/x-www-form-urlencoded` decoding (query strings and OAuth2 form bodies).
+//! `application/x-www-form-urlencoded` decoding (query strings and OAuth2 form bodies), and
+//! the percent-encoding of one query value.
 
 /// Decodes `k=v&k=v` pairs, percent-decoding and mapping `+` to a space. Pairs whose bytes
 /// do not decode to UTF-8 are skipped.
@@ -39,9 +40,32 @@ pub fn decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
+/// Percent-encodes a query value: unreserved characters and `:` stay as they are (upstream
+/// names such as `127.0.0.1:5000` read naturally), every other byte becomes `%XX`.
+pub fn encode_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_are_encoded_and_decode_back() {
+        assert_eq!(encode_value("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(encode_value("a b&c/d"), "a%20b%26c%2Fd");
+        for v in ["a b&c=d/e?f", "ghcr.io", "x+y%z"] {
+            assert_eq!(decode(&encode_value(v)).as_deref(), Some(v));
+        }
+    }
 
     #[test]
     fn decodes_pairs() {

@@ -203,7 +203,7 @@ fn rewrite_location(
             if let Some(ns) = ns {
                 out.push(if out.contains('?') { '&' } else { '?' });
                 out.push_str("ns=");
-                out.push_str(&encode_query_value(ns));
+                out.push_str(&crate::auth::form::encode_value(ns));
             }
             out
         }
@@ -213,18 +213,6 @@ fn rewrite_location(
         }
         None => location.to_string(),
     }
-}
-
-fn encode_query_value(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// The query of an upload request, as forwarded and as understood.

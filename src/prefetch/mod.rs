@@ -92,18 +92,6 @@ struct Plan {
     blobs: BTreeMap<Digest, u64>,
 }
 
-/// Percent-encodes a query value (upstream names hold `:` and `.`, rarely more).
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b':' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 struct Ctx {
     client: Arc<WharfClient>,
     progress: Arc<dyn Progress>,
@@ -116,7 +104,7 @@ impl Ctx {
         format!(
             "/v2/{}/{kind}/{reference}?ns={}",
             image.repo,
-            encode(&image.upstream)
+            crate::auth::form::encode_value(&image.upstream)
         )
     }
 
@@ -352,12 +340,6 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn query_values_are_encoded() {
-        assert_eq!(encode("127.0.0.1:5000"), "127.0.0.1:5000");
-        assert_eq!(encode("a b&c"), "a%20b%26c");
-    }
 
     #[test]
     fn foreign_layers_are_left_alone() {

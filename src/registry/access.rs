@@ -76,13 +76,12 @@ impl Registry {
         tail: &str,
         not_found: ErrorCode,
     ) -> Result<()> {
-        if self.imported(t, digest)? {
-            return Ok(());
-        }
+        // The in-memory decision first: the hit path reads RocksDB only when it is missing.
         if self
             .authz
             .is_fresh(client, t.upstream.name(), t.repo.as_str())
             .await
+            || self.imported(t, digest)?
         {
             return Ok(());
         }

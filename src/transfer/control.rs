@@ -165,33 +165,31 @@ async fn answer(registry: Arc<Registry>, req: Request<Incoming>) -> Response<Ful
         };
         tracing::info!(path = %r.path.display(), "import through the control socket");
         let reg = registry.clone();
-        let done = tokio::task::spawn_blocking(move || {
+        let resp = blocking(move || {
             let upstream_of = |host: &str| reg.upstream_name(host);
-            import(&store, &r.path, r.name.as_deref(), &upstream_of).map_err(|e| e.to_string())
+            import(&store, &r.path, r.name.as_deref(), &upstream_of)
         })
         .await;
         registry.forget_lookups();
-        match done {
-            Ok(Ok(summary)) => json(StatusCode::OK, &summary),
-            Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e),
-            Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
-        }
+        resp
     } else {
         let r: ExportRequest = match serde_json::from_slice(&body) {
             Ok(r) => r,
             Err(e) => return fail(StatusCode::BAD_REQUEST, format!("request: {e}")),
         };
         tracing::info!(output = %r.output.display(), "export through the control socket");
-        let done = tokio::task::spawn_blocking(move || {
-            export(&store, &r.images, r.all, &r.output, &mut |_, _, _, _| {})
-                .map_err(|e| e.to_string())
-        })
-        .await;
-        match done {
-            Ok(Ok(summary)) => json(StatusCode::OK, &summary),
-            Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e),
-            Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
-        }
+        blocking(move || export(&store, &r.images, r.all, &r.output, &mut |_, _, _, _| {})).await
+    }
+}
+
+/// Runs an operation on a blocking thread: its summary (200) or its error (400).
+async fn blocking<S: Serialize + Send + 'static>(
+    op: impl FnOnce() -> crate::error::Result<S> + Send + 'static,
+) -> Response<Full<Bytes>> {
+    match tokio::task::spawn_blocking(op).await {
+        Ok(Ok(summary)) => json(StatusCode::OK, &summary),
+        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, e),
+        Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
 }
 

@@ -217,24 +217,10 @@ pub fn import(
                 },
             )),
         )?;
-        mark_imported(store, &target, &top.0, &top.1)?;
         summary.manifests += 1;
         summary.images.push(target.to_string());
     }
     Ok(summary)
-}
-
-/// Imported content is served to anyone under its repository: exactly these digests, not
-/// whatever else of the repository is cached (someone's private tags stay theirs).
-fn mark_imported(
-    store: &Store,
-    target: &ImageRef,
-    m: &StoredManifest,
-    referenced: &[Digest],
-) -> Result<()> {
-    let mut digests = vec![m.digest];
-    digests.extend_from_slice(referenced);
-    store.mark_imported(&target.upstream, &target.repo, &digests)
 }
 
 pub(super) struct ImportCtx<'a> {
@@ -291,15 +277,21 @@ impl ImportCtx<'_> {
             if let Some((m, r)) = self.manifest(child, None, None)? {
                 self.store
                     .put_manifest(&target.upstream, &target.repo, &m, &r, None)?;
-                mark_imported(self.store, &target, &m, &r)?;
                 self.summary.manifests += 1;
             }
             referenced.push(*child);
         }
+        // Imported content is served to anyone under its repository: exactly what this
+        // archive holds and was verified (this manifest, its blobs; children mark themselves
+        // above), not whatever else of the repository is cached, nor a child it lacks.
+        let mut imported = vec![*d];
         for b in refs.config.iter().chain(refs.layers.iter()) {
             self.blob(b)?;
             referenced.push(*b);
+            imported.push(*b);
         }
+        self.store
+            .mark_imported(&target.upstream, &target.repo, &imported)?;
         self.visiting.remove(d);
         Ok(Some((
             StoredManifest {
@@ -323,13 +315,14 @@ impl ImportCtx<'_> {
                 d.hex()
             )));
         };
-        if self.store.files().exists(d) && self.store.blob_record(d)?.is_some() {
-            self.done_blobs.insert(*d);
-            self.summary.blobs_present += 1;
-            return Ok(());
-        }
-        let temp = self.store.create_temp(d)?;
-        let mut w = &*temp.file;
+        // Already cached: the archive's copy is still what this import vouches for (and opens
+        // to anyone), so it is hashed too, just not stored again.
+        let present = self.store.files().exists(d) && self.store.blob_record(d)?.is_some();
+        let temp = if present {
+            None
+        } else {
+            Some(self.store.create_temp(d)?)
+        };
         let mut hasher = Hasher::new();
         let mut copied = 0u64;
         let mut buf = vec![0u8; 256 * 1024];
@@ -339,7 +332,9 @@ impl ImportCtx<'_> {
                 break;
             }
             hasher.update(&buf[..n]);
-            w.write_all(&buf[..n])?;
+            if let Some(t) = &temp {
+                (&*t.file).write_all(&buf[..n])?;
+            }
             copied += n as u64;
         }
         let actual = hasher.finish();
@@ -350,6 +345,11 @@ impl ImportCtx<'_> {
                  was imported"
             )));
         }
+        let Some(temp) = temp else {
+            self.done_blobs.insert(*d);
+            self.summary.blobs_present += 1;
+            return Ok(());
+        };
         self.store.commit_blob(&temp, d, copied)?;
         self.done_blobs.insert(*d);
         self.summary.blobs += 1;

@@ -246,7 +246,27 @@ async fn import_and_export_go_through_a_running_wharf() {
     assert!(said.contains("imported up.test/org/app:v1"), "{said}");
     let r = get(&format!("{base}/manifests/v1")).await;
     assert_eq!(r.status, 200, "imported tag served at once");
-    assert_eq!(r.bytes().as_ref(), p.manifest.1.as_slice());
+    // The blob is cached now, but an archive's corrupt copy of it is still refused: an import
+    // vouches for (and opens) only what its own bytes prove.
+    let err = failed(
+        wharf_cli(
+            &cfg,
+            &[
+                "import",
+                "--name",
+                "up.test/org/other",
+                bad.to_str().expect("utf8"),
+            ],
+        ),
+        "corrupt copy of a cached blob",
+    );
+    assert!(err.contains(bad_d.as_str()), "{err}");
+    let r = get(&format!("{base}/manifests/v1")).await;
+    assert_eq!(
+        r.bytes().as_ref(),
+        p.manifest.1.as_slice(),
+        "the cache is as it was"
+    );
     for (d, b) in &p.blobs {
         let r = get(&format!("{base}/blobs/{d}")).await;
         assert_eq!(r.bytes().as_ref(), b.as_slice(), "blob {d}");
