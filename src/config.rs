@@ -13,11 +13,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod cluster;
 mod defaults;
 mod raw;
 mod units;
 mod upstream;
 
+pub use cluster::{peer_url, ClusterConfig, Peers, S3Config, StorageConfig};
 pub use defaults::{EMBEDDED_DEFAULT, EXAMPLE};
 pub use units::{parse_duration, parse_size};
 
@@ -54,6 +56,10 @@ pub struct Config {
     /// HTTPS on the registry listener.
     pub tls: Option<TlsConfig>,
     pub upstreams: Vec<UpstreamConfig>,
+    /// Blobs and manifests shared with other replicas (`[storage]`).
+    pub storage: StorageConfig,
+    /// The replicas sharing that storage (`[cluster]`).
+    pub cluster: Option<ClusterConfig>,
 }
 
 /// `[tls]`: PEM certificate chain and key, re-read on SIGHUP.
@@ -513,6 +519,8 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
             }
         },
     };
+    let storage = cluster::storage(&mut p, raw.storage);
+    let cluster = cluster::cluster(&mut p, raw.cluster);
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -528,6 +536,8 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         auth,
         tls,
         upstreams,
+        storage,
+        cluster,
     })
 }
 

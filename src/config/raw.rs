@@ -23,6 +23,8 @@ pub(super) struct RawConfig {
     pub auth: Option<RawAuth>,
     pub tls: Option<RawTls>,
     pub upstream: Option<Vec<RawUpstream>>,
+    pub storage: Option<RawStorage>,
+    pub cluster: Option<RawCluster>,
 }
 
 #[derive(Deserialize, Default)]
@@ -31,6 +33,28 @@ pub(super) struct RawCache {
     pub high_watermark: Option<Value>,
     pub low_watermark: Option<Value>,
     pub pin: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawStorage {
+    pub backend: Option<Value>,
+    pub bucket: Option<Value>,
+    pub endpoint: Option<Value>,
+    pub region: Option<Value>,
+    pub access_key_id: Option<Value>,
+    pub secret_access_key: Option<Value>,
+    pub secret_access_key_file: Option<Value>,
+    pub path_style: Option<Value>,
+    pub prefix: Option<Value>,
+    pub redirect: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawCluster {
+    pub advertise: Option<Value>,
+    pub peers: Option<Value>,
+    pub peers_dns: Option<Value>,
+    pub peer_timeout: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -130,10 +130,135 @@ impl BlobFiles {
     }
 }
 
+/// Hashes `path` while copying it to `dest`'s directory as a temp file; renames it to
+/// `dest` only if the hash is `digest`.
+fn copy_verified(src: &Path, tmp: &Path, dest: &Path, digest: &Digest) -> io::Result<()> {
+    use std::io::{Read, Write};
+    let mut input = File::open(src)?;
+    let mut out = OpenOptions::new().write(true).create_new(true).open(tmp)?;
+    let mut hasher = crate::oci::digest::Hasher::new();
+    let mut buf = vec![0u8; 512 * 1024];
+    let copied = (|| -> io::Result<()> {
+        loop {
+            let n = input.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            out.write_all(&buf[..n])?;
+        }
+        let actual = hasher.finish();
+        if actual != *digest {
+            return Err(super::backend::mismatch(digest, &actual));
+        }
+        out.sync_all()?;
+        let dir = dest.parent().unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        fs::rename(tmp, dest)?;
+        File::open(dir)?.sync_all()
+    })();
+    if copied.is_err() {
+        let _ = fs::remove_file(tmp);
+    }
+    copied
+}
+
+#[async_trait::async_trait]
+impl super::backend::BlobBackend for BlobFiles {
+    fn kind(&self) -> &'static str {
+        "filesystem"
+    }
+
+    async fn stat(&self, digest: &Digest) -> io::Result<Option<u64>> {
+        match fs::metadata(self.path(digest)) {
+            Ok(m) if m.is_file() => Ok(Some(m.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open(&self, digest: &Digest) -> io::Result<Option<(u64, super::backend::ByteStream)>> {
+        let Some((file, len)) = self.open_blob(digest)? else {
+            return Ok(None);
+        };
+        let file = tokio::fs::File::from_std(file);
+        let stream = futures_util::stream::unfold(file, |mut f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = bytes::BytesMut::with_capacity(256 * 1024);
+            match f.read_buf(&mut buf).await {
+                Ok(0) => None,
+                Ok(_) => Some((Ok(buf.freeze()), f)),
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        Ok(Some((len, Box::pin(stream))))
+    }
+
+    async fn put_file(&self, digest: &Digest, path: &Path) -> io::Result<()> {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self
+            .tmp
+            .join(format!("{}.{}.put{}", digest.hex(), std::process::id(), n));
+        let (src, dest, d) = (path.to_path_buf(), self.path(digest), *digest);
+        tokio::task::spawn_blocking(move || copy_verified(&src, &tmp, &dest, &d))
+            .await
+            .map_err(io::Error::other)?
+    }
+
+    async fn delete(&self, digest: &Digest) -> io::Result<()> {
+        match fs::remove_file(self.path(digest)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    async fn list(&self) -> io::Result<Vec<(Digest, u64)>> {
+        let root = self.blobs.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for shard in fs::read_dir(&root)? {
+                let shard = shard?;
+                if !shard.file_type()?.is_dir() {
+                    continue;
+                }
+                for f in fs::read_dir(shard.path())? {
+                    let f = f?;
+                    let name = f.file_name();
+                    let Some(d) = name
+                        .to_str()
+                        .and_then(|h| Digest::parse(&format!("sha256:{h}")).ok())
+                    else {
+                        continue;
+                    };
+                    out.push((d, f.metadata()?.len()));
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    async fn presign(&self, _digest: &Digest, _ttl: std::time::Duration) -> io::Result<Option<String>> {
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_filesystem_backend_passes_the_backend_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let scratch = tempfile::tempdir().expect("scratch");
+        let files = BlobFiles::open(dir.path()).expect("open");
+        crate::store::backend::suite::run(&files, scratch.path(), "fs").await;
+        // Nothing is left in tmp/ by refused or finished puts.
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+    }
 
     #[test]
     fn commit_moves_a_temp_file_under_its_digest() {

@@ -18,10 +18,12 @@
 //! All methods are blocking (RocksDB point reads and writes, file syscalls): cheap enough for
 //! point lookups on the async path; callers move bulk file work to blocking threads.
 
+pub mod backend;
 pub mod blobs;
 pub mod evict;
 pub mod keys;
 pub mod report;
+pub mod s3;
 mod unlink;
 
 use crate::error::Result;

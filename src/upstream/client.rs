@@ -69,7 +69,7 @@ pub fn build_streaming(
     build_with(ca_file, client_cert, connect_timeout)
 }
 
-fn build_with<B>(
+pub(crate) fn build_with<B>(
     ca_file: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
     connect_timeout: Duration,
