@@ -4,7 +4,9 @@
 set -euo pipefail
 
 need_pkgs=(build-essential libclang-dev pkg-config ca-certificates openssl curl)
-if [[ "${1:-}" == "--test" || "${WHARF_SETUP_TEST:-}" == 1 ]]; then
+setup_test=0
+[[ "${1:-}" == "--test" || "${WHARF_SETUP_TEST:-}" == 1 ]] && setup_test=1
+if ((setup_test)); then
     # Real third-party software for the end-to-end tests.
     need_pkgs+=(docker-registry skopeo prometheus python3-yaml containerd podman)
 fi
@@ -32,4 +34,18 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
     echo "setup: cargo not found. Install a Rust toolchain (1.82 or newer), e.g. with rustup." >&2
     exit 1
+fi
+
+if ((setup_test)); then
+    # Garage (an S3 server) for the shared-store and cluster tests: not packaged in Debian 12,
+    # so built once from crates.io into $WHARF_TOOLS (its build dir removed afterwards).
+    export WHARF_TOOLS="${WHARF_TOOLS:-$HOME/.cache/wharf/tools}"
+    if ! command -v garage >/dev/null 2>&1 && [[ ! -x "$WHARF_TOOLS/bin/garage" ]]; then
+        echo "setup: installing garage 2.5.0 (cargo install, ~15-25 min on 2 cores)" >&2
+        cargo install garage --version 2.5.0 --locked --no-default-features \
+            --features bundled-libs,lmdb --root "$WHARF_TOOLS" \
+            --target-dir "$WHARF_TOOLS/garage-build" </dev/null
+        rm -rf "$WHARF_TOOLS/garage-build"
+    fi
+    export PATH="$WHARF_TOOLS/bin:$PATH"
 fi

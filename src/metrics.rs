@@ -51,6 +51,9 @@ pub struct Metrics {
     pub authz_decisions: IntCounterVec,
     pub push_requests: IntCounterVec,
     pub upload_tees: IntCounterVec,
+    pub peer_fills: IntCounterVec,
+    pub shared_fills: IntCounterVec,
+    pub shared_store_errors: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -123,8 +126,18 @@ impl Metrics {
             authz_decisions: counter_vec(&r, "wharf_authz_decisions_total", "Authorization decisions on cached content, by result.", &["upstream", "result"]),
             push_requests: counter_vec(&r, "wharf_push_requests_total", "Push requests forwarded upstream, by the class of the upstream's answer (error: none).", &["upstream", "status_class"]),
             upload_tees: counter_vec(&r, "wharf_upload_tees_total", "Blob uploads teed into the cache, by result.", &["upstream", "result"]),
+            peer_fills: counter_vec(&r, "wharf_peer_fills_total", "Fills that asked the digest's owner replica: served by it, or fetched upstream after it failed (fallback).", &["result"]),
+            shared_fills: counter_vec(&r, "wharf_shared_fills_total", "Fills from the shared bucket: served from it, or fetched elsewhere after it failed (fallback).", &["result"]),
+            shared_store_errors: counter_vec(&r, "wharf_shared_store_errors_total", "Failed operations on the shared bucket, by operation.", &["op"]),
             registry: r,
         };
+        for res in ["served", "fallback"] {
+            m.peer_fills.with_label_values(&[res]);
+            m.shared_fills.with_label_values(&[res]);
+        }
+        for op in ["get", "put"] {
+            m.shared_store_errors.with_label_values(&[op]);
+        }
         let info = gauge_vec(
             &m.registry,
             "wharf_build_info",

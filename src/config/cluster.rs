@@ -72,9 +72,7 @@ const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Checks a peer base URL: `http(s)://host:port`, no path, query or credentials.
 pub fn peer_url(s: &str) -> Result<String, String> {
-    let uri: http::Uri = s
-        .parse()
-        .map_err(|e| format!("{s:?} is not a URL: {e}"))?;
+    let uri: http::Uri = s.parse().map_err(|e| format!("{s:?} is not a URL: {e}"))?;
     match uri.scheme_str() {
         Some("http" | "https") => {}
         _ => return Err(format!("{s:?} must start with http:// or https://")),
@@ -239,7 +237,10 @@ pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<Clust
     );
     let peers = match (r.peers.as_ref(), r.peers_dns.as_ref()) {
         (Some(_), Some(_)) => {
-            p.push("cluster.peers_dns", "set either peers or peers_dns, not both");
+            p.push(
+                "cluster.peers_dns",
+                "set either peers or peers_dns, not both",
+            );
             None
         }
         (None, None) => {
@@ -331,19 +332,24 @@ mod tests {
     fn bad_storage_and_cluster_keys_are_named() {
         let e = errors("[storage]\nbackend = \"s4\"\n");
         assert!(e.contains("storage.backend") && e.contains("s4"), "{e}");
-        let e = errors("[storage]\nbackend = \"s3\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n");
+        let e = errors(
+            "[storage]\nbackend = \"s3\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\"\n",
+        );
         assert!(e.contains("storage.bucket: required"), "{e}");
         let e = errors("[storage]\nbucket = \"b\"\n");
         assert!(e.contains("storage.backend") && e.contains("bucket"), "{e}");
-        let e = errors(
-            "[cluster]\nadvertise = \"ftp://x:1\"\npeers = [\"http://a:1/path\"]\npeers_dns = \"x:1\"\n",
-        );
+        let e = errors("[cluster]\nadvertise = \"ftp://x:1\"\npeers = [\"http://a:1/path\"]\n");
         assert!(e.contains("cluster.advertise"), "{e}");
         assert!(e.contains("cluster.peers[0]") && e.contains("path"), "{e}");
+        let e = errors("[cluster]\nadvertise = \"http://a:1\"\npeers = []\npeers_dns = \"x:1\"\n");
         assert!(e.contains("cluster.peers_dns: set either"), "{e}");
         let e = errors("[cluster]\nadvertise = \"http://a:1\"\npeers_dns = \"nohost\"\n");
-        assert!(e.contains("cluster.peers_dns") && e.contains("host:port"), "{e}");
-        let e = errors("[cluster]\nadvertise = \"http://a:1\"\npeers_dns = \"svc:5000\"\nbogus = 1\n");
+        assert!(
+            e.contains("cluster.peers_dns") && e.contains("host:port"),
+            "{e}"
+        );
+        let e =
+            errors("[cluster]\nadvertise = \"http://a:1\"\npeers_dns = \"svc:5000\"\nbogus = 1\n");
         assert!(e.contains("cluster.bogus: unknown key"), "{e}");
     }
 }

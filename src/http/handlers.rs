@@ -280,7 +280,8 @@ impl Handler {
                 Ok(resp)
             }
             Route::Blob { name, digest } => {
-                let t = self.registry.resolve(name, query.ns.as_deref())?;
+                let mut t = self.registry.resolve(name, query.ns.as_deref())?;
+                t.via_peer = req.headers().contains_key(crate::cluster::PEER_HEADER);
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let range = req
@@ -352,6 +353,15 @@ fn blob_response(
             (Some(Source::from_fill(&fill).map_err(Error::from)?), size)
         }
         Blob::Head { size } => (None, size),
+        Blob::Redirect { url } => {
+            let mut resp = Response::new(empty());
+            *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+            resp.headers_mut()
+                .insert(http::header::LOCATION, header(&url)?);
+            resp.headers_mut()
+                .insert(DIGEST_HEADER, header(&digest.to_string())?);
+            return Ok(resp);
+        }
     };
     let mut status = StatusCode::OK;
     let (mut start, mut end) = (0u64, size);

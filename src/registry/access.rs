@@ -53,6 +53,12 @@ impl Registry {
                 .await?;
             return Ok(false);
         }
+        if self.shared_link(t, digest).await {
+            // Another replica linked it: authorized like a local link, then linked here.
+            self.ensure_authorized(t, client, Some(digest), tail, not_found)
+                .await?;
+            return Ok(true);
+        }
         match self.probe(t, client, tail, not_found).await {
             Ok(()) => Ok(true),
             Err(e) if e.is_upstream_failure() => Err(Error::client(
@@ -82,12 +88,26 @@ impl Registry {
             .is_fresh(client, t.upstream.name(), t.repo.as_str())
             .await
             || self.imported(t, digest)?
+            || self.adopted_anonymous(t, client).await
         {
             return Ok(());
         }
         match self.probe(t, client, tail, not_found).await {
             Err(e) if e.is_upstream_failure() => self.offline(t, client, None, e),
             other => other,
+        }
+    }
+
+    /// Whether another replica recently saw the upstream let anonymous clients pull `t`
+    /// (only ever consulted for an anonymous client).
+    async fn adopted_anonymous(&self, t: &Target, client: &Client) -> bool {
+        if !client.is_anonymous() || self.shared.is_none() {
+            return false;
+        }
+        let (up, repo) = (t.upstream.name(), t.repo.as_str());
+        match self.shared_anonymous(up, repo).await {
+            Some(at) => self.authz.adopt(client, up, repo, at).await,
+            None => false,
         }
     }
 
@@ -201,9 +221,14 @@ impl Registry {
                 if allowed { "allowed" } else { "denied" },
             ])
             .inc();
-        self.authz
+        let written = self
+            .authz
             .record(client, t.upstream.name(), t.repo.as_str(), allowed)
-            .await
+            .await?;
+        if written && client.is_anonymous() {
+            self.share_anonymous(t.upstream.name(), t.repo.as_str(), allowed);
+        }
+        Ok(())
     }
 
     /// The error for an upstream's non-success answer to `client`; a 401/403 is remembered

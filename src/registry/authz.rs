@@ -63,19 +63,39 @@ impl Authz {
         }
     }
 
-    /// Records what the upstream just said about `client` pulling `repo`.
+    /// Adopts a positive decision another replica recorded at `at_ms` (through the shared
+    /// bucket), if it is still young: `true` when it is.
+    pub async fn adopt(&self, client: &Client, upstream: &str, repo: &str, at_ms: u64) -> bool {
+        if !self.young(at_ms) {
+            return false;
+        }
+        self.fresh
+            .insert(Self::key(client, upstream, repo), at_ms)
+            .await;
+        let rec = AuthzRecord {
+            checked_at_ms: at_ms,
+            allowed: true,
+        };
+        if let Err(e) = self.store.put_authz(&client.id, upstream, repo, rec) {
+            tracing::warn!(error = %e, "could not record an adopted decision");
+        }
+        true
+    }
+
+    /// Records what the upstream just said about `client` pulling `repo`: `Ok(false)` when
+    /// it only confirmed a decision that was still fresh (nothing written).
     pub async fn record(
         &self,
         client: &Client,
         upstream: &str,
         repo: &str,
         allowed: bool,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let key = Self::key(client, upstream, repo);
         let now = now_ms();
         if allowed {
             if self.fresh.get(&key).await.is_some_and(|at| self.young(at)) {
-                return Ok(());
+                return Ok(false);
             }
             self.fresh.insert(key, now).await;
         } else {
@@ -85,7 +105,8 @@ impl Authz {
             checked_at_ms: now,
             allowed,
         };
-        self.store.put_authz(&client.id, upstream, repo, rec)
+        self.store.put_authz(&client.id, upstream, repo, rec)?;
+        Ok(true)
     }
 
     /// With the upstream unreachable: may `client` get cached content of `repo`?

@@ -19,13 +19,14 @@
 //!   the disk to make the cache durable. A commit that fails after verification leaves the
 //!   blob uncached; its readers still finish (their file handles stay valid).
 
+use super::origin::Origin;
 use crate::config::FillConfig;
 use crate::error::{Error, Result};
 use crate::oci::digest::Hasher;
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::Store;
 use crate::upstream::{Credentials, Upstream};
-use http::{HeaderMap, Method, StatusCode};
+use http::StatusCode;
 use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::fs::File;
@@ -121,10 +122,15 @@ impl Fill {
 
 pub struct Fills {
     inflight: Mutex<HashMap<Digest, Arc<Fill>>>,
-    store: Arc<Store>,
+    pub(super) store: Arc<Store>,
     cfg: FillConfig,
-    metrics: Arc<crate::metrics::Metrics>,
+    pub(super) metrics: Arc<crate::metrics::Metrics>,
     evictor: Arc<super::capacity::Evictor>,
+    /// The bucket shared with other replicas (`[storage] backend = "s3"`).
+    pub(super) shared: Option<Arc<crate::store::s3::S3Store>>,
+    pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Uploads to the bucket under way (see `origin`).
+    pub(super) sharing: std::sync::atomic::AtomicUsize,
 }
 
 /// What a fill needs to fetch its blob.
@@ -132,6 +138,8 @@ pub struct Source {
     pub upstream: Arc<Upstream>,
     pub repo: RepoName,
     pub creds: Credentials,
+    /// Where to read first (the upstream is always the fallback).
+    pub via: super::origin::Via,
 }
 
 impl Fills {
@@ -140,7 +148,8 @@ impl Fills {
     pub async fn drain(&self, limit: std::time::Duration) {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let busy = self.inflight.lock().map(|m| m.len()).unwrap_or(0);
+            let busy = self.inflight.lock().map(|m| m.len()).unwrap_or(0)
+                + self.sharing.load(std::sync::atomic::Ordering::SeqCst);
             if busy == 0 {
                 return;
             }
@@ -160,6 +169,8 @@ impl Fills {
         cfg: FillConfig,
         metrics: Arc<crate::metrics::Metrics>,
         evictor: Arc<super::capacity::Evictor>,
+        shared: Option<Arc<crate::store::s3::S3Store>>,
+        cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Arc<Fills> {
         Arc::new(Fills {
             inflight: Mutex::new(HashMap::new()),
@@ -167,6 +178,9 @@ impl Fills {
             cfg,
             metrics,
             evictor,
+            shared,
+            cluster,
+            sharing: Default::default(),
         })
     }
 
@@ -219,12 +233,17 @@ impl Fills {
             };
             let res = fills.run(&task_fill, &tx, &source).await;
             let result = match &res {
-                Ok((size, cached)) => {
-                    fills
-                        .metrics
-                        .upstream_bytes
-                        .with_label_values(&[source.upstream.name()])
-                        .inc_by(*size);
+                Ok((size, cached, origin)) => {
+                    if *origin == Origin::Upstream {
+                        fills
+                            .metrics
+                            .upstream_bytes
+                            .with_label_values(&[source.upstream.name()])
+                            .inc_by(*size);
+                        if *cached {
+                            fills.share(digest, &source);
+                        }
+                    }
                     if *cached {
                         "committed"
                     } else {
@@ -239,10 +258,10 @@ impl Fills {
                 Err(_) => "upstream_error",
             };
             fills.metrics.fills.with_label_values(&[result]).inc();
-            if matches!(res, Ok((_, true))) {
+            if matches!(res, Ok((_, true, _))) {
                 fills.evictor.maybe_evict();
             }
-            match res.map(|(size, _)| size) {
+            match res.map(|(size, _, _)| size) {
                 Ok(size) => {
                     tracing::info!(digest = %digest, size, upstream = source.upstream.name(), result, "fill done");
                     drop(guard);
@@ -258,41 +277,26 @@ impl Fills {
         Ok(Some((fill, true)))
     }
 
-    /// Fetches, writes, verifies and commits: `(size, cached)`; a verified blob larger than
-    /// the whole cache is not kept. The temp file is removed on every error.
+    /// Fetches, writes, verifies and commits: `(size, cached, origin)`; a verified blob
+    /// larger than the whole cache is not kept. The temp file is removed on every error.
     async fn run(
         &self,
         fill: &Fill,
         tx: &watch::Sender<FillState>,
         src: &Source,
-    ) -> Result<(u64, bool)> {
+    ) -> Result<(u64, bool, Origin)> {
         let digest = fill.digest;
         // The fill timeout bounds the download; verification and commit are not cut short
         // (a commit abandoned half-way could land after the failure was published).
         let deadline = tokio::time::Instant::now() + self.cfg.timeout;
         let timed_out =
             || Error::unreachable(src.upstream.name(), "blob fetch exceeded the fill timeout");
-        let resp = tokio::time::timeout_at(
-            deadline,
-            src.upstream.send(
-                Method::GET,
-                &src.repo,
-                &format!("blobs/{digest}"),
-                &HeaderMap::new(),
-                &src.creds,
-            ),
-        )
-        .await
-        .map_err(|_| timed_out())??;
-        if resp.status() != StatusCode::OK {
-            return Err(super::upstream_error(
-                src.upstream.name(),
-                resp.status(),
-                resp.headers(),
-                ErrorCode::BlobUnknown,
-            ));
-        }
-        let size = super::content_length(resp.headers());
+        let (size, body, origin) = self.open_source(&digest, src, deadline).await?;
+        let from = match origin {
+            Origin::Upstream => src.upstream.name().to_string(),
+            Origin::Shared => "the shared bucket".to_string(),
+            Origin::Peer => "the owner replica".to_string(),
+        };
         let store = self.store.clone();
         let temp = tokio::task::spawn_blocking(move || store.create_temp(&digest))
             .await
@@ -302,14 +306,7 @@ impl Fills {
         tx.send_replace(FillState::Streaming { size, written: 0 });
         let res = tokio::time::timeout_at(
             deadline,
-            self.stream_to_file(
-                fill,
-                resp.into_body(),
-                &temp.file,
-                size,
-                tx,
-                src.upstream.name(),
-            ),
+            self.stream_to_file(fill, body, &temp.file, size, tx, &from),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));
@@ -333,7 +330,7 @@ impl Fills {
                 upstream: src.upstream.name().to_string(),
                 status: StatusCode::BAD_GATEWAY,
                 code: ErrorCode::DigestInvalid,
-                message: format!("upstream sent content with digest {actual}, not {digest}"),
+                message: format!("{from} sent content with digest {actual}, not {digest}"),
                 retry_after: None,
             });
         }
@@ -357,7 +354,7 @@ impl Fills {
         if written > self.evictor.max() || !on_disk {
             // Too large to keep, or not all on disk (the temp file goes when the last handle
             // on it is dropped).
-            return Ok((written, false));
+            return Ok((written, false, origin));
         }
         let store = self.store.clone();
         let t = temp.clone();
@@ -370,12 +367,12 @@ impl Fills {
         .map_err(Error::internal)
         .and_then(|r| r);
         match committed {
-            Ok(()) => Ok((written, true)),
+            Ok(()) => Ok((written, true, origin)),
             Err(e) => {
                 // The clients got verified bytes; only the cache misses out.
                 tracing::error!(digest = %digest, error = %e, "verified blob not cached: commit failed");
                 self.metrics.disk_write_errors.inc();
-                Ok((written, false))
+                Ok((written, false, origin))
             }
         }
     }
@@ -385,7 +382,7 @@ impl Fills {
     async fn stream_to_file(
         &self,
         fill: &Fill,
-        mut body: hyper::body::Incoming,
+        mut body: super::origin::FillBody,
         file: &Arc<File>,
         size: Option<u64>,
         tx: &watch::Sender<FillState>,

@@ -121,7 +121,10 @@ impl Registry {
     ) -> Result<Arc<StoredManifest>> {
         let up = t.upstream.name();
         let repo = t.repo.as_str();
-        let rec = self.get_tag(up, repo, tag.as_str()).await?;
+        let mut rec = self.get_tag(up, repo, tag.as_str()).await?;
+        if rec.is_none() {
+            rec = self.shared_tag(t, tag.as_str()).await;
+        }
         let cached = match rec {
             Some(r) => self.cached_manifest(&r.digest).await?.map(|m| (r, m)),
             None => None,
@@ -321,6 +324,7 @@ impl Registry {
     async fn put_tag(&self, up: &str, repo: &str, tag: &str, rec: TagRecord) -> Result<()> {
         self.store.put_tag(up, repo, tag, rec)?;
         self.tags.insert(tag_key(up, repo, tag), rec).await;
+        self.share_tag(up, repo, tag, &rec);
         Ok(())
     }
 
@@ -337,7 +341,15 @@ impl Registry {
                 self.manifests.insert(*digest, m.clone()).await;
                 Ok(Some(m))
             }
-            None => Ok(None),
+            // Kept in memory only: it reaches RocksDB when it is linked to a repository.
+            None => match self.shared_manifest(digest).await {
+                Some(m) => {
+                    let m = Arc::new(m);
+                    self.manifests.insert(*digest, m.clone()).await;
+                    Ok(Some(m))
+                }
+                None => Ok(None),
+            },
         }
     }
 
@@ -447,6 +459,7 @@ impl Registry {
         .await
         .map_err(Error::internal)??;
         self.manifests.insert(digest, m.clone()).await;
+        self.share_manifest(t, &m);
         Ok(m)
     }
 }

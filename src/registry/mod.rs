@@ -19,9 +19,11 @@ pub mod capacity;
 pub mod fill;
 pub mod location;
 mod manifest;
+pub mod origin;
 pub mod push;
 mod push_manifest;
 pub mod referrers;
+mod shared;
 mod tee;
 pub mod uploads;
 
@@ -53,7 +55,7 @@ pub(crate) fn mark(outcome: &'static str) {
 /// Marks a blob request's outcome from how it is answered.
 pub fn mark_blob(b: &Blob) {
     mark(match b {
-        Blob::Cached { .. } => "hit",
+        Blob::Cached { .. } | Blob::Redirect { .. } => "hit",
         Blob::Filling { leader: true, .. } | Blob::Head { .. } => "miss",
         Blob::Filling { leader: false, .. } => "coalesced",
     });
@@ -79,6 +81,13 @@ pub struct Registry {
     evictor: Arc<capacity::Evictor>,
     /// Referrers lists, keyed like tags with the subject digest as the tag.
     referrers: moka::future::Cache<Vec<u8>, Arc<referrers::Cached>>,
+    /// The bucket shared with other replicas (`[storage] backend = "s3"`).
+    shared: Option<Arc<crate::store::s3::S3Store>>,
+    /// Answer GETs of blobs in the bucket with a pre-signed URL.
+    redirect: bool,
+    /// Until when (ms since the epoch) the bucket is not asked, after a failure.
+    bucket_down_until: std::sync::atomic::AtomicU64,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// Where a request goes: an upstream and the repository name as that upstream knows it.
@@ -86,6 +95,8 @@ pub struct Registry {
 pub struct Target {
     pub upstream: Arc<Upstream>,
     pub repo: RepoName,
+    /// The request came from a peer replica: never forward it to another.
+    pub via_peer: bool,
 }
 
 /// How a blob request will be answered.
@@ -100,6 +111,8 @@ pub enum Blob {
     },
     /// A `HEAD` answered without a body.
     Head { size: Option<u64> },
+    /// A `307` to a pre-signed URL of the shared bucket.
+    Redirect { url: String },
 }
 
 impl Registry {
@@ -117,6 +130,17 @@ impl Registry {
             )?));
         }
         let default_upstream = cfg.upstreams.iter().position(|u| u.default);
+        let (shared, redirect) = match &cfg.storage {
+            crate::config::StorageConfig::Filesystem => (None, false),
+            crate::config::StorageConfig::S3(s) => (
+                Some(Arc::new(crate::store::s3::S3Store::new(s)?)),
+                s.redirect,
+            ),
+        };
+        let cluster = match &cfg.cluster {
+            Some(c) => Some(crate::cluster::Cluster::start(c)?),
+            None => None,
+        };
         let evictor = Arc::new(capacity::Evictor::new(
             store.clone(),
             cfg.cache.clone(),
@@ -135,6 +159,8 @@ impl Registry {
                 cfg.fill.clone(),
                 metrics.clone(),
                 evictor.clone(),
+                shared.clone(),
+                cluster.clone(),
             ),
             uploads: uploads::Uploads::new(store.clone(), cfg.cache.max_size),
             evictor,
@@ -153,6 +179,10 @@ impl Registry {
                 })
                 .build(),
             tags: moka::future::Cache::new(100_000),
+            shared,
+            redirect,
+            bucket_down_until: Default::default(),
+            cluster,
         })
     }
 
@@ -217,7 +247,11 @@ impl Registry {
         } else {
             repo
         };
-        Ok(Target { upstream, repo })
+        Ok(Target {
+            upstream,
+            repo,
+            via_peer: false,
+        })
     }
 
     /// At shutdown: lets fills in flight finish (at most `limit`).
@@ -256,6 +290,30 @@ impl Registry {
             return Ok(b);
         }
         let creds = t.upstream.creds_for(client);
+        let (via, shared_size) = if self.fills.in_progress(digest).is_some() {
+            (origin::Via::Upstream, None)
+        } else {
+            self.blob_source(t, digest).await
+        };
+        if via == origin::Via::Shared {
+            // Bytes from the bucket carry no upstream verdict: authorize first.
+            self.authorize_blob(t, client, digest).await?;
+            if head {
+                return Ok(Blob::Head { size: shared_size });
+            }
+            if self.redirect {
+                if let Some(b) = &self.shared {
+                    use crate::store::backend::BlobBackend;
+                    match b.presign(digest, REDIRECT_TTL).await {
+                        Ok(Some(url)) => return Ok(Blob::Redirect { url }),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(digest = %digest, error = %e, "cannot pre-sign a URL; serving the blob itself")
+                        }
+                    }
+                }
+            }
+        }
         if head && self.fills.in_progress(digest).is_none() {
             let tail = format!("blobs/{digest}");
             let resp = self
@@ -280,6 +338,7 @@ impl Registry {
                 upstream: t.upstream.clone(),
                 repo: t.repo.clone(),
                 creds: creds.clone(),
+                via: via.clone(),
             };
             let (fill, leader) = match self.fills.join_or_start(*digest, source)? {
                 None => {
@@ -310,8 +369,9 @@ impl Registry {
                     return Err(e);
                 }
             };
-            if leader {
-                // The upstream just served this client's credentials.
+            if leader && via != origin::Via::Shared {
+                // The upstream (or the owner replica, asking it with these credentials) just
+                // served this client.
                 self.record(t, client, true).await?;
             }
             if head {
@@ -376,6 +436,9 @@ impl Registry {
         .await
     }
 }
+
+/// How long a pre-signed blob URL stays valid.
+pub const REDIRECT_TTL: Duration = Duration::from_secs(300);
 
 /// Per-entry expiry: the value is the entry's time to live.
 struct TtlIsValue;

@@ -240,7 +240,11 @@ impl super::backend::BlobBackend for BlobFiles {
         .map_err(io::Error::other)?
     }
 
-    async fn presign(&self, _digest: &Digest, _ttl: std::time::Duration) -> io::Result<Option<String>> {
+    async fn presign(
+        &self,
+        _digest: &Digest,
+        _ttl: std::time::Duration,
+    ) -> io::Result<Option<String>> {
         Ok(None)
     }
 }
@@ -257,7 +261,10 @@ mod tests {
         let files = BlobFiles::open(dir.path()).expect("open");
         crate::store::backend::suite::run(&files, scratch.path(), "fs").await;
         // Nothing is left in tmp/ by refused or finished puts.
-        assert_eq!(fs::read_dir(dir.path().join("tmp")).expect("tmp").count(), 0);
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).expect("tmp").count(),
+            0
+        );
     }
 
     #[test]

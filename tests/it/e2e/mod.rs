@@ -24,21 +24,28 @@
 //! - `containerd`, `podman`: real containerd (`ctr images pull --hosts-dir`) and real Podman
 //!   (`registries.conf` mirror) pulling through Wharf; `runtimes`: what they share. They need
 //!   `containerd`, `ctr` and `podman` on PATH and root.
+//! - `garage`: a real Garage cluster (S3-compatible, `garage` 2.x, built by `scripts/setup.sh
+//!   --test`) on loopback, with a bucket and a key; `cluster`: three Wharf replicas sharing
+//!   that bucket, concurrent cold pulls, a replica killed mid-pull, a fresh replica served
+//!   without upstream requests.
 
 mod airgap;
 mod auth;
 mod cache;
+mod cluster;
 mod containerd;
 mod dashboard;
+pub(crate) mod garage;
 mod images;
 mod metrics;
 mod mtls;
 mod podman;
-mod proc;
+pub(crate) mod proc;
 mod prometheus;
 mod push;
 mod resilience;
 mod runtimes;
+mod s3_backend;
 pub(crate) mod skopeo;
 mod tls;
 mod token_server;

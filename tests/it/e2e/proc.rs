@@ -50,12 +50,12 @@ impl Proc {
         }
     }
 
-    /// Both captured output files (their last 16 KiB each), for failure messages.
     /// The child's process id (0 once it was reaped).
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
     }
 
+    /// Both captured output files (their last 16 KiB each), for failure messages.
     pub fn logs(&self) -> String {
         let read = |p: &Path| {
             let text = std::fs::read_to_string(p).unwrap_or_default();
@@ -100,6 +100,12 @@ impl Proc {
         let _ = child.kill();
         let _ = child.wait();
     }
+
+    /// SIGKILL at once (`kill -9`, whatever the grace), and reaps. Idempotent.
+    pub fn kill(&mut self) {
+        self.grace = Duration::ZERO;
+        self.stop();
+    }
 }
 
 impl Drop for Proc {
@@ -112,6 +118,18 @@ impl Drop for Proc {
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local_addr").port()
+}
+
+/// `count` distinct ports that were free a moment ago on 127.0.0.1.
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
 }
 
 /// Polls `ready` every 50 ms until it is true; panics with `what` and `proc`'s logs on
@@ -156,7 +174,7 @@ pub fn settled<T: PartialEq>(quiet: Duration, max: Duration, mut value: impl FnM
 }
 
 /// True if `tool` is an executable file in a `PATH` directory.
-fn on_path(tool: &str) -> bool {
+pub fn on_path(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path).any(|dir| {
         let file = dir.join(tool);

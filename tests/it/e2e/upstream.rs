@@ -125,12 +125,20 @@ pub struct Logged {
     pub method: String,
     pub uri: String,
     pub status: String,
+    /// Bytes of response body sent (`http.response.written`; what a client cut off short
+    /// received is logged too, as far as it got).
+    pub written: u64,
 }
 
 impl Logged {
     /// `GET /v2/<name>/blobs/sha256:<hex>` (not uploads, not HEAD).
     pub fn is_blob_get(&self) -> bool {
         self.method == "GET" && blob_digest(&self.uri).is_some()
+    }
+
+    /// The digest of a request for `/v2/<name>/blobs/sha256:<hex>`, if it is one.
+    pub fn blob(&self) -> Option<&str> {
+        blob_digest(&self.uri)
     }
 
     /// Any request for `/v2/<name>/manifests/<reference>`.
@@ -201,10 +209,12 @@ pub fn parse_log(text: &str) -> Vec<Logged> {
         }
         if let (Some(method), Some(uri)) = (get("http.request.method"), get("http.request.uri")) {
             let status = get("http.response.status").unwrap_or_default();
+            let written = get("http.response.written").unwrap_or_default();
             out.push(Logged {
                 method,
                 uri,
                 status,
+                written: written.parse().unwrap_or(0),
             });
         }
     }
@@ -294,7 +304,7 @@ impl Upstream {
 
 #[test]
 fn parses_distribution_log_lines() {
-    let log = r#"time="2026-01-01T00:00:00Z" level=info msg="response completed" go.version=go1.19.8 http.request.host="127.0.0.1:1" http.request.id=x http.request.method=GET http.request.remoteaddr="127.0.0.1:2" http.request.uri="/v2/e2e/app/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" http.request.useragent="a \"b\" c" http.response.status=200
+    let log = r#"time="2026-01-01T00:00:00Z" level=info msg="response completed" go.version=go1.19.8 http.request.host="127.0.0.1:1" http.request.id=x http.request.method=GET http.request.remoteaddr="127.0.0.1:2" http.request.uri="/v2/e2e/app/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" http.request.useragent="a \"b\" c" http.response.status=200 http.response.written=8385534
 time="2026-01-01T00:00:00Z" level=error msg="response completed with error" err.code="blob unknown" http.request.method=HEAD http.request.uri="/v2/e2e/app/blobs/sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" http.response.status=404
 time="2026-01-01T00:00:00Z" level=info msg="response completed" http.request.method=GET http.request.uri=/v2/ http.response.status=200
 time="2026-01-01T00:00:00Z" level=info msg="response completed" http.request.method=GET http.request.uri="/v2/e2e/app/blobs/uploads/abc?_state=x" http.response.status=204
@@ -304,6 +314,12 @@ time="2026-01-01T00:00:00Z" level=info msg="authorized request" http.request.met
     assert_eq!(reqs.len(), 5);
     assert_eq!(reqs.iter().filter(|r| r.is_blob_get()).count(), 1);
     assert_eq!(reqs[0].status, "200");
+    assert_eq!(reqs[0].written, 8385534);
+    assert_eq!(
+        reqs[0].blob(),
+        Some("sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(reqs[1].written, 0);
     assert_eq!(reqs[1].method, "HEAD");
     assert!(!reqs[1].is_blob_get());
     assert_eq!(reqs.iter().filter(|r| r.is_manifest()).count(), 1);

@@ -95,6 +95,28 @@ impl Wharf {
         args: &[&str],
     ) -> Wharf {
         let (port, admin_port) = (free_port(), free_port());
+        Wharf::start_in(
+            dir,
+            port,
+            admin_port,
+            upstream_url,
+            ca_file,
+            upstream_keys,
+            args,
+        )
+    }
+
+    /// As [`Wharf::start_with`], listening on `port` and `admin_port` chosen by the caller
+    /// (replicas of a cluster list each other's ports before any of them starts).
+    pub fn start_in(
+        dir: &Path,
+        port: u16,
+        admin_port: u16,
+        upstream_url: &str,
+        ca_file: &Path,
+        upstream_keys: &str,
+        args: &[&str],
+    ) -> Wharf {
         let config_file = write_config(dir, port, admin_port, upstream_url, ca_file, upstream_keys);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
         cmd.arg("serve")

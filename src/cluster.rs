@@ -1,0 +1,259 @@
+//! Replicas that share a bucket split the upstream fetches: every blob digest has one owner
+//! replica, chosen by rendezvous (highest random weight) hashing over the live peers, and
+//! only the owner fetches it from the upstream; the others stream it from the owner while
+//! the owner's fill runs, verifying it as every fill does.
+//!
+//! Invariants:
+//! - Every replica computes the same owner from the same peer set: the score of a peer for a
+//!   digest is a hash of (peer URL, digest), nothing local.
+//! - A request from a peer (it carries [`PEER_HEADER`]) is never forwarded again, so a
+//!   request crosses at most one peer hop whatever the replicas think of each other.
+//! - A dead peer does not stop pulls: a peer that fails to answer within `peer_timeout` is
+//!   marked down for [`DOWN_FOR`] and left out of the owner choice; the fill that hit it
+//!   fetches from the upstream itself.
+//! - The client's own credentials travel to the owner (as Basic authorization), so the
+//!   owner authorizes against the upstream exactly as for a direct client.
+
+use crate::config::{ClusterConfig, Peers};
+use crate::oci::Digest;
+use crate::upstream::Credentials;
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Marks a request sent by a peer replica: answer it yourself, never forward it.
+pub const PEER_HEADER: &str = "wharf-peer";
+/// How long a peer that failed stays out of the owner choice.
+pub const DOWN_FOR: Duration = Duration::from_secs(30);
+/// How often `peers_dns` is resolved again.
+const DNS_REFRESH: Duration = Duration::from_secs(10);
+
+/// Why a peer did not serve a blob.
+#[derive(Debug)]
+pub struct PeerError {
+    /// No answer (connection refused, reset, timeout): the peer is presumed dead.
+    pub unreachable: bool,
+    pub message: String,
+}
+
+pub struct Cluster {
+    advertise: String,
+    /// Every replica's base URL (this one's included).
+    peers: RwLock<Vec<String>>,
+    down: Mutex<HashMap<String, Instant>>,
+    timeout: Duration,
+    client: crate::upstream::client::HttpClient,
+}
+
+/// The rendezvous score of `peer` for `digest`.
+fn score(peer: &str, digest: &Digest) -> u64 {
+    use sha2::Digest as _;
+    let mut h = sha2::Sha256::new();
+    h.update(peer.as_bytes());
+    h.update(b"\n");
+    h.update(digest.to_string().as_bytes());
+    let out = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&out[..8]);
+    u64::from_be_bytes(b)
+}
+
+impl Cluster {
+    /// Builds the cluster view; with `peers_dns`, starts resolving the name in the background.
+    pub fn start(cfg: &ClusterConfig) -> Result<Arc<Cluster>, String> {
+        let initial = match &cfg.peers {
+            Peers::Static(list) => list.clone(),
+            Peers::Dns { .. } => Vec::new(),
+        };
+        let c = Arc::new(Cluster {
+            advertise: cfg.advertise.clone(),
+            peers: RwLock::new(initial),
+            down: Mutex::new(HashMap::new()),
+            timeout: cfg.peer_timeout,
+            client: crate::upstream::client::build(None, None, cfg.peer_timeout)?,
+        });
+        if let Peers::Dns { host, port } = &cfg.peers {
+            let (weak, host, port) = (Arc::downgrade(&c), host.clone(), *port);
+            tokio::spawn(async move {
+                loop {
+                    let Some(c) = weak.upgrade() else { return };
+                    match tokio::net::lookup_host((host.as_str(), port)).await {
+                        Ok(addrs) => {
+                            let mut list: Vec<String> =
+                                addrs.map(|a| format!("http://{a}")).collect();
+                            list.sort();
+                            list.dedup();
+                            if let Ok(mut p) = c.peers.write() {
+                                if *p != list {
+                                    tracing::info!(peers = ?list, "cluster peers changed");
+                                    *p = list;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(host = %host, error = %e, "cannot resolve peers_dns; keeping the last peer list")
+                        }
+                    }
+                    drop(c);
+                    tokio::time::sleep(DNS_REFRESH).await;
+                }
+            });
+        }
+        Ok(c)
+    }
+
+    pub fn advertise(&self) -> &str {
+        &self.advertise
+    }
+
+    /// The live peers, this replica's own URL included.
+    pub fn members(&self) -> Vec<String> {
+        let now = Instant::now();
+        let down = self.down.lock().map(|d| d.clone()).unwrap_or_default();
+        let mut out: Vec<String> = self
+            .peers
+            .read()
+            .map(|p| p.clone())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| *p != self.advertise && down.get(p).is_none_or(|until| *until <= now))
+            .collect();
+        out.push(self.advertise.clone());
+        out
+    }
+
+    /// The replica that fetches `digest` from the upstream: `None` when it is this one.
+    pub fn owner(&self, digest: &Digest) -> Option<String> {
+        let best = self
+            .members()
+            .into_iter()
+            .max_by_key(|p| (score(p, digest), p.clone()))?;
+        (best != self.advertise).then_some(best)
+    }
+
+    pub fn mark_down(&self, peer: &str) {
+        tracing::warn!(peer, "peer did not answer; leaving it out for {DOWN_FOR:?}");
+        if let Ok(mut d) = self.down.lock() {
+            d.insert(peer.to_string(), Instant::now() + DOWN_FOR);
+        }
+    }
+
+    /// Asks `peer` for blob `digest` of `repo` on `upstream` with the client's credentials.
+    /// `Ok` only for a 200 whose headers came within `peer_timeout`.
+    pub async fn fetch_blob(
+        &self,
+        peer: &str,
+        upstream: &str,
+        repo: &str,
+        digest: &Digest,
+        creds: &Credentials,
+    ) -> Result<http::Response<Incoming>, PeerError> {
+        let refused = |message: String| PeerError {
+            unreachable: false,
+            message,
+        };
+        let dead = |message: String| PeerError {
+            unreachable: true,
+            message,
+        };
+        let ns = crate::auth::form::encode_value(upstream);
+        let uri = format!("{peer}/v2/{repo}/blobs/{digest}?ns={ns}");
+        let mut req = http::Request::get(&uri)
+            .header(PEER_HEADER, "1")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| refused(format!("{uri}: {e}")))?;
+        if let Credentials::Basic { user, password } = creds {
+            let v = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let v = http::HeaderValue::from_str(&format!("Basic {v}"))
+                .map_err(|e| refused(format!("credentials: {e}")))?;
+            req.headers_mut().insert(http::header::AUTHORIZATION, v);
+        }
+        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+            .await
+            .map_err(|_| dead(format!("{peer}: no answer within {:?}", self.timeout)))?
+            .map_err(|e| dead(format!("{peer}: {e}")))?;
+        if resp.status() != http::StatusCode::OK {
+            return Err(refused(format!("{peer} answered {}", resp.status())));
+        }
+        Ok(resp)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(me: &str, peers: &[&str]) -> Arc<Cluster> {
+        let cfg = ClusterConfig {
+            advertise: me.to_string(),
+            peers: Peers::Static(peers.iter().map(|s| s.to_string()).collect()),
+            peer_timeout: Duration::from_millis(200),
+        };
+        Cluster::start(&cfg).expect("cluster")
+    }
+
+    #[tokio::test]
+    async fn replicas_agree_on_owners_and_spread_them() {
+        let peers = ["http://a:1", "http://b:1", "http://c:1"];
+        let views: Vec<_> = peers.iter().map(|p| cluster(p, &peers)).collect();
+        let mut owned = HashMap::new();
+        for i in 0..300u32 {
+            let d = Digest::of(&i.to_be_bytes());
+            // Each replica names the same owner (itself as None).
+            let names: Vec<String> = views
+                .iter()
+                .zip(peers)
+                .map(|(v, me)| v.owner(&d).unwrap_or_else(|| me.to_string()))
+                .collect();
+            assert!(names.iter().all(|n| *n == names[0]), "{names:?}");
+            *owned.entry(names[0].clone()).or_insert(0) += 1;
+        }
+        // Roughly a third each.
+        for p in peers {
+            let n = owned.get(p).copied().unwrap_or(0);
+            assert!((60..=140).contains(&n), "{p} owns {n} of 300: {owned:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_peer_marked_down_loses_only_its_own_digests() {
+        let peers = ["http://a:1", "http://b:1", "http://c:1"];
+        let a = cluster(peers[0], &peers);
+        let before: Vec<_> = (0..200u32)
+            .map(|i| a.owner(&Digest::of(&i.to_be_bytes())))
+            .collect();
+        a.mark_down("http://b:1");
+        for (i, was) in before.iter().enumerate() {
+            let now = a.owner(&Digest::of(&(i as u32).to_be_bytes()));
+            assert_ne!(now.as_deref(), Some("http://b:1"));
+            if was.as_deref() != Some("http://b:1") {
+                // Rendezvous hashing: the others keep their digests.
+                assert_eq!(&now, was);
+            }
+        }
+        // This replica is never out of its own view.
+        let alone = cluster("http://a:1", &[]);
+        assert_eq!(alone.owner(&Digest::of(b"x")), None);
+    }
+
+    #[tokio::test]
+    async fn a_dead_peer_fails_fast() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            l.local_addr().expect("addr").port()
+        };
+        let peer = format!("http://127.0.0.1:{port}");
+        let c = cluster("http://127.0.0.1:1", &[&peer]);
+        let started = Instant::now();
+        let e = c
+            .fetch_blob(&peer, "u", "r", &Digest::of(b"x"), &Credentials::Anonymous)
+            .await
+            .expect_err("nothing listens");
+        assert!(e.unreachable && e.message.contains(&peer), "{e:?}");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}

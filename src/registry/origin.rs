@@ -1,0 +1,177 @@
+//! Where a fill's bytes come from, and what a fill owes the shared bucket afterwards.
+//!
+//! A fill reads, in the order its caller chose ([`Via`]): the shared bucket (the blob was
+//! stored there, verified, by some replica), the digest's owner replica (which runs the one
+//! upstream fetch for the cluster), or the upstream. Whatever the origin, the bytes go
+//! through the same hashing and verification in [`super::fill`]: a bucket or a peer is
+//! trusted no more than an upstream.
+//!
+//! Invariants:
+//! - A failing bucket or peer never fails the fill by itself: before the first byte, the
+//!   fill falls back to the upstream (and a peer that did not answer is marked down).
+//! - Only a fill whose bytes came from the upstream writes to the bucket (the blob, after
+//!   its local commit, and its repository link), so a blob is uploaded once per cluster,
+//!   by the replica that fetched it.
+
+use super::fill::{Fills, Source};
+use crate::error::{Error, Result};
+use crate::oci::{Digest, ErrorCode};
+use crate::store::backend::BlobBackend;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, Method, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::BodyExt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// Where a fill should read from first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    Upstream,
+    /// The shared bucket holds the blob.
+    Shared,
+    /// This peer owns the digest.
+    Peer(String),
+}
+
+/// Where a fill's bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Upstream,
+    Shared,
+    Peer,
+}
+
+/// A fill's byte source, whatever it is.
+pub type FillBody = UnsyncBoxBody<Bytes, String>;
+
+impl Fills {
+    /// Opens the fill's source: its size when known, its body and where it came from.
+    pub(super) async fn open_source(
+        &self,
+        digest: &Digest,
+        src: &Source,
+        deadline: tokio::time::Instant,
+    ) -> Result<(Option<u64>, FillBody, Origin)> {
+        let m = &self.metrics;
+        match &src.via {
+            Via::Upstream => {}
+            Via::Shared => {
+                if let Some(shared) = &self.shared {
+                    match shared.open(digest).await {
+                        Ok(Some((len, stream))) => {
+                            m.shared_fills.with_label_values(&["served"]).inc();
+                            let body = http_body_util::StreamBody::new(stream.map(|c| {
+                                c.map(hyper::body::Frame::data).map_err(|e| e.to_string())
+                            }));
+                            return Ok((Some(len), body.boxed_unsync(), Origin::Shared));
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            m.shared_store_errors.with_label_values(&["get"]).inc();
+                            tracing::warn!(digest = %digest, error = %e, "cannot read the blob from the bucket; fetching it upstream");
+                        }
+                    }
+                    m.shared_fills.with_label_values(&["fallback"]).inc();
+                }
+            }
+            Via::Peer(peer) => {
+                if let Some(cluster) = &self.cluster {
+                    let fetched = cluster
+                        .fetch_blob(
+                            peer,
+                            src.upstream.name(),
+                            src.repo.as_str(),
+                            digest,
+                            &src.creds,
+                        )
+                        .await;
+                    match fetched {
+                        Ok(resp) => {
+                            m.peer_fills.with_label_values(&["served"]).inc();
+                            let size = super::content_length(resp.headers());
+                            let body = resp.into_body().map_err(|e| e.to_string());
+                            return Ok((size, body.boxed_unsync(), Origin::Peer));
+                        }
+                        Err(e) => {
+                            m.peer_fills.with_label_values(&["fallback"]).inc();
+                            if e.unreachable {
+                                cluster.mark_down(peer);
+                            }
+                            tracing::info!(digest = %digest, error = %e.message, "the owner replica did not serve the blob; fetching it upstream");
+                        }
+                    }
+                }
+            }
+        }
+        let timed_out =
+            || Error::unreachable(src.upstream.name(), "blob fetch exceeded the fill timeout");
+        let resp = tokio::time::timeout_at(
+            deadline,
+            src.upstream.send(
+                Method::GET,
+                &src.repo,
+                &format!("blobs/{digest}"),
+                &HeaderMap::new(),
+                &src.creds,
+            ),
+        )
+        .await
+        .map_err(|_| timed_out())??;
+        if resp.status() != StatusCode::OK {
+            return Err(super::upstream_error(
+                src.upstream.name(),
+                resp.status(),
+                resp.headers(),
+                ErrorCode::BlobUnknown,
+            ));
+        }
+        let size = super::content_length(resp.headers());
+        let body = resp.into_body().map_err(|e| e.to_string());
+        Ok((size, body.boxed_unsync(), Origin::Upstream))
+    }
+
+    /// After an upstream fill committed locally: the repository link and the blob go to the
+    /// bucket, in the background (counted, so shutdown can wait for them).
+    pub(super) fn share(self: &Arc<Self>, digest: Digest, src: &Source) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let (fills, up, repo) = (
+            self.clone(),
+            src.upstream.name().to_string(),
+            src.repo.as_str().to_string(),
+        );
+        self.sharing.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let link = super::shared::link_key(&up, &repo, &digest);
+            let parts: Vec<&str> = link.iter().map(String::as_str).collect();
+            if let Err(e) = shared.put_record(&parts, Bytes::new()).await {
+                fills
+                    .metrics
+                    .shared_store_errors
+                    .with_label_values(&["put"])
+                    .inc();
+                tracing::warn!(digest = %digest, error = %e, "cannot write the blob's link to the bucket");
+            }
+            let path = fills.store.files().path(&digest);
+            match shared.stat(&digest).await {
+                Ok(Some(_)) => {}
+                _ => {
+                    if let Err(e) = shared.put_file(&digest, &path).await {
+                        fills
+                            .metrics
+                            .shared_store_errors
+                            .with_label_values(&["put"])
+                            .inc();
+                        tracing::warn!(digest = %digest, error = %e, "cannot upload the blob to the bucket; other replicas will fetch it themselves");
+                    } else {
+                        tracing::debug!(digest = %digest, "blob uploaded to the bucket");
+                    }
+                }
+            }
+            fills.sharing.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}

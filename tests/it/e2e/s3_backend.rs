@@ -1,0 +1,82 @@
+//! The shared backend suite (`wharf::store::backend::suite`, which the filesystem backend
+//! runs as a unit test) against the S3 backend on a real 3-node Garage cluster; and what a
+//! bucket does with a wrong secret or a missing bucket: errors, never a blob.
+
+use std::io::ErrorKind;
+
+use super::garage::{garage_present, Garage};
+use wharf::config::S3Config;
+use wharf::store::backend::{suite, BlobBackend};
+use wharf::store::s3::S3Store;
+
+fn config(g: &Garage) -> S3Config {
+    S3Config {
+        bucket: g.bucket.clone(),
+        endpoint: Some(g.endpoint()),
+        region: g.region.clone(),
+        access_key_id: g.key_id.clone(),
+        secret_access_key: g.secret.clone(),
+        path_style: true,
+        prefix: "suite/run".to_string(),
+        redirect: false,
+    }
+}
+
+#[test]
+fn e2e_s3_backend_passes_the_backend_suite_on_garage() {
+    if !garage_present("e2e_s3_backend_passes_the_backend_suite_on_garage") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("wharf-s3-")
+        .tempdir()
+        .expect("tempdir");
+    let g = Garage::start(dir.path(), 3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let store = S3Store::new(&config(&g)).expect("s3 store");
+        suite::run(&store, dir.path(), "s3").await;
+
+        // The prefix keeps clusters apart: a store under another prefix sees nothing.
+        let other = S3Store::new(&S3Config {
+            prefix: "elsewhere".into(),
+            ..config(&g)
+        })
+        .expect("s3 store");
+        let data = b"prefixed blob".to_vec();
+        let d = wharf::oci::Digest::of(&data);
+        let path = dir.path().join("prefixed");
+        std::fs::write(&path, &data).expect("write");
+        store.put_file(&d, &path).await.expect("put");
+        assert_eq!(other.stat(&d).await.expect("stat"), None);
+        assert_eq!(store.stat(&d).await.expect("stat"), Some(data.len() as u64));
+
+        // A pre-signed URL serves the blob to a client without credentials.
+        let url = store
+            .presign(&d, std::time::Duration::from_secs(60))
+            .await
+            .expect("presign")
+            .expect("s3 presigns");
+        let out = std::process::Command::new("curl")
+            .args(["-sf", &url])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "GET {url}: {out:?}");
+        assert_eq!(out.stdout, data);
+
+        // A wrong secret is an error, not an absent blob.
+        let wrong = S3Store::new(&S3Config {
+            secret_access_key: "0".repeat(64),
+            ..config(&g)
+        })
+        .expect("s3 store");
+        let e = wrong.stat(&d).await.expect_err("wrong secret");
+        assert_ne!(e.kind(), ErrorKind::NotFound, "{e}");
+        let e = wrong.put_file(&d, &path).await.expect_err("wrong secret");
+        assert_ne!(e.kind(), ErrorKind::InvalidData, "{e}");
+    });
+}
