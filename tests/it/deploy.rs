@@ -142,11 +142,26 @@ fn every_deploy_and_dashboard_file_parses() {
     );
 }
 
-fn config_check(name: &str, text: &str) {
+/// Environment variables a config may take settings from: cleared for every check, so that
+/// the test's own environment cannot make a config pass.
+const CONFIG_ENV: &[&str] = &[
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "WHARF_CLUSTER_ADVERTISE",
+];
+
+/// `wharf config check` on `text`, with only `env` of [`CONFIG_ENV`] set (what the
+/// deployment gives the process).
+fn config_check(name: &str, text: &str, env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("wharf.toml");
     std::fs::write(&file, text).expect("write config");
-    let out = Command::new(env!("CARGO_BIN_EXE_wharf"))
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wharf"));
+    for var in CONFIG_ENV {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .envs(env.iter().copied())
         .args(["config", "check"])
         .arg(&file)
         .output()
@@ -160,24 +175,67 @@ fn config_check(name: &str, text: &str) {
     );
 }
 
-#[test]
-fn every_wharf_config_in_deploy_passes_config_check() {
-    let root = repo();
-    for rel in ["deploy/wharf.toml", "deploy/compose/wharf.toml"] {
-        config_check(rel, &read(&root.join(rel)));
-    }
-
-    // The ConfigMap of the kustomize base.
-    let rel = "deploy/kubernetes/configmap.yaml";
-    let embedded = python(
+/// The `wharf.toml` key of the first ConfigMap in the YAML file `rel`.
+fn configmap_wharf_toml(root: &Path, rel: &str) -> String {
+    python(
         "import sys, yaml\n\
          docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get('kind') == 'ConfigMap']\n\
          sys.stdout.write(docs[0]['data']['wharf.toml'])",
         &root.join(rel),
     )
+    .unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn every_wharf_config_in_deploy_passes_config_check() {
+    let root = repo();
+    for rel in ["deploy/wharf.toml", "deploy/compose/wharf.toml"] {
+        config_check(rel, &read(&root.join(rel)), &[]);
+    }
+
+    // The ConfigMaps of the kustomize bases: one replica per volume, and N replicas on a
+    // shared S3 bucket, which take the bucket's credentials and their own address from the
+    // environment (deploy/kubernetes-replicas/deployment.yaml).
+    let replicas_env: &[(&str, &str)] = &[
+        ("AWS_ACCESS_KEY_ID", "placeholder-key-id"),
+        ("AWS_SECRET_ACCESS_KEY", "placeholder-secret"),
+        ("WHARF_CLUSTER_ADVERTISE", "http://10.0.0.5:5000"),
+    ];
+    for (rel, env) in [
+        ("deploy/kubernetes/configmap.yaml", &[][..]),
+        ("deploy/kubernetes-replicas/configmap.yaml", replicas_env),
+    ] {
+        let embedded = configmap_wharf_toml(&root, rel);
+        assert!(embedded.contains("data_dir = \"/var/lib/wharf\""), "{rel}");
+        config_check(rel, &embedded, env);
+    }
+    // ... and the Deployment does set them.
+    let rel = "deploy/kubernetes-replicas/deployment.yaml";
+    let names = python(
+        "import sys, yaml\n\
+         docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d.get('kind') == 'Deployment']\n\
+         c = docs[0]['spec']['template']['spec']['containers'][0]\n\
+         sys.stdout.write('\\n'.join(e['name'] for e in c.get('env', [])))",
+        &root.join(rel),
+    )
     .unwrap_or_else(|e| panic!("{rel}: {e}"));
-    assert!(embedded.contains("data_dir = \"/var/lib/wharf\""), "{rel}");
-    config_check(rel, &embedded);
+    for (var, _) in replicas_env {
+        assert!(names.lines().any(|n| n == *var), "{rel}: {var} is not set");
+    }
+    let rel = "deploy/kubernetes-replicas/configmap.yaml";
+    let t: toml::Table =
+        toml::from_str(&configmap_wharf_toml(&root, rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+    assert_eq!(
+        t.get("storage")
+            .and_then(|s| s.get("backend"))
+            .and_then(|b| b.as_str()),
+        Some("s3"),
+        "{rel}: the replicas share an S3 bucket"
+    );
+    assert!(
+        t.get("cluster").and_then(|c| c.get("peers_dns")).is_some(),
+        "{rel}: the replicas find each other through the headless Service"
+    );
 
     // The Helm chart's default config, composed as templates/_helpers.tpl ("wharf.config")
     // composes it: listeners, data_dir and [cache] from the values, then `config`.
@@ -200,7 +258,7 @@ fn every_wharf_config_in_deploy_passes_config_check() {
         cache["pin"],
         v["config"].as_str().expect("values.config is a string"),
     );
-    config_check(&format!("{rel} (composed)"), &composed);
+    config_check(&format!("{rel} (composed)"), &composed, &[]);
 }
 
 #[test]
