@@ -1,6 +1,8 @@
 //! Wharf's one integration test binary (every test binary links RocksDB, so there is one).
 //!
 //! - `auth`: client authentication and per-repository authorization.
+//! - `cluster`: replicas on a shared bucket (real Garage) in front of the fake upstream:
+//!   authorization of bucket content, redirects, a dead owner, a forged manifest.
 //! - `capacity`: eviction under the watermarks, pinned images, blobs larger than the cache.
 //! - `faults`: upstream faults (issue 10), with a table of what tests what.
 //! - `hostile`: hostile clients (issue 10), with a table of what tests what.
@@ -17,6 +19,7 @@
 
 mod auth;
 mod capacity;
+mod cluster;
 mod deploy;
 mod diskfull;
 mod e2e;

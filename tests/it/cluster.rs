@@ -1,0 +1,227 @@
+//! Replicas on a shared bucket (a real Garage cluster) in front of the fake upstream, which
+//! counts requests and knows private repositories:
+//! - a blob in the bucket is served by another replica only to a client the upstream lets
+//!   pull the repository (and never to anonymous or refused clients, redirect or not);
+//! - `redirect = true` answers an authorized GET with a pre-signed URL that serves the bytes;
+//! - a dead owner replica costs nothing but a fallback: the fill fetches upstream itself,
+//!   once, and the client gets verified bytes;
+//! - a corrupt manifest in the bucket is ignored, not served.
+
+use crate::e2e::garage::{garage_present, Garage};
+use crate::support::{self, request_as, scrape::scrape_settled, Fake, ALICE, BOB};
+use std::time::Duration;
+
+/// A replica's whole config: shared storage, and optionally a cluster.
+fn replica_toml(data: &std::path::Path, fake: &Fake, g: &Garage, extra: &str) -> String {
+    format!(
+        r#"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+data_dir = "{}"
+[[upstream]]
+name = "fake"
+url = "{}"
+default = true
+tag_ttl = "1h"
+{}
+redirect = {}
+{}
+"#,
+        data.display(),
+        fake.url(),
+        g.storage_toml(),
+        extra.contains("redirect"),
+        extra.replace("redirect", ""),
+    )
+}
+
+async fn garage(dir: &std::path::Path) -> Garage {
+    let d = dir.to_path_buf();
+    tokio::task::spawn_blocking(move || Garage::start(&d, 3))
+        .await
+        .expect("garage")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_blob_in_the_bucket_reaches_only_authorized_clients() {
+    if !garage_present("a_private_blob_in_the_bucket_reaches_only_authorized_clients") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let g = garage(dir.path()).await;
+    let fake = Fake::start_with_auth().await;
+    let layer = support::data(300_000, 12);
+    let (mdigest, _) = fake.put_image("private/app", "v1", &[&layer]);
+    let ld = support::digest_of(&layer);
+
+    // Replica a fills for alice: blob, manifest and link go to the bucket.
+    let a = support::wharf_toml(&replica_toml(&dir.path().join("a"), &fake, &g, "")).await;
+    let url =
+        |w: &wharf::app::Running, what: &str| format!("http://{}/v2/private/app/{what}", w.addr);
+    let r = request_as("GET", &url(&a, "manifests/v1"), &[], Some(ALICE)).await;
+    assert_eq!(r.status, 200);
+    let r = request_as("GET", &url(&a, &format!("blobs/{ld}")), &[], Some(ALICE)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes().as_ref(), layer.as_slice());
+    scrape_settled(&a).await;
+    a.shutdown().await;
+    let blob_gets = fake.count("GET blob");
+    assert_eq!(blob_gets, 1);
+
+    // Replica b never saw it; with redirects on.
+    let b = support::wharf_toml(&replica_toml(&dir.path().join("b"), &fake, &g, "redirect")).await;
+    let blob = url(&b, &format!("blobs/{ld}"));
+    for who in [None, Some(BOB)] {
+        let r = request_as("GET", &blob, &[], who).await;
+        assert!(
+            matches!(r.status.as_u16(), 401 | 403 | 404),
+            "{who:?} got {} from the bucket",
+            r.status
+        );
+        assert!(r.header("location").is_none(), "{who:?} got a redirect");
+        let r = request_as("GET", &url(&b, &format!("manifests/{mdigest}")), &[], who).await;
+        assert!(
+            matches!(r.status.as_u16(), 401 | 403 | 404),
+            "{who:?}: {}",
+            r.status
+        );
+    }
+    // Alice gets a pre-signed URL that serves the verified bytes.
+    let r = request_as("GET", &blob, &[], Some(ALICE)).await;
+    assert_eq!(r.status, 307, "{:?}", r.body);
+    let location = r.header("location").expect("location").to_string();
+    assert!(location.contains("X-Amz-Signature"), "{location}");
+    let out = std::process::Command::new("curl")
+        .args(["-sf", &location])
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(out.stdout, layer);
+    // A HEAD answers the size from the bucket.
+    let r = request_as("HEAD", &blob, &[], Some(ALICE)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(layer.len().to_string().as_str())
+    );
+    // By digest, the manifest comes from the bucket too.
+    let r = request_as(
+        "GET",
+        &url(&b, &format!("manifests/{mdigest}")),
+        &[],
+        Some(ALICE),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(support::digest_of(r.bytes()), mdigest);
+    assert_eq!(
+        fake.count("GET blob"),
+        blob_gets,
+        "b fetched the blob upstream"
+    );
+    assert_eq!(
+        fake.count("GET manifest"),
+        1,
+        "b fetched the manifest upstream"
+    );
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_owner_costs_one_fallback_fetch() {
+    if !garage_present("a_dead_owner_costs_one_fallback_fetch") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let g = garage(dir.path()).await;
+    let fake = Fake::start().await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        format!("http://{}", l.local_addr().expect("addr"))
+    };
+    // This replica advertises an address nobody else uses; find layers the dead peer owns.
+    let me = "http://127.0.0.1:9";
+    let view = wharf::cluster::Cluster::start(&wharf::config::ClusterConfig {
+        advertise: me.into(),
+        peers: wharf::config::Peers::Static(vec![me.into(), dead.clone()]),
+        peer_timeout: Duration::from_secs(1),
+    })
+    .expect("view");
+    let layers: Vec<Vec<u8>> = (0..40u64)
+        .map(|i| support::data(50_000, 100 + i))
+        .filter(|l| {
+            let d = wharf::oci::Digest::parse(&support::digest_of(l)).expect("digest");
+            view.owner(&d).as_deref() == Some(dead.as_str())
+        })
+        .take(2)
+        .collect();
+    assert_eq!(layers.len(), 2, "no layer owned by the dead peer");
+    for l in &layers {
+        fake.put_blob(l);
+    }
+    let cluster = format!(
+        "[cluster]\nadvertise = \"{me}\"\npeers = [\"{me}\", \"{dead}\"]\npeer_timeout = \"1s\"\n"
+    );
+    let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
+    for l in &layers {
+        let d = support::digest_of(l);
+        let r = support::get(&format!("http://{}/v2/lib/x/blobs/{d}", w.addr)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.bytes().as_ref(), l.as_slice());
+    }
+    assert_eq!(fake.count("GET blob"), 2, "one upstream GET per blob");
+    let m = scrape_settled(&w).await;
+    // The first fill found the owner dead; the second did not ask it again.
+    assert!(
+        m.contains("wharf_peer_fills_total{result=\"fallback\"} 1"),
+        "{m}"
+    );
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_manifest_in_the_bucket_is_not_served() {
+    if !garage_present("a_corrupt_manifest_in_the_bucket_is_not_served") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let g = garage(dir.path()).await;
+    let fake = Fake::start().await;
+    let (mdigest, manifest) = fake.put_image("lib/app", "v1", &[b"layer".as_slice()]);
+    let a = support::wharf_toml(&replica_toml(&dir.path().join("a"), &fake, &g, "")).await;
+    let r = support::get(&format!("http://{}/v2/lib/app/manifests/v1", a.addr)).await;
+    assert_eq!(r.status, 200);
+    scrape_settled(&a).await;
+    a.shutdown().await;
+    // Someone with bucket access rewrites the manifest object.
+    let hex = mdigest.trim_start_matches("sha256:");
+    let store = wharf::store::s3::S3Store::new(&wharf::config::S3Config {
+        bucket: g.bucket.clone(),
+        endpoint: Some(g.endpoint()),
+        region: g.region.clone(),
+        access_key_id: g.key_id.clone(),
+        secret_access_key: g.secret.clone(),
+        path_style: true,
+        prefix: String::new(),
+        redirect: false,
+    })
+    .expect("store");
+    let mut forged = b"application/vnd.oci.image.manifest.v1+json\n".to_vec();
+    forged.extend_from_slice(&manifest);
+    forged.push(b' ');
+    store
+        .put_record(&["manifests", "sha256", hex], forged.into())
+        .await
+        .expect("forge");
+    let before = fake.count("GET manifest");
+    let b = support::wharf_toml(&replica_toml(&dir.path().join("b"), &fake, &g, "")).await;
+    let r = support::get(&format!("http://{}/v2/lib/app/manifests/{mdigest}", b.addr)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes().as_ref(), manifest.as_slice());
+    assert_eq!(
+        fake.count("GET manifest"),
+        before + 1,
+        "fetched upstream instead"
+    );
+    b.shutdown().await;
+}
