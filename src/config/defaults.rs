@@ -69,6 +69,29 @@ offline = false
 # cert_file = "/etc/wharf/tls.crt"
 # key_file = "/etc/wharf/tls.key"
 
+# Several replicas sharing one S3-compatible bucket (AWS S3, Garage, MinIO, Ceph RGW): every
+# verified blob, manifest, tag resolution and repository link also goes to the bucket, and
+# data_dir becomes a local cache of it that can be lost. Without [storage], everything is in
+# data_dir only (backend = "filesystem").
+# [storage]
+# backend = "s3"
+# bucket = "wharf"                        # required with s3
+# endpoint = "http://garage.internal:3900" # leave out for AWS S3
+# region = "us-east-1"
+# access_key_id = "GK..."                 # or AWS_ACCESS_KEY_ID
+# secret_access_key = "..."               # or AWS_SECRET_ACCESS_KEY, or secret_access_key_file
+# path_style = false                      # true for Garage and MinIO
+# prefix = ""                             # key prefix: several clusters in one bucket
+# redirect = false                        # 307 to a pre-signed URL for blobs in the bucket
+
+# The replicas sharing that bucket: each digest has an owner among them that fetches it from
+# the upstream once; the others stream it from the owner. Peer requests carry clients'
+# credentials: keep them on a private network, or use [tls] and https:// URLs.
+# [cluster]
+# advertise = "http://10.0.0.5:5000"      # required; WHARF_CLUSTER_ADVERTISE overrides it
+# peers = ["http://10.0.0.5:5000", "http://10.0.0.6:5000"]  # or peers_dns = "host:port"
+# peer_timeout = "3s"
+
 [cache]
 # Upper bound for the cached blobs on disk; past it, cached blobs are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
 # (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed
