@@ -233,14 +233,15 @@ impl Fills {
             };
             let res = fills.run(&task_fill, &tx, &source).await;
             let result = match &res {
-                Ok((size, cached, origin)) => {
-                    if *origin == Origin::Upstream {
+                Ok(f) => {
+                    let cached = &f.cached;
+                    if f.upstream_bytes > 0 {
                         fills
                             .metrics
                             .upstream_bytes
                             .with_label_values(&[source.upstream.name()])
-                            .inc_by(*size);
-                        if *cached {
+                            .inc_by(f.upstream_bytes);
+                        if f.cached {
                             fills.share(digest, &source);
                         }
                     }
@@ -258,10 +259,10 @@ impl Fills {
                 Err(_) => "upstream_error",
             };
             fills.metrics.fills.with_label_values(&[result]).inc();
-            if matches!(res, Ok((_, true, _))) {
+            if res.as_ref().is_ok_and(|f| f.cached) {
                 fills.evictor.maybe_evict();
             }
-            match res.map(|(size, _, _)| size) {
+            match res.map(|f| f.size) {
                 Ok(size) => {
                     tracing::info!(digest = %digest, size, upstream = source.upstream.name(), result, "fill done");
                     drop(guard);
@@ -277,14 +278,14 @@ impl Fills {
         Ok(Some((fill, true)))
     }
 
-    /// Fetches, writes, verifies and commits: `(size, cached, origin)`; a verified blob
-    /// larger than the whole cache is not kept. The temp file is removed on every error.
+    /// Fetches, writes, verifies and commits; a verified blob larger than the whole cache is
+    /// not kept. The temp file is removed on every error.
     async fn run(
         &self,
         fill: &Fill,
         tx: &watch::Sender<FillState>,
         src: &Source,
-    ) -> Result<(u64, bool, Origin)> {
+    ) -> Result<Filled> {
         let digest = fill.digest;
         // The fill timeout bounds the download; verification and commit are not cut short
         // (a commit abandoned half-way could land after the failure was published).
@@ -304,24 +305,68 @@ impl Fills {
         let temp = Arc::new(temp);
         let _ = fill.file.set(temp.file.clone());
         tx.send_replace(FillState::Streaming { size, written: 0 });
-        let res = tokio::time::timeout_at(
+        let mut sink = Sink {
+            fill,
+            file: &temp.file,
+            hasher: Hasher::new(),
+            written: 0,
+            disk_ok: true,
+            metrics: &self.metrics,
+        };
+        let mut res = tokio::time::timeout_at(
             deadline,
-            self.stream_to_file(fill, body, &temp.file, size, tx, &from),
+            self.stream_to_file(&mut sink, body, size, tx, &from),
         )
         .await
         .unwrap_or_else(|_| Err(timed_out()));
+        // A bucket or peer that breaks off mid-blob: the upstream sends the rest.
+        let mut resumed_at = None;
+        if let Err(e @ Error::Unreachable { .. }) = &res {
+            if origin != Origin::Upstream {
+                let at = sink.written;
+                tracing::warn!(digest = %digest, error = %e, at, "{from} broke off; resuming from the upstream");
+                match self.resume(&digest, src, deadline, at).await {
+                    Ok((total, body)) => {
+                        resumed_at = Some(at);
+                        res = tokio::time::timeout_at(
+                            deadline,
+                            self.stream_to_file(
+                                &mut sink,
+                                body,
+                                total.or(size),
+                                tx,
+                                src.upstream.name(),
+                            ),
+                        )
+                        .await
+                        .unwrap_or_else(|_| Err(timed_out()));
+                    }
+                    Err(e2) => {
+                        tracing::warn!(digest = %digest, error = %e2, "cannot resume from the upstream")
+                    }
+                }
+            }
+        }
         let discard = || {
             let (store, t) = (self.store.clone(), temp.clone());
             async move {
                 let _ = tokio::task::spawn_blocking(move || store.files().discard(&t.path)).await;
             }
         };
-        let (hasher, written, on_disk) = match res {
-            Ok(v) => v,
-            Err(e) => {
-                discard().await;
-                return Err(e);
-            }
+        if let Err(e) = res {
+            discard().await;
+            return Err(e);
+        }
+        let (hasher, written, on_disk) = (sink.hasher, sink.written, sink.disk_ok);
+        let upstream_bytes = match (origin, resumed_at) {
+            (Origin::Upstream, _) => written,
+            (_, Some(at)) => written - at,
+            _ => 0,
+        };
+        let filled = |cached| Filled {
+            size: written,
+            cached,
+            upstream_bytes,
         };
         let actual = hasher.finish();
         if actual != digest {
@@ -354,7 +399,7 @@ impl Fills {
         if written > self.evictor.max() || !on_disk {
             // Too large to keep, or not all on disk (the temp file goes when the last handle
             // on it is dropped).
-            return Ok((written, false, origin));
+            return Ok(filled(false));
         }
         let store = self.store.clone();
         let t = temp.clone();
@@ -367,38 +412,29 @@ impl Fills {
         .map_err(Error::internal)
         .and_then(|r| r);
         match committed {
-            Ok(()) => Ok((written, true, origin)),
+            Ok(()) => Ok(filled(true)),
             Err(e) => {
                 // The clients got verified bytes; only the cache misses out.
                 tracing::error!(digest = %digest, error = %e, "verified blob not cached: commit failed");
                 self.metrics.disk_write_errors.inc();
-                Ok((written, false, origin))
+                Ok(filled(false))
             }
         }
     }
 
-    /// Copies the body into the file in batches, hashing as it goes; publishes progress after
-    /// each write. Returns the hasher and the byte count.
+    /// Copies the body into the sink in batches, hashing as it goes; publishes progress
+    /// after each write. `size` is the whole blob's (the sink may hold its start already).
     async fn stream_to_file(
         &self,
-        fill: &Fill,
+        sink: &mut Sink<'_>,
         mut body: super::origin::FillBody,
-        file: &Arc<File>,
         size: Option<u64>,
         tx: &watch::Sender<FillState>,
         upstream: &str,
-    ) -> Result<(Hasher, u64, bool)> {
+    ) -> Result<()> {
         let upstream_err = |m: String| Error::Unreachable {
             upstream: upstream.to_string(),
             message: m,
-        };
-        let mut sink = Sink {
-            fill,
-            file,
-            hasher: Hasher::new(),
-            written: 0,
-            disk_ok: true,
-            metrics: &self.metrics,
         };
         let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
         loop {
@@ -457,8 +493,17 @@ impl Fills {
                 )));
             }
         }
-        Ok((sink.hasher, sink.written, sink.disk_ok))
+        Ok(())
     }
+}
+
+/// What a fill that verified its blob did.
+pub(super) struct Filled {
+    pub size: u64,
+    /// Committed to the local cache.
+    pub cached: bool,
+    /// How many of its bytes came from the upstream (not a peer or the bucket).
+    pub upstream_bytes: u64,
 }
 
 /// Where a fill's bytes go: the temp file, or, once the disk refused a write (full), memory

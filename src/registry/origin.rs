@@ -8,8 +8,9 @@
 //!
 //! Invariants:
 //! - A failing bucket or peer never fails the fill by itself: before the first byte, the
-//!   fill falls back to the upstream (and a peer that did not answer is marked down).
-//! - Only a fill whose bytes came from the upstream writes to the bucket (the blob, after
+//!   fill falls back to the upstream (and a peer that did not answer is marked down); after
+//!   it, the upstream is asked for the rest (`Range`), and the hash runs on across both.
+//! - Only a fill whose bytes (some of them) came from the upstream writes to the bucket (the blob, after
 //!   its local commit, and its repository link), so a blob is uploaded once per cluster,
 //!   by the replica that fetched it.
 
@@ -105,31 +106,69 @@ impl Fills {
                 }
             }
         }
-        let timed_out =
-            || Error::unreachable(src.upstream.name(), "blob fetch exceeded the fill timeout");
+        let (size, body) = self.resume(digest, src, deadline, 0).await?;
+        Ok((size, body, Origin::Upstream))
+    }
+
+    /// GETs the blob from the upstream from byte `at` on (a `Range` request when `at > 0`,
+    /// which must be answered with a `206` starting there): the whole blob's size when
+    /// known, and the body.
+    pub(super) async fn resume(
+        &self,
+        digest: &Digest,
+        src: &Source,
+        deadline: tokio::time::Instant,
+        at: u64,
+    ) -> Result<(Option<u64>, FillBody)> {
+        let up = src.upstream.name();
+        let timed_out = || Error::unreachable(up, "blob fetch exceeded the fill timeout");
+        let mut headers = HeaderMap::new();
+        if at > 0 {
+            let range =
+                http::HeaderValue::from_str(&format!("bytes={at}-")).map_err(Error::internal)?;
+            headers.insert(http::header::RANGE, range);
+        }
         let resp = tokio::time::timeout_at(
             deadline,
             src.upstream.send(
                 Method::GET,
                 &src.repo,
                 &format!("blobs/{digest}"),
-                &HeaderMap::new(),
+                &headers,
                 &src.creds,
             ),
         )
         .await
         .map_err(|_| timed_out())??;
-        if resp.status() != StatusCode::OK {
-            return Err(super::upstream_error(
-                src.upstream.name(),
-                resp.status(),
-                resp.headers(),
-                ErrorCode::BlobUnknown,
-            ));
-        }
-        let size = super::content_length(resp.headers());
+        let size = match (at, resp.status()) {
+            (0, StatusCode::OK) => super::content_length(resp.headers()),
+            (_, StatusCode::PARTIAL_CONTENT) => {
+                let total = resp
+                    .headers()
+                    .get(http::header::CONTENT_RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_content_range(v, at));
+                match total {
+                    Some(t) => t,
+                    None => {
+                        return Err(Error::unreachable(
+                            up,
+                            format!("the upstream did not resume the blob at byte {at}"),
+                        ))
+                    }
+                }
+            }
+            (_, status) => {
+                return Err(super::upstream_error(
+                    up,
+                    status,
+                    resp.headers(),
+                    ErrorCode::BlobUnknown,
+                ))
+            }
+        };
         let body = resp.into_body().map_err(|e| e.to_string());
-        Ok((size, body.boxed_unsync(), Origin::Upstream))
+        Ok((size, body.boxed_unsync()))
     }
 
     /// After an upstream fill committed locally: the repository link and the blob go to the
@@ -173,5 +212,37 @@ impl Fills {
             }
             fills.sharing.fetch_sub(1, Ordering::SeqCst);
         });
+    }
+}
+
+/// `bytes <at>-<end>/<total>` → `Some(Some(total))` (`Some(None)` for `*`), if it starts at
+/// `at`.
+fn parse_content_range(v: &str, at: u64) -> Option<Option<u64>> {
+    let rest = v.trim().strip_prefix("bytes ")?;
+    let (range, total) = rest.split_once('/')?;
+    let (start, _end) = range.split_once('-')?;
+    if start.trim().parse::<u64>().ok()? != at {
+        return None;
+    }
+    match total.trim() {
+        "*" => Some(None),
+        t => t.parse().ok().map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_content_range;
+
+    #[test]
+    fn content_ranges_must_start_where_the_fill_stopped() {
+        assert_eq!(
+            parse_content_range("bytes 100-199/200", 100),
+            Some(Some(200))
+        );
+        assert_eq!(parse_content_range("bytes 100-199/*", 100), Some(None));
+        assert_eq!(parse_content_range("bytes 0-199/200", 100), None);
+        assert_eq!(parse_content_range("items 100-199/200", 100), None);
+        assert_eq!(parse_content_range("bytes 100-199/x", 100), None);
     }
 }

@@ -4,7 +4,8 @@
 //!   pull the repository (and never to anonymous or refused clients, redirect or not);
 //! - `redirect = true` answers an authorized GET with a pre-signed URL that serves the bytes;
 //! - a dead owner replica costs nothing but a fallback: the fill fetches upstream itself,
-//!   once, and the client gets verified bytes;
+//!   once, and the client gets verified bytes; an owner that breaks off mid-blob costs only
+//!   the rest of the blob, asked of the upstream with `Range`;
 //! - a corrupt manifest in the bucket is ignored, not served.
 
 use crate::e2e::garage::{garage_present, Garage};
@@ -139,23 +140,9 @@ async fn a_dead_owner_costs_one_fallback_fetch() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}", l.local_addr().expect("addr"))
     };
-    // This replica advertises an address nobody else uses; find layers the dead peer owns.
+    // This replica advertises an address nobody else uses; take layers the dead peer owns.
     let me = "http://127.0.0.1:9";
-    let view = wharf::cluster::Cluster::start(&wharf::config::ClusterConfig {
-        advertise: me.into(),
-        peers: wharf::config::Peers::Static(vec![me.into(), dead.clone()]),
-        peer_timeout: Duration::from_secs(1),
-    })
-    .expect("view");
-    let layers: Vec<Vec<u8>> = (0..40u64)
-        .map(|i| support::data(50_000, 100 + i))
-        .filter(|l| {
-            let d = wharf::oci::Digest::parse(&support::digest_of(l)).expect("digest");
-            view.owner(&d).as_deref() == Some(dead.as_str())
-        })
-        .take(2)
-        .collect();
-    assert_eq!(layers.len(), 2, "no layer owned by the dead peer");
+    let layers = owned_by(me, &dead, 50_000, 2);
     for l in &layers {
         fake.put_blob(l);
     }
@@ -179,6 +166,100 @@ async fn a_dead_owner_costs_one_fallback_fetch() {
     w.shutdown().await;
 }
 
+/// `n` pieces of data whose digests `peer` owns in a cluster of `me` and `peer`.
+fn owned_by(me: &str, peer: &str, len: usize, n: usize) -> Vec<Vec<u8>> {
+    let view = wharf::cluster::Cluster::start(&wharf::config::ClusterConfig {
+        advertise: me.into(),
+        peers: wharf::config::Peers::Static(vec![me.into(), peer.into()]),
+        peer_timeout: Duration::from_secs(1),
+    })
+    .expect("view");
+    let found: Vec<Vec<u8>> = (0..64u64)
+        .map(|i| support::data(len, 500 + i))
+        .filter(|l| {
+            let d = wharf::oci::Digest::parse(&support::digest_of(l)).expect("digest");
+            view.owner(&d).as_deref() == Some(peer)
+        })
+        .take(n)
+        .collect();
+    assert_eq!(found.len(), n, "not enough data owned by {peer}");
+    found
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_breaking_off_mid_blob_costs_only_the_rest() {
+    if !garage_present("an_owner_breaking_off_mid_blob_costs_only_the_rest") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let g = garage(dir.path()).await;
+    let fake = Fake::start().await;
+    // The owner "replica" is a fake that serves the blob and breaks the connection part-way.
+    let owner = Fake::start().await;
+    let me = "http://127.0.0.1:9";
+    let len = 2_000_000;
+    let layer = owned_by(me, &owner.url(), len, 1).remove(0);
+    let d = fake.put_blob(&layer);
+    owner.put_blob(&layer);
+    owner.set_behavior(
+        &d,
+        support::BlobBehavior {
+            chunk: 64 * 1024,
+            fail_after: Some(1_200_000),
+            ..Default::default()
+        },
+    );
+    let cluster = format!(
+        "[cluster]\nadvertise = \"{me}\"\npeers = [\"{me}\", \"{}\"]\n",
+        owner.url()
+    );
+    let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
+    let r = support::get(&format!("http://{}/v2/lib/x/blobs/{d}", w.addr)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.bytes().as_ref(),
+        layer.as_slice(),
+        "the client got other bytes"
+    );
+    assert_eq!(owner.count("GET blob"), 1);
+    assert_eq!(fake.count("GET blob"), 1, "one upstream GET: the rest");
+    let m = scrape_settled(&w).await;
+    let upstream: u64 = m
+        .lines()
+        .find(|l| l.starts_with("wharf_upstream_bytes_total{upstream=\"fake\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .expect("upstream bytes metric");
+    assert!(
+        upstream > 0 && upstream < len as u64 && upstream >= (len - 1_200_000) as u64,
+        "the upstream sent {upstream} of {len} bytes"
+    );
+    assert!(
+        m.contains("wharf_fills_total{result=\"committed\"} 1"),
+        "{m}"
+    );
+    // It was this replica's upstream fill (in part): it shared the blob.
+    let store = shared_store(&g);
+    use wharf::store::backend::BlobBackend;
+    let parsed = wharf::oci::Digest::parse(&d).expect("digest");
+    assert_eq!(store.stat(&parsed).await.expect("stat"), Some(len as u64));
+    w.shutdown().await;
+}
+
+fn shared_store(g: &Garage) -> wharf::store::s3::S3Store {
+    wharf::store::s3::S3Store::new(&wharf::config::S3Config {
+        bucket: g.bucket.clone(),
+        endpoint: Some(g.endpoint()),
+        region: g.region.clone(),
+        access_key_id: g.key_id.clone(),
+        secret_access_key: g.secret.clone(),
+        path_style: true,
+        prefix: String::new(),
+        redirect: false,
+    })
+    .expect("store")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_manifest_in_the_bucket_is_not_served() {
     if !garage_present("a_corrupt_manifest_in_the_bucket_is_not_served") {
@@ -195,17 +276,7 @@ async fn a_corrupt_manifest_in_the_bucket_is_not_served() {
     a.shutdown().await;
     // Someone with bucket access rewrites the manifest object.
     let hex = mdigest.trim_start_matches("sha256:");
-    let store = wharf::store::s3::S3Store::new(&wharf::config::S3Config {
-        bucket: g.bucket.clone(),
-        endpoint: Some(g.endpoint()),
-        region: g.region.clone(),
-        access_key_id: g.key_id.clone(),
-        secret_access_key: g.secret.clone(),
-        path_style: true,
-        prefix: String::new(),
-        redirect: false,
-    })
-    .expect("store");
+    let store = shared_store(&g);
     let mut forged = b"application/vnd.oci.image.manifest.v1+json\n".to_vec();
     forged.extend_from_slice(&manifest);
     forged.push(b' ');

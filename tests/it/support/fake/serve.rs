@@ -145,11 +145,19 @@ impl Ctx {
             _ if push => return error(StatusCode::METHOD_NOT_ALLOWED, "UNSUPPORTED"),
             _ => {}
         }
+        // `Range: bytes=<n>-`, the only form Wharf sends (to resume a broken fill).
+        let from = req
+            .headers()
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes="))
+            .and_then(|v| v.strip_suffix('-'))
+            .and_then(|v| v.parse::<usize>().ok());
         let s = self.state.lock().expect("lock");
         match kind {
             "base" => full(StatusCode::OK, "{}"),
             "manifest" => manifest(&s, &repo, path, head),
-            "blob" => blob(&s, &repo, path, head),
+            "blob" => blob(&s, &repo, path, head, from),
             "tags" => {
                 let mut tags: Vec<&str> = s
                     .tags
@@ -208,7 +216,7 @@ fn manifest(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
     r
 }
 
-fn blob(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
+fn blob(s: &State, repo: &str, path: &str, head: bool, from: Option<usize>) -> Response<Body> {
     let digest = path.rsplit('/').next().unwrap_or("").to_string();
     let present =
         s.unscoped.contains(&digest) || s.repo_blobs.contains(&(repo.to_string(), digest.clone()));
@@ -225,6 +233,17 @@ fn blob(s: &State, repo: &str, path: &str, head: bool) -> Response<Body> {
         r.headers_mut().insert(
             "docker-content-digest",
             HeaderValue::from_str(&digest).expect("d"),
+        );
+        return r;
+    }
+    if let Some(at) = from.filter(|&at| at < data.len() && b.content_length.is_none()) {
+        let total = data.len();
+        let mut r = body_response(data[at..].to_vec(), b);
+        *r.status_mut() = StatusCode::PARTIAL_CONTENT;
+        let range = format!("bytes {at}-{}/{total}", total - 1);
+        r.headers_mut().insert(
+            "content-range",
+            HeaderValue::from_str(&range).expect("range"),
         );
         return r;
     }
