@@ -31,6 +31,9 @@ pub const WHARF_METRICS: &[(&str, &str)] = &[
     ("wharf_authz_decisions_total", "counter"),
     ("wharf_push_requests_total", "counter"),
     ("wharf_upload_tees_total", "counter"),
+    ("wharf_peer_fills_total", "counter"),
+    ("wharf_shared_fills_total", "counter"),
+    ("wharf_shared_store_errors_total", "counter"),
     ("wharf_build_info", "gauge"),
 ];
 
