@@ -241,6 +241,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn peers_dns_lists_every_address_of_the_name() {
+        let cfg = ClusterConfig {
+            advertise: "http://10.9.9.9:7".into(),
+            peers: Peers::Dns {
+                host: "localhost".into(),
+                port: 7,
+            },
+            peer_timeout: Duration::from_millis(200),
+        };
+        let c = Cluster::start(&cfg).expect("cluster");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while c.members().len() < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let members = c.members();
+        assert!(
+            members.contains(&"http://127.0.0.1:7".to_string()),
+            "{members:?}"
+        );
+        assert!(members.contains(&"http://10.9.9.9:7".to_string()));
+    }
+
+    #[tokio::test]
     async fn a_dead_peer_fails_fast() {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

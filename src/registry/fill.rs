@@ -20,22 +20,17 @@
 //!   blob uncached; its readers still finish (their file handles stay valid).
 
 use super::origin::Origin;
+use super::sink::Sink;
 use crate::config::FillConfig;
 use crate::error::{Error, Result};
-use crate::oci::digest::Hasher;
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::Store;
 use crate::upstream::{Credentials, Upstream};
 use http::StatusCode;
-use http_body_util::BodyExt;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::watch;
-
-/// Bytes gathered from the upstream before one write to the temp file.
-const WRITE_BATCH: usize = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub enum FillState {
@@ -63,7 +58,7 @@ pub struct Fill {
     file: OnceLock<Arc<File>>,
     state: watch::Receiver<FillState>,
     /// Bytes that could not be written to disk.
-    spill: Mutex<Spill>,
+    pub(super) spill: Mutex<super::sink::Spill>,
 }
 
 impl Fill {
@@ -220,7 +215,7 @@ impl Fills {
             digest,
             file: OnceLock::new(),
             state: rx,
-            spill: Mutex::new(Spill::default()),
+            spill: Mutex::new(Default::default()),
         });
         map.insert(digest, fill.clone());
         drop(map);
@@ -305,14 +300,7 @@ impl Fills {
         let temp = Arc::new(temp);
         let _ = fill.file.set(temp.file.clone());
         tx.send_replace(FillState::Streaming { size, written: 0 });
-        let mut sink = Sink {
-            fill,
-            file: &temp.file,
-            hasher: Hasher::new(),
-            written: 0,
-            disk_ok: true,
-            metrics: &self.metrics,
-        };
+        let mut sink = Sink::new(fill, &temp.file, &self.metrics);
         let mut res = tokio::time::timeout_at(
             deadline,
             self.stream_to_file(&mut sink, body, size, tx, &from),
@@ -421,80 +409,6 @@ impl Fills {
             }
         }
     }
-
-    /// Copies the body into the sink in batches, hashing as it goes; publishes progress
-    /// after each write. `size` is the whole blob's (the sink may hold its start already).
-    async fn stream_to_file(
-        &self,
-        sink: &mut Sink<'_>,
-        mut body: super::origin::FillBody,
-        size: Option<u64>,
-        tx: &watch::Sender<FillState>,
-        upstream: &str,
-    ) -> Result<()> {
-        let upstream_err = |m: String| Error::Unreachable {
-            upstream: upstream.to_string(),
-            message: m,
-        };
-        let mut buf: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
-        loop {
-            // Flush what we have before waiting, so readers never wait on our buffer.
-            let frame = {
-                let mut next = std::pin::pin!(body.frame());
-                match poll_once(next.as_mut()).await {
-                    Some(f) => f,
-                    None => {
-                        if !buf.is_empty() {
-                            buf = sink.flush(buf).await?;
-                            tx.send_replace(FillState::Streaming {
-                                size,
-                                written: sink.written,
-                            });
-                        }
-                        tokio::time::timeout(self.cfg.idle_timeout, next)
-                            .await
-                            .map_err(|_| upstream_err("upstream body stalled".into()))?
-                    }
-                }
-            };
-            let Some(frame) = frame else { break };
-            let frame = frame.map_err(|e| upstream_err(format!("upstream body: {e}")))?;
-            let Ok(data) = frame.into_data() else {
-                continue;
-            };
-            if let Some(s) = size {
-                if sink.written + (buf.len() + data.len()) as u64 > s {
-                    return Err(upstream_err(
-                        "upstream sent more than Content-Length".into(),
-                    ));
-                }
-            }
-            buf.extend_from_slice(&data);
-            if buf.len() >= WRITE_BATCH {
-                buf = sink.flush(buf).await?;
-                tx.send_replace(FillState::Streaming {
-                    size,
-                    written: sink.written,
-                });
-            }
-        }
-        if !buf.is_empty() {
-            sink.flush(buf).await?;
-            tx.send_replace(FillState::Streaming {
-                size,
-                written: sink.written,
-            });
-        }
-        if let Some(s) = size {
-            if sink.written != s {
-                return Err(upstream_err(format!(
-                    "upstream body ended after {} of {s} bytes",
-                    sink.written
-                )));
-            }
-        }
-        Ok(())
-    }
 }
 
 /// What a fill that verified its blob did.
@@ -504,107 +418,6 @@ pub(super) struct Filled {
     pub cached: bool,
     /// How many of its bytes came from the upstream (not a peer or the bucket).
     pub upstream_bytes: u64,
-}
-
-/// Where a fill's bytes go: the temp file, or, once the disk refused a write (full), memory
-/// only, so that the clients still get every byte (the blob is then not cached).
-struct Sink<'a> {
-    fill: &'a Fill,
-    file: &'a Arc<File>,
-    hasher: Hasher,
-    written: u64,
-    disk_ok: bool,
-    metrics: &'a crate::metrics::Metrics,
-}
-
-impl Sink<'_> {
-    /// Hashes and stores one batch; hands the buffer back (cleared) for reuse.
-    async fn flush(&mut self, buf: Vec<u8>) -> Result<Vec<u8>> {
-        self.hasher.update(&buf);
-        let mut buf = if self.disk_ok {
-            let (buf, res) = write_batch(self.file, buf).await?;
-            match res {
-                Ok(()) => {
-                    self.written += buf.len() as u64;
-                    let mut buf = buf;
-                    buf.clear();
-                    return Ok(buf);
-                }
-                Err(e) => {
-                    tracing::warn!(digest = %self.fill.digest, error = %e, "cannot write the blob to disk; relaying it from memory without caching it");
-                    self.metrics.disk_write_errors.inc();
-                    self.disk_ok = false;
-                    if let Ok(mut s) = self.fill.spill.lock() {
-                        s.start = Some(self.written);
-                    }
-                    buf
-                }
-            }
-        } else {
-            buf
-        };
-        let n = buf.len() as u64;
-        if let Ok(mut s) = self.fill.spill.lock() {
-            s.chunks.push(bytes::Bytes::from(std::mem::take(&mut buf)));
-        }
-        self.written += n;
-        Ok(Vec::with_capacity(WRITE_BATCH))
-    }
-}
-
-/// Bytes of a fill kept in memory after the disk refused them: contiguous from `start`.
-#[derive(Default)]
-pub struct Spill {
-    pub start: Option<u64>,
-    pub chunks: Vec<bytes::Bytes>,
-}
-
-impl Fill {
-    /// Up to `n` bytes at `offset` from memory, if the fill spilled at or before `offset`;
-    /// otherwise how many bytes from `offset` may be read from the file.
-    pub fn spilled(&self, offset: u64, n: u64) -> Result<std::result::Result<bytes::Bytes, u64>> {
-        let s = self
-            .spill
-            .lock()
-            .map_err(|_| Error::internal("spill poisoned"))?;
-        let Some(start) = s.start else {
-            return Ok(Err(n));
-        };
-        if offset < start {
-            return Ok(Err(n.min(start - offset)));
-        }
-        let mut at = start;
-        for c in &s.chunks {
-            let end = at + c.len() as u64;
-            if offset < end {
-                let from = (offset - at) as usize;
-                let to = (from as u64 + n).min(c.len() as u64) as usize;
-                return Ok(Ok(c.slice(from..to)));
-            }
-            at = end;
-        }
-        Ok(Ok(bytes::Bytes::new()))
-    }
-}
-
-/// Appends one batch on a blocking thread; hands the buffer back with the write's result.
-async fn write_batch(file: &Arc<File>, buf: Vec<u8>) -> Result<(Vec<u8>, std::io::Result<()>)> {
-    let file = file.clone();
-    tokio::task::spawn_blocking(move || {
-        let res = (&*file).write_all(&buf);
-        (buf, res)
-    })
-    .await
-    .map_err(Error::internal)
-}
-
-/// Polls a future once: `Some(output)` if it is ready now.
-async fn poll_once<F: std::future::Future + Unpin>(mut f: F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| match std::pin::Pin::new(&mut f).poll(cx) {
-        std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
-        std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await
 }
 
 /// Removes the fill from the in-flight map when the task ends, however it ends.

@@ -122,8 +122,16 @@ impl Registry {
         let up = t.upstream.name();
         let repo = t.repo.as_str();
         let mut rec = self.get_tag(up, repo, tag.as_str()).await?;
-        if rec.is_none() {
-            rec = self.shared_tag(t, tag.as_str()).await;
+        // Missing or due for revalidation here: another replica may have confirmed it since.
+        let due = |r: &TagRecord| {
+            u128::from(now_ms().saturating_sub(r.checked_at_ms))
+                >= t.upstream.cfg.tag_ttl.as_millis()
+        };
+        if self.shared.is_some() && rec.as_ref().is_none_or(due) {
+            let newer_than = rec.map(|r| r.checked_at_ms);
+            if let Some(r) = self.shared_tag(t, tag.as_str(), newer_than).await {
+                rec = Some(r);
+            }
         }
         let cached = match rec {
             Some(r) => self.cached_manifest(&r.digest).await?.map(|m| (r, m)),

@@ -24,6 +24,7 @@ pub mod push;
 mod push_manifest;
 pub mod referrers;
 mod shared;
+mod sink;
 mod tee;
 pub mod uploads;
 

@@ -167,9 +167,14 @@ impl Registry {
         })
     }
 
-    /// A tag resolution from the bucket, with its manifest, recorded locally (manifest,
-    /// links, tag) as if this replica had fetched them.
-    pub(super) async fn shared_tag(&self, t: &Target, tag: &str) -> Option<TagRecord> {
+    /// A tag resolution from the bucket confirmed after `newer_than` (ms), with its
+    /// manifest, recorded locally (manifest, links, tag) as if this replica had fetched them.
+    pub(super) async fn shared_tag(
+        &self,
+        t: &Target,
+        tag: &str,
+        newer_than: Option<u64>,
+    ) -> Option<TagRecord> {
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
         let b = self.bucket()?;
         let raw = self
@@ -180,6 +185,9 @@ impl Registry {
             digest: Digest::parse(d).ok()?,
             checked_at_ms,
         };
+        if newer_than.is_some_and(|n| checked_at_ms <= n) {
+            return None;
+        }
         let m = self.shared_manifest(&rec.digest).await?;
         let refs = super::manifest::linkable_refs(&m.bytes);
         let (store, up_s, repo_s, tag_s) = (
@@ -197,6 +205,9 @@ impl Registry {
             return None;
         }
         self.manifests.insert(m.digest, Arc::new(m)).await;
+        self.tags
+            .insert(crate::store::keys::tag_key(up, repo, tag), rec)
+            .await;
         Some(rec)
     }
 

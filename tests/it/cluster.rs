@@ -36,11 +36,19 @@ redirect = {}
     )
 }
 
-async fn garage(dir: &std::path::Path) -> Garage {
-    let d = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || Garage::start(&d, 3))
+/// A scratch dir, a 3-node Garage cluster in it, and a fake upstream (`auth`: token auth).
+async fn world(auth: bool) -> (tempfile::TempDir, Garage, Fake) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().to_path_buf();
+    let g = tokio::task::spawn_blocking(move || Garage::start(&d, 3))
         .await
-        .expect("garage")
+        .expect("garage");
+    let fake = if auth {
+        Fake::start_with_auth().await
+    } else {
+        Fake::start().await
+    };
+    (dir, g, fake)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -48,9 +56,7 @@ async fn a_private_blob_in_the_bucket_reaches_only_authorized_clients() {
     if !garage_present("a_private_blob_in_the_bucket_reaches_only_authorized_clients") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tmp");
-    let g = garage(dir.path()).await;
-    let fake = Fake::start_with_auth().await;
+    let (dir, g, fake) = world(true).await;
     let layer = support::data(300_000, 12);
     let (mdigest, _) = fake.put_image("private/app", "v1", &[&layer]);
     let ld = support::digest_of(&layer);
@@ -92,12 +98,7 @@ async fn a_private_blob_in_the_bucket_reaches_only_authorized_clients() {
     assert_eq!(r.status, 307, "{:?}", r.body);
     let location = r.header("location").expect("location").to_string();
     assert!(location.contains("X-Amz-Signature"), "{location}");
-    let out = std::process::Command::new("curl")
-        .args(["-sf", &location])
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "{out:?}");
-    assert_eq!(out.stdout, layer);
+    assert_eq!(Garage::curl(&location), layer);
     // A HEAD answers the size from the bucket.
     let r = request_as("HEAD", &blob, &[], Some(ALICE)).await;
     assert_eq!(r.status, 200);
@@ -133,9 +134,7 @@ async fn a_dead_owner_costs_one_fallback_fetch() {
     if !garage_present("a_dead_owner_costs_one_fallback_fetch") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tmp");
-    let g = garage(dir.path()).await;
-    let fake = Fake::start().await;
+    let (dir, g, fake) = world(false).await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         format!("http://{}", l.local_addr().expect("addr"))
@@ -191,9 +190,7 @@ async fn an_owner_breaking_off_mid_blob_costs_only_the_rest() {
     if !garage_present("an_owner_breaking_off_mid_blob_costs_only_the_rest") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tmp");
-    let g = garage(dir.path()).await;
-    let fake = Fake::start().await;
+    let (dir, g, fake) = world(false).await;
     // The owner "replica" is a fake that serves the blob and breaks the connection part-way.
     let owner = Fake::start().await;
     let me = "http://127.0.0.1:9";
@@ -247,17 +244,7 @@ async fn an_owner_breaking_off_mid_blob_costs_only_the_rest() {
 }
 
 fn shared_store(g: &Garage) -> wharf::store::s3::S3Store {
-    wharf::store::s3::S3Store::new(&wharf::config::S3Config {
-        bucket: g.bucket.clone(),
-        endpoint: Some(g.endpoint()),
-        region: g.region.clone(),
-        access_key_id: g.key_id.clone(),
-        secret_access_key: g.secret.clone(),
-        path_style: true,
-        prefix: String::new(),
-        redirect: false,
-    })
-    .expect("store")
+    wharf::store::s3::S3Store::new(&g.s3_config("")).expect("store")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,9 +252,7 @@ async fn a_corrupt_manifest_in_the_bucket_is_not_served() {
     if !garage_present("a_corrupt_manifest_in_the_bucket_is_not_served") {
         return;
     }
-    let dir = tempfile::tempdir().expect("tmp");
-    let g = garage(dir.path()).await;
-    let fake = Fake::start().await;
+    let (dir, g, fake) = world(false).await;
     let (mdigest, manifest) = fake.put_image("lib/app", "v1", &[b"layer".as_slice()]);
     let a = support::wharf_toml(&replica_toml(&dir.path().join("a"), &fake, &g, "")).await;
     let r = support::get(&format!("http://{}/v2/lib/app/manifests/v1", a.addr)).await;
@@ -294,5 +279,48 @@ async fn a_corrupt_manifest_in_the_bucket_is_not_served() {
         before + 1,
         "fetched upstream instead"
     );
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_revalidated_on_one_replica_is_fresh_on_all() {
+    if !garage_present("a_tag_revalidated_on_one_replica_is_fresh_on_all") {
+        return;
+    }
+    let (dir, g, fake) = world(false).await;
+    fake.put_image("lib/app", "v1", &[b"first".as_slice()]);
+    let toml = |name: &str| {
+        replica_toml(&dir.path().join(name), &fake, &g, "")
+            .replace("tag_ttl = \"1h\"", "tag_ttl = \"2s\"")
+    };
+    let a = support::wharf_toml(&toml("a")).await;
+    let b = support::wharf_toml(&toml("b")).await;
+    let tag = |w: &wharf::app::Running| format!("http://{}/v2/lib/app/manifests/v1", w.addr);
+    let r = support::get(&tag(&b)).await;
+    assert_eq!(r.status, 200);
+    scrape_settled(&b).await;
+    // The tag moves upstream; past tag_ttl, a revalidates it and shares what it found.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (moved, moved_bytes) = fake.put_image("lib/app", "v1", &[b"second".as_slice()]);
+    let r = support::get(&tag(&a)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(support::digest_of(r.bytes()), moved);
+    scrape_settled(&a).await;
+    // b's own resolution is due too, but the bucket's is fresh: no upstream request at all.
+    let before = fake.total();
+    let r = support::get(&tag(&b)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.bytes().as_ref(),
+        moved_bytes.as_slice(),
+        "b served the old tag"
+    );
+    assert_eq!(
+        fake.total(),
+        before,
+        "b asked the upstream: {:?}",
+        fake.requests()
+    );
+    a.shutdown().await;
     b.shutdown().await;
 }

@@ -285,6 +285,30 @@ impl Garage {
         )
     }
 
+    /// Wharf's S3 settings for this cluster's bucket, keys under `prefix`.
+    pub fn s3_config(&self, prefix: &str) -> wharf::config::S3Config {
+        wharf::config::S3Config {
+            bucket: self.bucket.clone(),
+            endpoint: Some(self.endpoint()),
+            region: self.region.clone(),
+            access_key_id: self.key_id.clone(),
+            secret_access_key: self.secret.clone(),
+            path_style: true,
+            prefix: prefix.to_string(),
+            redirect: false,
+        }
+    }
+
+    /// GETs a (pre-signed) URL with curl: the body.
+    pub fn curl(url: &str) -> Vec<u8> {
+        let out = std::process::Command::new("curl")
+            .args(["-sf", url])
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "GET {url}: {out:?}");
+        out.stdout
+    }
+
     /// The last lines of every node's log, for failure messages.
     pub fn logs(&self) -> String {
         let mut out = String::new();

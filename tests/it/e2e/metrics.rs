@@ -88,7 +88,9 @@ fn allowed(family: &str, label: &str) -> Option<Option<&'static [&'static str]>>
             &["allowed", "denied", "offline_allowed", "offline_denied"]
         }
         ("wharf_upload_tees_total", "result") => &["committed", "digest_mismatch", "abandoned"],
-        ("wharf_peer_fills_total" | "wharf_shared_fills_total", "result") => &["served", "fallback"],
+        ("wharf_peer_fills_total" | "wharf_shared_fills_total", "result") => {
+            &["served", "fallback"]
+        }
         ("wharf_shared_store_errors_total", "op") => &["get", "put"],
         ("wharf_build_info", "version") | (_, "le") => return Some(None),
         _ => return None,

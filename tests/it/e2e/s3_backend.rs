@@ -10,16 +10,7 @@ use wharf::store::backend::{suite, BlobBackend};
 use wharf::store::s3::S3Store;
 
 fn config(g: &Garage) -> S3Config {
-    S3Config {
-        bucket: g.bucket.clone(),
-        endpoint: Some(g.endpoint()),
-        region: g.region.clone(),
-        access_key_id: g.key_id.clone(),
-        secret_access_key: g.secret.clone(),
-        path_style: true,
-        prefix: "suite/run".to_string(),
-        redirect: false,
-    }
+    g.s3_config("suite/run")
 }
 
 #[test]
@@ -61,12 +52,7 @@ fn e2e_s3_backend_passes_the_backend_suite_on_garage() {
             .await
             .expect("presign")
             .expect("s3 presigns");
-        let out = std::process::Command::new("curl")
-            .args(["-sf", &url])
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "GET {url}: {out:?}");
-        assert_eq!(out.stdout, data);
+        assert_eq!(Garage::curl(&url), data);
 
         // A wrong secret is an error, not an absent blob.
         let wrong = S3Store::new(&S3Config {
