@@ -236,8 +236,8 @@ impl Fills {
                             .upstream_bytes
                             .with_label_values(&[source.upstream.name()])
                             .inc_by(f.upstream_bytes);
-                        if f.cached {
-                            fills.share(digest, &source);
+                        if f.cached || f.oversized.is_some() {
+                            fills.share(digest, &source, f.oversized.clone());
                         }
                     }
                     if *cached {
@@ -355,6 +355,7 @@ impl Fills {
             size: written,
             cached,
             upstream_bytes,
+            oversized: None,
         };
         let actual = hasher.finish();
         if actual != digest {
@@ -386,8 +387,12 @@ impl Fills {
         tx.send_replace(FillState::Verified { size: written });
         if written > self.evictor.max() || !on_disk {
             // Too large to keep, or not all on disk (the temp file goes when the last handle
-            // on it is dropped).
-            return Ok(filled(false));
+            // on it is dropped). A verified file too large for this disk's cache may still
+            // go to the bucket.
+            return Ok(Filled {
+                oversized: on_disk.then(|| temp.clone()),
+                ..filled(false)
+            });
         }
         let store = self.store.clone();
         let t = temp.clone();
@@ -418,6 +423,8 @@ pub(super) struct Filled {
     pub cached: bool,
     /// How many of its bytes came from the upstream (not a peer or the bucket).
     pub upstream_bytes: u64,
+    /// The verified temp file of a blob too large for the local cache (kept until shared).
+    pub oversized: Option<Arc<crate::store::blobs::TempBlob>>,
 }
 
 /// Removes the fill from the in-flight map when the task ends, however it ends.

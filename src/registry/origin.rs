@@ -171,9 +171,16 @@ impl Fills {
         Ok((size, body.boxed_unsync()))
     }
 
-    /// After an upstream fill committed locally: the repository link and the blob go to the
-    /// bucket, in the background (counted, so shutdown can wait for them).
-    pub(super) fn share(self: &Arc<Self>, digest: Digest, src: &Source) {
+    /// After an upstream fill verified its blob: the repository link and the blob go to the
+    /// bucket, in the background (counted, so shutdown can wait for them). The blob is read
+    /// from the local cache, or from `oversized`, the verified temp file of a blob too large
+    /// for it (removed once the upload is done).
+    pub(super) fn share(
+        self: &Arc<Self>,
+        digest: Digest,
+        src: &Source,
+        oversized: Option<Arc<crate::store::blobs::TempBlob>>,
+    ) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
@@ -194,7 +201,10 @@ impl Fills {
                     .inc();
                 tracing::warn!(digest = %digest, error = %e, "cannot write the blob's link to the bucket");
             }
-            let path = fills.store.files().path(&digest);
+            let path = match &oversized {
+                Some(t) => t.path.clone(),
+                None => fills.store.files().path(&digest),
+            };
             match shared.stat(&digest).await {
                 Ok(Some(_)) => {}
                 _ => {
@@ -210,6 +220,7 @@ impl Fills {
                     }
                 }
             }
+            drop(oversized);
             fills.sharing.fetch_sub(1, Ordering::SeqCst);
         });
     }

@@ -324,3 +324,41 @@ async fn a_tag_revalidated_on_one_replica_is_fresh_on_all() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_too_large_for_the_local_cache_still_reaches_the_bucket() {
+    if !garage_present("a_blob_too_large_for_the_local_cache_still_reaches_the_bucket") {
+        return;
+    }
+    let (dir, g, fake) = world(false).await;
+    let layer = support::data(200_000, 77);
+    let d = fake.put_blob(&layer);
+    let small = "[cache]\nmax_size = \"64KiB\"\n";
+    let a = support::wharf_toml(&replica_toml(&dir.path().join("a"), &fake, &g, small)).await;
+    let r = support::get(&format!("http://{}/v2/lib/x/blobs/{d}", a.addr)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes().as_ref(), layer.as_slice());
+    let m = scrape_settled(&a).await;
+    assert!(
+        m.contains("wharf_fills_total{result=\"uncacheable\"} 1"),
+        "{m}"
+    );
+    a.shutdown().await;
+    let parsed = wharf::oci::Digest::parse(&d).expect("digest");
+    use wharf::store::backend::BlobBackend;
+    assert_eq!(
+        shared_store(&g).stat(&parsed).await.expect("stat"),
+        Some(layer.len() as u64),
+        "not uploaded"
+    );
+    // Nothing is left in a's tmp/.
+    let tmp = dir.path().join("a").join("tmp");
+    assert_eq!(std::fs::read_dir(&tmp).expect("tmp").count(), 0);
+    // Another replica serves it from the bucket, not the upstream.
+    let b = support::wharf_toml(&replica_toml(&dir.path().join("b"), &fake, &g, "")).await;
+    let r = support::get(&format!("http://{}/v2/lib/x/blobs/{d}", b.addr)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes().as_ref(), layer.as_slice());
+    assert_eq!(fake.count("GET blob"), 1);
+    b.shutdown().await;
+}
