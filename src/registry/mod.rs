@@ -25,6 +25,7 @@ mod push_manifest;
 pub mod referrers;
 mod shared;
 mod sink;
+mod tags;
 mod tee;
 pub mod uploads;
 
