@@ -8,9 +8,13 @@
 //!   digest is a hash of (peer URL, digest), nothing local.
 //! - A request from a peer (it carries [`PEER_HEADER`]) is never forwarded again, so a
 //!   request crosses at most one peer hop whatever the replicas think of each other.
-//! - A dead peer does not stop pulls: a peer that fails to answer within `peer_timeout` is
-//!   marked down for [`DOWN_FOR`] and left out of the owner choice; the fill that hit it
-//!   fetches from the upstream itself.
+//! - A dead peer does not stop pulls: a peer that cannot be connected to within
+//!   `peer_timeout` (or drops the connection) is marked down for [`DOWN_FOR`] and left out of
+//!   the owner choice; the fill that hit it fetches from the upstream itself. A peer that is
+//!   only slow to answer (its upstream is) is not marked down.
+//! - A replica that reaches itself under an address it did not know as its own (a DNS
+//!   record written differently from `advertise`) is told so by itself ([`LOOP_STATUS`],
+//!   recognised by the instance id in [`PEER_HEADER`]) and stops using that address.
 //! - The client's own credentials travel to the owner (as Basic authorization), so the
 //!   owner authorizes against the upstream exactly as for a direct client.
 
@@ -25,8 +29,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-/// Marks a request sent by a peer replica: answer it yourself, never forward it.
+/// Marks a request sent by a peer replica (its value: the sender's instance id): answer it
+/// yourself, never forward it.
 pub const PEER_HEADER: &str = "wharf-peer";
+/// The status a replica answers its own peer request with (it reached itself under another
+/// address): the sender then drops that address from its peers.
+pub const LOOP_STATUS: http::StatusCode = http::StatusCode::LOOP_DETECTED;
 /// How long a peer that failed stays out of the owner choice.
 pub const DOWN_FOR: Duration = Duration::from_secs(30);
 /// How often `peers_dns` is resolved again.
@@ -42,10 +50,13 @@ pub struct PeerError {
 
 pub struct Cluster {
     advertise: String,
+    /// Random per process: tells a replica its own peer requests apart.
+    instance: String,
     /// Every replica's base URL (this one's included).
     peers: RwLock<Vec<String>>,
     down: Mutex<HashMap<String, Instant>>,
-    timeout: Duration,
+    /// Addresses that turned out to reach this replica itself.
+    selves: Mutex<std::collections::HashSet<String>>,
     client: crate::upstream::client::HttpClient,
 }
 
@@ -69,14 +80,29 @@ impl Cluster {
             Peers::Static(list) => list.clone(),
             Peers::Dns { .. } => Vec::new(),
         };
+        let instance = {
+            use ring::rand::SecureRandom;
+            let mut b = [0u8; 16];
+            ring::rand::SystemRandom::new()
+                .fill(&mut b)
+                .map_err(|_| "no randomness for the instance id".to_string())?;
+            hex::encode(b)
+        };
         let c = Arc::new(Cluster {
             advertise: cfg.advertise.clone(),
+            instance,
             peers: RwLock::new(initial),
             down: Mutex::new(HashMap::new()),
-            timeout: cfg.peer_timeout,
+            selves: Mutex::new(Default::default()),
             client: crate::upstream::client::build(None, None, cfg.peer_timeout)?,
         });
         if let Peers::Dns { host, port } = &cfg.peers {
+            // The peers speak what this replica speaks (all serve TLS, or none).
+            let scheme = if cfg.advertise.starts_with("https://") {
+                "https"
+            } else {
+                "http"
+            };
             let (weak, host, port) = (Arc::downgrade(&c), host.clone(), *port);
             tokio::spawn(async move {
                 loop {
@@ -84,7 +110,7 @@ impl Cluster {
                     match tokio::net::lookup_host((host.as_str(), port)).await {
                         Ok(addrs) => {
                             let mut list: Vec<String> =
-                                addrs.map(|a| format!("http://{a}")).collect();
+                                addrs.map(|a| format!("{scheme}://{a}")).collect();
                             list.sort();
                             list.dedup();
                             if let Ok(mut p) = c.peers.write() {
@@ -110,17 +136,27 @@ impl Cluster {
         &self.advertise
     }
 
+    /// Whether a request's `wharf-peer` value says this replica sent it.
+    pub fn is_own(&self, peer_header: &[u8]) -> bool {
+        peer_header == self.instance.as_bytes()
+    }
+
     /// The live peers, this replica's own URL included.
     pub fn members(&self) -> Vec<String> {
         let now = Instant::now();
         let down = self.down.lock().map(|d| d.clone()).unwrap_or_default();
+        let selves = self.selves.lock().map(|s| s.clone()).unwrap_or_default();
         let mut out: Vec<String> = self
             .peers
             .read()
             .map(|p| p.clone())
             .unwrap_or_default()
             .into_iter()
-            .filter(|p| *p != self.advertise && down.get(p).is_none_or(|until| *until <= now))
+            .filter(|p| {
+                *p != self.advertise
+                    && !selves.contains(p)
+                    && down.get(p).is_none_or(|until| *until <= now)
+            })
             .collect();
         out.push(self.advertise.clone());
         out
@@ -143,7 +179,10 @@ impl Cluster {
     }
 
     /// Asks `peer` for blob `digest` of `repo` on `upstream` with the client's credentials.
-    /// `Ok` only for a 200 whose headers came within `peer_timeout`.
+    /// `Ok` only for a 200 whose headers came within `wait` (the owner answers once its own
+    /// fill has started: an upstream may be slow). Only a peer that cannot be connected to
+    /// (within `peer_timeout`) or drops the connection counts as unreachable; one that is
+    /// merely slow is not.
     pub async fn fetch_blob(
         &self,
         peer: &str,
@@ -151,6 +190,7 @@ impl Cluster {
         repo: &str,
         digest: &Digest,
         creds: &Credentials,
+        wait: Duration,
     ) -> Result<http::Response<Incoming>, PeerError> {
         let refused = |message: String| PeerError {
             unreachable: false,
@@ -163,7 +203,7 @@ impl Cluster {
         let ns = crate::auth::form::encode_value(upstream);
         let uri = format!("{peer}/v2/{repo}/blobs/{digest}?ns={ns}");
         let mut req = http::Request::get(&uri)
-            .header(PEER_HEADER, "1")
+            .header(PEER_HEADER, self.instance.as_str())
             .body(Empty::<Bytes>::new())
             .map_err(|e| refused(format!("{uri}: {e}")))?;
         if let Credentials::Basic { user, password } = creds {
@@ -172,10 +212,20 @@ impl Cluster {
                 .map_err(|e| refused(format!("credentials: {e}")))?;
             req.headers_mut().insert(http::header::AUTHORIZATION, v);
         }
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+        let resp = tokio::time::timeout(wait, self.client.request(req))
             .await
-            .map_err(|_| dead(format!("{peer}: no answer within {:?}", self.timeout)))?
+            .map_err(|_| refused(format!("{peer}: no answer within {wait:?}")))?
             .map_err(|e| dead(format!("{peer}: {e}")))?;
+        if resp.status() == LOOP_STATUS {
+            tracing::info!(
+                peer,
+                "this address reaches this replica itself; not asking it again"
+            );
+            if let Ok(mut s) = self.selves.lock() {
+                s.insert(peer.to_string());
+            }
+            return Err(refused(format!("{peer} is this replica")));
+        }
         if resp.status() != http::StatusCode::OK {
             return Err(refused(format!("{peer} answered {}", resp.status())));
         }
@@ -273,7 +323,14 @@ mod tests {
         let c = cluster("http://127.0.0.1:1", &[&peer]);
         let started = Instant::now();
         let e = c
-            .fetch_blob(&peer, "u", "r", &Digest::of(b"x"), &Credentials::Anonymous)
+            .fetch_blob(
+                &peer,
+                "u",
+                "r",
+                &Digest::of(b"x"),
+                &Credentials::Anonymous,
+                Duration::from_secs(5),
+            )
             .await
             .expect_err("nothing listens");
         assert!(e.unreachable && e.message.contains(&peer), "{e:?}");

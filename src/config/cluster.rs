@@ -64,7 +64,7 @@ pub struct ClusterConfig {
     /// This replica's base URL as its peers reach it.
     pub advertise: String,
     pub peers: Peers,
-    /// How long a peer may take to answer before this replica fetches for itself.
+    /// How long connecting to a peer may take before it counts as down.
     pub peer_timeout: Duration,
 }
 

@@ -286,7 +286,14 @@ impl Handler {
             }
             Route::Blob { name, digest } => {
                 let mut t = self.registry.resolve(name, query.ns.as_deref())?;
-                t.via_peer = req.headers().contains_key(crate::cluster::PEER_HEADER);
+                if let Some(v) = req.headers().get(crate::cluster::PEER_HEADER) {
+                    if self.registry.from_itself(v.as_bytes()) {
+                        let mut resp = Response::new(empty());
+                        *resp.status_mut() = crate::cluster::LOOP_STATUS;
+                        return Ok(resp);
+                    }
+                    t.via_peer = true;
+                }
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let range = req

@@ -66,6 +66,7 @@ impl Authz {
     /// Adopts a positive decision another replica recorded at `at_ms` (through the shared
     /// bucket), if it is still young: `true` when it is.
     pub async fn adopt(&self, client: &Client, upstream: &str, repo: &str, at_ms: u64) -> bool {
+        let at_ms = at_ms.min(now_ms());
         if !self.young(at_ms) {
             return false;
         }

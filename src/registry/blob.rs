@@ -23,6 +23,7 @@ impl Registry {
         digest: &Digest,
         head: bool,
     ) -> Result<Blob> {
+        let presented = client.creds.clone();
         let client = &t.upstream.effective_client(client);
         if let Some(b) = self.cached_blob(digest).await? {
             self.authorize_blob(t, client, digest).await?;
@@ -40,7 +41,7 @@ impl Registry {
             if head {
                 return Ok(Blob::Head { size: shared_size });
             }
-            if self.redirect {
+            if self.redirect && !t.via_peer {
                 if let Some(b) = &self.shared {
                     use crate::store::backend::BlobBackend;
                     match b.presign(digest, REDIRECT_TTL).await {
@@ -78,6 +79,7 @@ impl Registry {
                 repo: t.repo.clone(),
                 creds: creds.clone(),
                 via: via.clone(),
+                peer_creds: presented.clone(),
             };
             let (fill, leader) = match self.fills.join_or_start(*digest, source)? {
                 None => {
@@ -108,9 +110,9 @@ impl Registry {
                     return Err(e);
                 }
             };
-            if leader && via != origin::Via::Shared {
-                // The upstream (or the owner replica, asking it with these credentials) just
-                // served this client.
+            if leader && via == origin::Via::Upstream {
+                // The upstream just served this client. (An owner replica may have served it
+                // from an import or under the offline rule: that is no upstream verdict.)
                 self.record(t, client, true).await?;
             }
             if head {

@@ -135,6 +135,9 @@ pub struct Source {
     pub creds: Credentials,
     /// Where to read first (the upstream is always the fallback).
     pub via: super::origin::Via,
+    /// What the client presented, for the owner replica (which maps it to upstream
+    /// credentials itself): `creds` may be Wharf's own upstream credentials.
+    pub peer_creds: Credentials,
 }
 
 impl Fills {
@@ -360,6 +363,17 @@ impl Fills {
         let actual = hasher.finish();
         if actual != digest {
             discard().await;
+            if origin == Origin::Shared {
+                // A corrupt object must not fail this digest for good: the next fill goes
+                // to the owner or the upstream, and uploads it again.
+                if let Some(b) = &self.shared {
+                    use crate::store::backend::BlobBackend;
+                    tracing::error!(digest = %digest, actual = %actual, "the bucket's copy does not match its digest; deleting it");
+                    if let Err(e) = b.delete(&digest).await {
+                        tracing::warn!(digest = %digest, error = %e, "cannot delete the bucket's corrupt copy");
+                    }
+                }
+            }
             return Err(Error::Upstream {
                 upstream: src.upstream.name().to_string(),
                 status: StatusCode::BAD_GATEWAY,

@@ -257,6 +257,12 @@ impl Registry {
         })
     }
 
+    /// Whether a request's `wharf-peer` value says this replica sent it (it reached itself
+    /// under an address it did not know as its own).
+    pub fn from_itself(&self, peer_header: &[u8]) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.is_own(peer_header))
+    }
+
     /// At shutdown: lets fills in flight finish (at most `limit`).
     pub async fn drain_fills(&self, limit: std::time::Duration) {
         self.fills.drain(limit).await;

@@ -60,7 +60,16 @@ impl Fills {
             Via::Upstream => {}
             Via::Shared => {
                 if let Some(shared) = &self.shared {
-                    match shared.open(digest).await {
+                    let opened =
+                        tokio::time::timeout(super::shared::LOOKUP_TIMEOUT, shared.open(digest))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(std::io::Error::new(
+                                    std::io::ErrorKind::TimedOut,
+                                    "the bucket did not answer in time",
+                                ))
+                            });
+                    match opened {
                         Ok(Some((len, stream))) => {
                             m.shared_fills.with_label_values(&["served"]).inc();
                             let body = http_body_util::StreamBody::new(stream.map(|c| {
@@ -85,7 +94,8 @@ impl Fills {
                             src.upstream.name(),
                             src.repo.as_str(),
                             digest,
-                            &src.creds,
+                            &src.peer_creds,
+                            self.idle_timeout(),
                         )
                         .await;
                     match fetched {

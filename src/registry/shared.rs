@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest a lookup in the bucket may delay a request.
-const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a bucket that failed a lookup is skipped.
 pub const BUCKET_DOWN_FOR: Duration = Duration::from_secs(10);
 
@@ -181,9 +181,10 @@ impl Registry {
             .lookup("a tag", b.get_record(&parts(&tag_key(up, repo, tag))))
             .await??;
         let (d, checked_at_ms) = two_fields(&raw)?;
+        // Another replica's clock: never later than ours.
         let rec = TagRecord {
             digest: Digest::parse(d).ok()?,
-            checked_at_ms,
+            checked_at_ms: checked_at_ms.min(now_ms()),
         };
         if newer_than.is_some_and(|n| checked_at_ms <= n) {
             return None;
@@ -243,7 +244,7 @@ impl Registry {
             .lookup("a decision", b.get_record(&parts(&authz_key(up, repo))))
             .await??;
         match two_fields(&raw)? {
-            ("1", at) => Some(at),
+            ("1", at) => Some(at.min(now_ms())),
             _ => None,
         }
     }

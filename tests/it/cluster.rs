@@ -362,3 +362,139 @@ async fn a_blob_too_large_for_the_local_cache_still_reaches_the_bucket() {
     assert_eq!(fake.count("GET blob"), 1);
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_owner_is_waited_for_not_marked_down() {
+    if !garage_present("a_slow_owner_is_waited_for_not_marked_down") {
+        return;
+    }
+    let (dir, g, fake) = world(false).await;
+    let owner = Fake::start().await;
+    let me = "http://127.0.0.1:9";
+    let layers = owned_by(me, &owner.url(), 40_000, 2);
+    for l in &layers {
+        fake.put_blob(l);
+        owner.put_blob(l);
+    }
+    // Slower than peer_timeout (which bounds connecting), faster than fill.idle_timeout.
+    owner.delay_next("blob", 1, Duration::from_millis(1500));
+    let cluster = format!(
+        "[cluster]\nadvertise = \"{me}\"\npeers = [\"{me}\", \"{}\"]\npeer_timeout = \"500ms\"\n",
+        owner.url()
+    );
+    let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
+    for l in &layers {
+        let d = support::digest_of(l);
+        let r = support::get(&format!("http://{}/v2/lib/x/blobs/{d}", w.addr)).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.bytes().as_ref(), l.as_slice());
+    }
+    assert_eq!(
+        fake.count("GET blob"),
+        0,
+        "fetched upstream instead of waiting"
+    );
+    assert_eq!(
+        owner.count("GET blob"),
+        2,
+        "the slow owner was left out afterwards"
+    );
+    let m = scrape_settled(&w).await;
+    assert!(
+        m.contains("wharf_peer_fills_total{result=\"served\"} 2"),
+        "{m}"
+    );
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_listed_under_another_address_stops_asking_itself() {
+    if !garage_present("a_replica_listed_under_another_address_stops_asking_itself") {
+        return;
+    }
+    let (dir, g, fake) = world(false).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    // It advertises 127.0.0.1 but is also listed as localhost: the same replica.
+    let me = format!("http://127.0.0.1:{port}");
+    let alias = format!("http://localhost:{port}");
+    let layers = owned_by(&me, &alias, 30_000, 2);
+    for l in &layers {
+        fake.put_blob(l);
+    }
+    let cluster = format!("[cluster]\nadvertise = \"{me}\"\npeers = [\"{me}\", \"{alias}\"]\n");
+    let toml = replica_toml(&dir.path().join("w"), &fake, &g, &cluster);
+    let cfg = wharf::config::Config::from_toml_str(&toml).expect("config");
+    let w = wharf::app::start_on(cfg, listener).await.expect("start");
+    for l in &layers {
+        let d = support::digest_of(l);
+        let r = tokio::time::timeout(
+            Duration::from_secs(10),
+            support::get(&format!("http://{}/v2/lib/x/blobs/{d}", w.addr)),
+        )
+        .await
+        .expect("no deadlock on its own fill");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.bytes().as_ref(), l.as_slice());
+    }
+    assert_eq!(fake.count("GET blob"), 2);
+    let m = scrape_settled(&w).await;
+    // The first fill learned the alias is itself; the second did not ask it.
+    assert!(
+        m.contains("wharf_peer_fills_total{result=\"fallback\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("wharf_peer_fills_total{result=\"served\"} 0"),
+        "{m}"
+    );
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_blob_in_the_bucket_is_deleted_and_refetched() {
+    if !garage_present("a_corrupt_blob_in_the_bucket_is_deleted_and_refetched") {
+        return;
+    }
+    let (dir, g, fake) = world(false).await;
+    let layer = support::data(100_000, 5);
+    let d = fake.put_blob(&layer);
+    let a = support::wharf_toml(&replica_toml(&dir.path().join("a"), &fake, &g, "")).await;
+    let url = |w: &wharf::app::Running| format!("http://{}/v2/lib/x/blobs/{d}", w.addr);
+    assert_eq!(support::get(&url(&a)).await.status, 200);
+    scrape_settled(&a).await;
+    a.shutdown().await;
+    // The bucket's copy goes bad (same length, other bytes).
+    let store = shared_store(&g);
+    let hex = d.trim_start_matches("sha256:");
+    let mut bad = layer.clone();
+    bad[50_000] ^= 1;
+    store
+        .put_record(&["blobs", "sha256", hex], bad.into())
+        .await
+        .expect("corrupt");
+    let b = support::wharf_toml(&replica_toml(&dir.path().join("b"), &fake, &g, "")).await;
+    let r = support::get(&url(&b)).await;
+    assert!(
+        r.status != 200 || r.body.is_err(),
+        "a complete body of corrupt bytes was served"
+    );
+    // Deleted from the bucket; the next request fetches upstream, and shares it again.
+    let r = support::get(&url(&b)).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.bytes().as_ref(), layer.as_slice());
+    assert_eq!(fake.count("GET blob"), 2);
+    scrape_settled(&b).await;
+    let parsed = wharf::oci::Digest::parse(&d).expect("digest");
+    use wharf::store::backend::BlobBackend;
+    let (_, s) = store
+        .open(&parsed)
+        .await
+        .expect("open")
+        .expect("re-uploaded");
+    let again = wharf::store::backend::collect(s).await.expect("read");
+    assert!(again == layer, "the bucket still holds bad bytes");
+    b.shutdown().await;
+}
