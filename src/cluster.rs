@@ -94,7 +94,7 @@ impl Cluster {
             peers: RwLock::new(initial),
             down: Mutex::new(HashMap::new()),
             selves: Mutex::new(Default::default()),
-            client: crate::upstream::client::build(None, None, cfg.peer_timeout)?,
+            client: crate::upstream::client::build(cfg.ca_file.as_deref(), None, cfg.peer_timeout)?,
         });
         if let Peers::Dns { host, port } = &cfg.peers {
             // The peers speak what this replica speaks (all serve TLS, or none).
@@ -162,12 +162,17 @@ impl Cluster {
         out
     }
 
+    /// The live members in the order in which they own `digest`: the first runs its fill;
+    /// when it is down, the next one (every replica that knows it down agrees on which).
+    pub fn ranked(&self, digest: &Digest) -> Vec<String> {
+        let mut members = self.members();
+        members.sort_by_cached_key(|p| std::cmp::Reverse((score(p, digest), p.clone())));
+        members
+    }
+
     /// The replica that fetches `digest` from the upstream: `None` when it is this one.
     pub fn owner(&self, digest: &Digest) -> Option<String> {
-        let best = self
-            .members()
-            .into_iter()
-            .max_by_key(|p| (score(p, digest), p.clone()))?;
+        let best = self.ranked(digest).into_iter().next()?;
         (best != self.advertise).then_some(best)
     }
 
@@ -242,6 +247,7 @@ mod tests {
             advertise: me.to_string(),
             peers: Peers::Static(peers.iter().map(|s| s.to_string()).collect()),
             peer_timeout: Duration::from_millis(200),
+            ca_file: None,
         };
         Cluster::start(&cfg).expect("cluster")
     }
@@ -299,6 +305,7 @@ mod tests {
                 port: 7,
             },
             peer_timeout: Duration::from_millis(200),
+            ca_file: None,
         };
         let c = Cluster::start(&cfg).expect("cluster");
         let deadline = Instant::now() + Duration::from_secs(5);

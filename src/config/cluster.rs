@@ -8,7 +8,7 @@
 
 use super::raw::{self, RawCluster, RawStorage};
 use super::{positive_duration, Problems};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where blobs, manifests and tag resolutions are shared between replicas.
@@ -33,6 +33,8 @@ pub struct S3Config {
     pub prefix: String,
     /// Answer GETs of blobs in the bucket with a redirect to a pre-signed URL.
     pub redirect: bool,
+    /// PEM certificates trusted for an `https://` endpoint, beside the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for S3Config {
@@ -46,6 +48,7 @@ impl std::fmt::Debug for S3Config {
             .field("path_style", &self.path_style)
             .field("prefix", &self.prefix)
             .field("redirect", &self.redirect)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -66,6 +69,8 @@ pub struct ClusterConfig {
     pub peers: Peers,
     /// How long connecting to a peer may take before it counts as down.
     pub peer_timeout: Duration,
+    /// PEM certificates trusted for `https://` peers, beside the system's roots.
+    pub ca_file: Option<PathBuf>,
 }
 
 const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -104,6 +109,7 @@ pub(super) fn storage(p: &mut Problems, raw: Option<RawStorage>) -> StorageConfi
                 ("bucket", r.bucket.is_some()),
                 ("endpoint", r.endpoint.is_some()),
                 ("redirect", r.redirect.is_some()),
+                ("ca_file", r.ca_file.is_some()),
             ]
             .into_iter()
             .filter_map(|(k, set)| set.then_some(k))
@@ -201,6 +207,7 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
             "must be path segments without empty, \".\" or \"..\" parts",
         );
     }
+    let ca_file = ca_file(p, "storage.ca_file", r.ca_file.as_ref());
     Some(S3Config {
         bucket: bucket?,
         endpoint,
@@ -210,7 +217,15 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
         path_style,
         prefix,
         redirect,
+        ca_file,
     })
+}
+
+/// An optional `ca_file` key: a readable file of PEM certificates.
+fn ca_file(p: &mut Problems, key: &str, v: Option<&toml::Value>) -> Option<PathBuf> {
+    let path = PathBuf::from(raw::string(p, key, v)?);
+    super::upstream::check_ca_file(p, key, &path);
+    Some(path)
 }
 
 pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<ClusterConfig> {
@@ -279,10 +294,12 @@ pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<Clust
             }
         }
     };
+    let ca_file = ca_file(p, "cluster.ca_file", r.ca_file.as_ref());
     Some(ClusterConfig {
         advertise: advertise?,
         peers: peers?,
         peer_timeout,
+        ca_file,
     })
 }
 
@@ -351,5 +368,43 @@ mod tests {
         let e =
             errors("[cluster]\nadvertise = \"http://a:1\"\npeers_dns = \"svc:5000\"\nbogus = 1\n");
         assert!(e.contains("cluster.bogus: unknown key"), "{e}");
+    }
+
+    #[test]
+    fn ca_files_must_hold_pem_certificates() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let missing = dir.path().join("missing.pem");
+        let e = errors(&format!(
+            "[cluster]\nadvertise = \"https://a:1\"\npeers = [\"https://a:1\"]\nca_file = {missing:?}\n"
+        ));
+        assert!(
+            e.contains("cluster.ca_file") && e.contains("missing.pem"),
+            "{e}"
+        );
+        let not_pem = dir.path().join("ca.txt");
+        std::fs::write(&not_pem, "hello").expect("write");
+        let s3 = "[storage]\nbackend = \"s3\"\nbucket = \"b\"\naccess_key_id = \"k\"\n\
+                  secret_access_key = \"s\"\nendpoint = \"https://s3.internal:443\"\n";
+        let e = errors(&format!("{s3}ca_file = {not_pem:?}\n"));
+        assert!(
+            e.contains("storage.ca_file") && e.contains("no PEM certificate"),
+            "{e}"
+        );
+        let e = errors(&format!("[storage]\nca_file = {not_pem:?}\n"));
+        assert!(
+            e.contains("storage.backend") && e.contains("ca_file"),
+            "{e}"
+        );
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let c = Config::from_toml_str(&format!("{UP}{s3}ca_file = {pem:?}\n")).expect("valid");
+        let StorageConfig::S3(s) = &c.storage else {
+            panic!("not s3")
+        };
+        assert_eq!(s.ca_file.as_deref(), Some(pem.as_path()));
     }
 }

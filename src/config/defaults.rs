@@ -83,6 +83,7 @@ offline = false
 # path_style = false                      # true for Garage and MinIO
 # prefix = ""                             # key prefix: several clusters in one bucket
 # redirect = false                        # 307 to a pre-signed URL for blobs in the bucket
+# ca_file = "/etc/wharf/storage-ca.pem"   # trusted for an https:// endpoint, beside the system's
 
 # The replicas sharing that bucket: each digest has an owner among them that fetches it from
 # the upstream once; the others stream it from the owner. Peer requests carry clients'
@@ -91,6 +92,7 @@ offline = false
 # advertise = "http://10.0.0.5:5000"      # required; WHARF_CLUSTER_ADVERTISE overrides it
 # peers = ["http://10.0.0.5:5000", "http://10.0.0.6:5000"]  # or peers_dns = "host:port"
 # peer_timeout = "3s"
+# ca_file = "/etc/wharf/internal-ca.pem"  # trusted for https:// peers, beside the system's roots
 
 [cache]
 # Upper bound for the cached blobs on disk; past it, cached blobs are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB

@@ -47,6 +47,7 @@ pub(super) struct RawStorage {
     pub path_style: Option<Value>,
     pub prefix: Option<Value>,
     pub redirect: Option<Value>,
+    pub ca_file: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -55,6 +56,7 @@ pub(super) struct RawCluster {
     pub peers: Option<Value>,
     pub peers_dns: Option<Value>,
     pub peer_timeout: Option<Value>,
+    pub ca_file: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -99,7 +99,7 @@ fn check_url(p: &mut Problems, key: &str, s: &str) -> Option<(Uri, String)> {
 }
 
 /// Checks that `path` is a readable file holding at least one PEM certificate.
-fn check_ca_file(p: &mut Problems, key: &str, path: &Path) {
+pub(super) fn check_ca_file(p: &mut Problems, key: &str, path: &Path) {
     let shown = path.display();
     match std::fs::metadata(path) {
         Err(e) => return p.push(key, format!("cannot read {shown}: {e}")),

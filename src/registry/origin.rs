@@ -8,11 +8,16 @@
 //!
 //! Invariants:
 //! - A failing bucket or peer never fails the fill by itself: before the first byte, the
-//!   fill falls back to the upstream (and a peer that did not answer is marked down); after
-//!   it, the upstream is asked for the rest (`Range`), and the hash runs on across both.
-//! - Only a fill whose bytes (some of them) came from the upstream writes to the bucket (the blob, after
-//!   its local commit, and its repository link), so a blob is uploaded once per cluster,
-//!   by the replica that fetched it.
+//!   fill falls back to the upstream; after it, the upstream is asked for the rest
+//!   (`Range`), and the hash runs on across both.
+//! - An owner that cannot be reached is marked down, and one that turns out to be this
+//!   replica is left out; the digest then goes to the next owner in its ranking (the same on
+//!   every replica that knows), so a dead owner does not make each replica fetch the blob
+//!   from the upstream. An owner that answers but does not serve (slow, refusing) is not
+//!   passed over: the fill fetches from the upstream itself.
+//! - Only a fill whose bytes (some of them) came from the upstream writes to the bucket
+//!   (the blob, after its local commit, and its repository link), so a blob is uploaded
+//!   once per cluster, by the replica that fetched it.
 
 use super::fill::{Fills, Source};
 use crate::error::{Error, Result};
@@ -43,6 +48,9 @@ pub enum Origin {
     Shared,
     Peer,
 }
+
+/// How many owners a fill asks before it fetches from the upstream itself.
+const MAX_OWNER_TRIES: usize = 3;
 
 /// A fill's byte source, whatever it is.
 pub type FillBody = UnsyncBoxBody<Bytes, String>;
@@ -86,33 +94,47 @@ impl Fills {
                     m.shared_fills.with_label_values(&["fallback"]).inc();
                 }
             }
-            Via::Peer(peer) => {
+            Via::Peer(owner) => {
                 if let Some(cluster) = &self.cluster {
-                    let fetched = cluster
-                        .fetch_blob(
-                            peer,
-                            src.upstream.name(),
-                            src.repo.as_str(),
-                            digest,
-                            &src.peer_creds,
-                            self.idle_timeout(),
-                        )
-                        .await;
-                    match fetched {
-                        Ok(resp) => {
-                            m.peer_fills.with_label_values(&["served"]).inc();
-                            let size = super::content_length(resp.headers());
-                            let body = resp.into_body().map_err(|e| e.to_string());
-                            return Ok((size, body.boxed_unsync(), Origin::Peer));
-                        }
-                        Err(e) => {
-                            m.peer_fills.with_label_values(&["fallback"]).inc();
-                            if e.unreachable {
-                                cluster.mark_down(peer);
+                    let mut peer = owner.clone();
+                    // An owner found down (or found to be this replica) leaves the digest to
+                    // the next in its ranking, on which every replica that knows agrees;
+                    // each try takes one member out, and there are at most MAX_OWNER_TRIES.
+                    for _ in 0..MAX_OWNER_TRIES {
+                        let fetched = cluster
+                            .fetch_blob(
+                                &peer,
+                                src.upstream.name(),
+                                src.repo.as_str(),
+                                digest,
+                                &src.peer_creds,
+                                self.idle_timeout(),
+                            )
+                            .await;
+                        let e = match fetched {
+                            Ok(resp) => {
+                                m.peer_fills.with_label_values(&["served"]).inc();
+                                let size = super::content_length(resp.headers());
+                                let body = resp.into_body().map_err(|e| e.to_string());
+                                return Ok((size, body.boxed_unsync(), Origin::Peer));
                             }
-                            tracing::info!(digest = %digest, error = %e.message, "the owner replica did not serve the blob; fetching it upstream");
+                            Err(e) => e,
+                        };
+                        if e.unreachable {
+                            cluster.mark_down(&peer);
+                        }
+                        match cluster.owner(digest) {
+                            Some(next) if next != peer => {
+                                tracing::info!(digest = %digest, error = %e.message, next = %next, "the owner replica did not serve the blob; asking the next owner");
+                                peer = next;
+                            }
+                            _ => {
+                                tracing::info!(digest = %digest, error = %e.message, "the owner replica did not serve the blob; fetching it upstream");
+                                break;
+                            }
                         }
                     }
+                    m.peer_fills.with_label_values(&["fallback"]).inc();
                 }
             }
         }

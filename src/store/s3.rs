@@ -62,7 +62,7 @@ impl S3Store {
                 max_retries: 3,
                 retry_timeout: Duration::from_secs(30),
             })
-            .with_http_connector(transport::Connector::new()?)
+            .with_http_connector(transport::Connector::new(cfg.ca_file.as_deref())?)
             .build()
             .map_err(|e| format!("storage: {e}"))?;
         Ok(S3Store {

@@ -30,9 +30,10 @@ impl std::fmt::Debug for Connector {
 }
 
 impl Connector {
-    pub fn new() -> Result<Connector, String> {
+    /// `ca_file`: PEM certificates trusted for an `https://` endpoint, beside the system's.
+    pub fn new(ca_file: Option<&std::path::Path>) -> Result<Connector, String> {
         Ok(Connector {
-            client: crate::upstream::client::build_with(None, None, Duration::from_secs(5))?,
+            client: crate::upstream::client::build_with(ca_file, None, Duration::from_secs(5))?,
         })
     }
 }

@@ -7,8 +7,9 @@
 //! 2. Cold image Y the same way, with replica b killed (`kill -9`) once bytes reach clients:
 //!    a failed pull is retried on the next live replica (as behind a Kubernetes Service that
 //!    dropped the dead endpoint) and every client ends with Y.
-//! 3. A fourth replica d with an empty data dir serves X and Y by tag and by digest: not a
-//!    single upstream request, everything comes from the bucket (or the live peers).
+//! 3. Once a and c have uploaded what they fetched, a fourth replica d with an empty data
+//!    dir serves X and Y by tag and by digest: not a single upstream request, everything
+//!    comes from the bucket (or the live peers).
 //!
 //! Each replica's `wharf_upstream_bytes_total`, `wharf_peer_fills_total`,
 //! `wharf_shared_fills_total` and `wharf_shared_store_errors_total` are printed for diagnosis;
@@ -23,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -92,6 +94,26 @@ impl World {
             certs,
             dir,
         }
+    }
+
+    /// Waits (up to a minute) until the bucket holds every blob of `imgs`: the uploads that
+    /// follow fills end after their clients' pulls do. The blobs still missing.
+    fn wait_shared(&self, imgs: &[&Pushed]) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut missing: Vec<String> = imgs
+            .iter()
+            .flat_map(|i| i.blobs.iter().map(|b| b.0.clone()))
+            .collect();
+        while !missing.is_empty() && Instant::now() < deadline {
+            missing.retain(|d| {
+                let hex = d.trim_start_matches("sha256:");
+                !self.garage.has_object(&format!("blobs/sha256/{hex}"))
+            });
+            if !missing.is_empty() {
+                thread::sleep(Duration::from_millis(200));
+            }
+        }
+        missing
     }
 
     fn path(&self, name: &str) -> PathBuf {

@@ -285,6 +285,12 @@ impl Garage {
         )
     }
 
+    /// Whether the bucket holds object `key` (a signed `HEAD` through node 0).
+    pub fn has_object(&self, key: &str) -> bool {
+        let url = format!("http://127.0.0.1:{}/{}/{key}", self.s3_port, self.bucket);
+        curl_s3(self, &self.secret, &["-I", &url]).is_ok()
+    }
+
     /// Wharf's S3 settings for this cluster's bucket, keys under `prefix`.
     pub fn s3_config(&self, prefix: &str) -> wharf::config::S3Config {
         wharf::config::S3Config {
@@ -296,6 +302,7 @@ impl Garage {
             path_style: true,
             prefix: prefix.to_string(),
             redirect: false,
+            ca_file: None,
         }
     }
 

@@ -48,8 +48,9 @@ mod runtimes;
 mod s3_backend;
 pub(crate) mod skopeo;
 mod tls;
+pub(crate) mod tls_front;
 mod token_server;
-mod upstream;
+pub(crate) mod upstream;
 mod wharf;
 
 use std::path::PathBuf;

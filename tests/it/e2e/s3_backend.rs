@@ -66,3 +66,59 @@ fn e2e_s3_backend_passes_the_backend_suite_on_garage() {
         assert_ne!(e.kind(), ErrorKind::InvalidData, "{e}");
     });
 }
+
+/// An `https://` endpoint signed by a private CA: trusted with `storage.ca_file`, refused
+/// (an error, not a missing blob) without it.
+#[test]
+fn e2e_s3_backend_over_https_trusts_storage_ca_file() {
+    if !garage_present("e2e_s3_backend_over_https_trusts_storage_ca_file") {
+        return;
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("wharf-s3-tls-")
+        .tempdir()
+        .expect("tempdir");
+    let g = Garage::start(dir.path(), 1);
+    let cert_dir = dir.path().join("certs");
+    std::fs::create_dir_all(&cert_dir).expect("certs dir");
+    let certs = super::upstream::make_certs(&cert_dir);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let target = ([127, 0, 0, 1], g.s3_port).into();
+        let front = super::tls_front::start(&certs, target).await;
+        let https = S3Config {
+            endpoint: Some(format!("https://127.0.0.1:{}", front.addr.port())),
+            ..config(&g)
+        };
+        let data = b"a blob over https".to_vec();
+        let d = wharf::oci::Digest::of(&data);
+        let path = dir.path().join("blob");
+        std::fs::write(&path, &data).expect("write");
+
+        // Without the CA: the handshake fails, and that is an error, never "absent".
+        let untrusting = S3Store::new(&https).expect("s3 store");
+        let e = untrusting
+            .stat(&d)
+            .await
+            .expect_err("untrusted certificate");
+        assert_ne!(e.kind(), ErrorKind::NotFound, "{e}");
+
+        let store = S3Store::new(&S3Config {
+            ca_file: Some(certs.ca_pem.clone()),
+            ..https
+        })
+        .expect("s3 store");
+        store.put_file(&d, &path).await.expect("put over https");
+        assert_eq!(store.stat(&d).await.expect("stat"), Some(data.len() as u64));
+        let (_, s) = store.open(&d).await.expect("open").expect("present");
+        let got = wharf::store::backend::collect(s).await.expect("read");
+        assert!(got == data, "other bytes over https");
+        // The same object, seen through Garage's plain endpoint.
+        let plain = S3Store::new(&config(&g)).expect("s3 store");
+        assert_eq!(plain.stat(&d).await.expect("stat"), Some(data.len() as u64));
+    });
+}

@@ -124,8 +124,16 @@ fn e2e_cluster_replicas_share_one_bucket() {
     );
 
     // Phase 3: a fresh replica d (empty data dir, same bucket) serves X and Y with no
-    // upstream request at all. Its ports are chosen only now, never a, b or c's (b's is free).
+    // upstream request at all, once a and c finished sharing what they fetched. Its ports
+    // are chosen only now, never a, b or c's (b's is free).
     let t = Instant::now();
+    let missing = w.wait_shared(&[&x, &y]);
+    assert!(
+        missing.is_empty(),
+        "phase 3: blobs not in the bucket a minute after the pulls: {missing:?}\n{}\n{}",
+        cluster_metrics(&replicas),
+        w.logs(&replicas)
+    );
     let fresh = free_ports(8).into_iter().filter(|p| !ports.contains(p));
     let d: Vec<u16> = fresh.take(2).collect();
     let peers = [port(0), port(1), port(2), d[0]];
