@@ -13,21 +13,27 @@ fn config(g: &Garage) -> S3Config {
     g.s3_config("suite/run")
 }
 
-#[test]
-fn e2e_s3_backend_passes_the_backend_suite_on_garage() {
-    if !garage_present("e2e_s3_backend_passes_the_backend_suite_on_garage") {
-        return;
-    }
+/// A scratch dir, a Garage cluster of `nodes` in it, and a runtime for the async store.
+fn world(prefix: &str, nodes: usize) -> (tempfile::TempDir, Garage, tokio::runtime::Runtime) {
     let dir = tempfile::Builder::new()
-        .prefix("wharf-s3-")
+        .prefix(prefix)
         .tempdir()
         .expect("tempdir");
-    let g = Garage::start(dir.path(), 3);
+    let g = Garage::start(dir.path(), nodes);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
+    (dir, g, rt)
+}
+
+#[test]
+fn e2e_s3_backend_passes_the_backend_suite_on_garage() {
+    if !garage_present("e2e_s3_backend_passes_the_backend_suite_on_garage") {
+        return;
+    }
+    let (dir, g, rt) = world("wharf-s3-", 3);
     rt.block_on(async {
         let store = S3Store::new(&config(&g)).expect("s3 store");
         suite::run(&store, dir.path(), "s3").await;
@@ -74,19 +80,10 @@ fn e2e_s3_backend_over_https_trusts_storage_ca_file() {
     if !garage_present("e2e_s3_backend_over_https_trusts_storage_ca_file") {
         return;
     }
-    let dir = tempfile::Builder::new()
-        .prefix("wharf-s3-tls-")
-        .tempdir()
-        .expect("tempdir");
-    let g = Garage::start(dir.path(), 1);
+    let (dir, g, rt) = world("wharf-s3-tls-", 1);
     let cert_dir = dir.path().join("certs");
     std::fs::create_dir_all(&cert_dir).expect("certs dir");
     let certs = super::upstream::make_certs(&cert_dir);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
     rt.block_on(async {
         let target = ([127, 0, 0, 1], g.s3_port).into();
         let front = super::tls_front::start(&certs, target).await;
