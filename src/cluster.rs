@@ -94,7 +94,8 @@ impl Cluster {
             peers: RwLock::new(initial),
             down: Mutex::new(HashMap::new()),
             selves: Mutex::new(Default::default()),
-            client: crate::upstream::client::build(cfg.ca_file.as_deref(), None, cfg.peer_timeout)?,
+            client: crate::upstream::client::build(cfg.ca_file.as_deref(), None, cfg.peer_timeout)
+                .map_err(|e| format!("cluster.ca_file: {e}"))?,
         });
         if let Peers::Dns { host, port } = &cfg.peers {
             // The peers speak what this replica speaks (all serve TLS, or none).
@@ -176,8 +177,14 @@ impl Cluster {
         (best != self.advertise).then_some(best)
     }
 
-    pub fn mark_down(&self, peer: &str) {
-        tracing::warn!(peer, "peer did not answer; leaving it out for {DOWN_FOR:?}");
+    /// Leaves `peer` out for a while; `why` (the connect error: refused, timed out, or a
+    /// certificate this replica does not trust) goes to the log.
+    pub fn mark_down(&self, peer: &str, why: &str) {
+        tracing::warn!(
+            peer,
+            error = why,
+            "cannot reach the peer; leaving it out for {DOWN_FOR:?}"
+        );
         if let Ok(mut d) = self.down.lock() {
             d.insert(peer.to_string(), Instant::now() + DOWN_FOR);
         }
@@ -275,6 +282,60 @@ mod tests {
         }
     }
 
+    /// The ranking is part of the wire contract: replicas of different versions (a rolling
+    /// upgrade) must agree on it. Here it is recomputed from its definition, independently:
+    /// descending by the first 8 bytes (big-endian) of SHA-256(peer, "\n", digest), ties
+    /// by the peer URL.
+    #[tokio::test]
+    async fn the_ranking_follows_its_definition() {
+        use sha2::Digest as _;
+        let peers = [
+            "http://10.0.0.1:5000",
+            "http://10.0.0.2:5000",
+            "http://10.0.0.3:5000",
+        ];
+        let view = cluster(peers[0], &peers);
+        for i in 0..50u32 {
+            let d = Digest::of(&i.to_be_bytes());
+            let mut want: Vec<(u64, &str)> = peers
+                .iter()
+                .map(|p| {
+                    let h = sha2::Sha256::digest(format!("{p}\n{d}").as_bytes());
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&h[..8]);
+                    (u64::from_be_bytes(b), *p)
+                })
+                .collect();
+            want.sort_by(|x, y| y.cmp(x));
+            let want: Vec<&str> = want.into_iter().map(|(_, p)| p).collect();
+            assert_eq!(view.ranked(&d), want, "digest {d}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unusable_ca_file_is_named_at_start() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bad = dir.path().join("ca.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let cfg = ClusterConfig {
+            advertise: "https://a:1".into(),
+            peers: Peers::Static(vec!["https://a:1".into()]),
+            peer_timeout: Duration::from_secs(1),
+            ca_file: Some(bad),
+        };
+        let e = Cluster::start(&cfg)
+            .err()
+            .expect("a bad ca_file is an error");
+        assert!(
+            e.starts_with("cluster.ca_file: ") && e.contains("ca.pem"),
+            "{e}"
+        );
+    }
+
     #[tokio::test]
     async fn a_peer_marked_down_loses_only_its_own_digests() {
         let peers = ["http://a:1", "http://b:1", "http://c:1"];
@@ -282,7 +343,7 @@ mod tests {
         let before: Vec<_> = (0..200u32)
             .map(|i| a.owner(&Digest::of(&i.to_be_bytes())))
             .collect();
-        a.mark_down("http://b:1");
+        a.mark_down("http://b:1", "test");
         for (i, was) in before.iter().enumerate() {
             let now = a.owner(&Digest::of(&(i as u32).to_be_bytes()));
             assert_ne!(now.as_deref(), Some("http://b:1"));

@@ -100,7 +100,7 @@ impl Fills {
                     // An owner found down (or found to be this replica) leaves the digest to
                     // the next in its ranking, on which every replica that knows agrees;
                     // each try takes one member out, and there are at most MAX_OWNER_TRIES.
-                    for _ in 0..MAX_OWNER_TRIES {
+                    for attempt in 1..=MAX_OWNER_TRIES {
                         let fetched = cluster
                             .fetch_blob(
                                 &peer,
@@ -121,10 +121,10 @@ impl Fills {
                             Err(e) => e,
                         };
                         if e.unreachable {
-                            cluster.mark_down(&peer);
+                            cluster.mark_down(&peer, &e.message);
                         }
                         match cluster.owner(digest) {
-                            Some(next) if next != peer => {
+                            Some(next) if next != peer && attempt < MAX_OWNER_TRIES => {
                                 tracing::info!(digest = %digest, error = %e.message, next = %next, "the owner replica did not serve the blob; asking the next owner");
                                 peer = next;
                             }

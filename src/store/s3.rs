@@ -62,7 +62,10 @@ impl S3Store {
                 max_retries: 3,
                 retry_timeout: Duration::from_secs(30),
             })
-            .with_http_connector(transport::Connector::new(cfg.ca_file.as_deref())?)
+            .with_http_connector(
+                transport::Connector::new(cfg.ca_file.as_deref())
+                    .map_err(|e| format!("storage.ca_file: {e}"))?,
+            )
             .build()
             .map_err(|e| format!("storage: {e}"))?;
         Ok(S3Store {
@@ -248,5 +251,37 @@ impl BlobBackend for S3Store {
             .await
             .map_err(to_io)?;
         Ok(Some(url.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unusable_ca_file_is_named() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let bad = dir.path().join("storage-ca.pem");
+        std::fs::write(
+            &bad,
+            "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        let cfg = S3Config {
+            bucket: "b".into(),
+            endpoint: Some("https://127.0.0.1:1".into()),
+            region: "r".into(),
+            access_key_id: "k".into(),
+            secret_access_key: "s".into(),
+            path_style: true,
+            prefix: String::new(),
+            redirect: false,
+            ca_file: Some(bad),
+        };
+        let e = S3Store::new(&cfg).err().expect("a bad ca_file is an error");
+        assert!(
+            e.starts_with("storage.ca_file: ") && e.contains("storage-ca.pem"),
+            "{e}"
+        );
     }
 }

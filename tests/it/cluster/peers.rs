@@ -15,6 +15,15 @@ fn two_peers(me: &str, peer: &str, extra: &str) -> String {
     format!("[cluster]\nadvertise = \"{me}\"\npeers = [\"{me}\", \"{peer}\"]\n{extra}")
 }
 
+/// A peer address that refuses connections: a bound socket that never listens, held (by the
+/// returned socket) so that no server started meanwhile can take its port.
+fn dead_peer() -> (tokio::net::TcpSocket, String) {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind(([127, 0, 0, 1], 0).into()).expect("bind");
+    let url = format!("http://{}", s.local_addr().expect("addr"));
+    (s, url)
+}
+
 /// `n` pieces of data whose digests `peer` owns in a cluster of `me` and `peer`.
 fn owned_by(me: &str, peer: &str, len: usize, n: usize) -> Vec<Vec<u8>> {
     ranked_first(me, &[peer], &[peer], len, n)
@@ -50,10 +59,7 @@ async fn a_dead_owner_costs_one_fallback_fetch() {
         return;
     }
     let (dir, g, fake) = world(false).await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", l.local_addr().expect("addr"))
-    };
+    let (_hold, dead) = dead_peer();
     let layers = owned_by(ME, &dead, 50_000, 2);
     for l in &layers {
         fake.put_blob(l);
@@ -77,10 +83,7 @@ async fn a_dead_owner_hands_the_digest_to_the_next_owner() {
         return;
     }
     let (dir, g, fake) = world(false).await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        format!("http://{}", l.local_addr().expect("addr"))
-    };
+    let (_hold, dead) = dead_peer();
     // The next owner "replica" is a fake that holds the blobs.
     let next = Fake::start().await;
     let layers = ranked_first(ME, &[&dead, &next.url()], &[&dead, &next.url()], 50_000, 2);
