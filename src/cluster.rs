@@ -25,7 +25,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http_body_util::Empty;
 use hyper::body::Incoming;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,7 +56,7 @@ pub struct Cluster {
     peers: RwLock<Vec<String>>,
     down: Mutex<HashMap<String, Instant>>,
     /// Addresses that turned out to reach this replica itself.
-    selves: Mutex<std::collections::HashSet<String>>,
+    selves: Mutex<HashSet<String>>,
     client: crate::upstream::client::HttpClient,
 }
 

@@ -207,7 +207,7 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
             "must be path segments without empty, \".\" or \"..\" parts",
         );
     }
-    let ca_file = ca_file(p, "storage.ca_file", r.ca_file.as_ref());
+    let ca_file = super::upstream::ca_file(p, "storage.ca_file", r.ca_file.as_ref());
     Some(S3Config {
         bucket: bucket?,
         endpoint,
@@ -219,13 +219,6 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
         redirect,
         ca_file,
     })
-}
-
-/// An optional `ca_file` key: a readable file of PEM certificates.
-fn ca_file(p: &mut Problems, key: &str, v: Option<&toml::Value>) -> Option<PathBuf> {
-    let path = PathBuf::from(raw::string(p, key, v)?);
-    super::upstream::check_ca_file(p, key, &path);
-    Some(path)
 }
 
 pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<ClusterConfig> {
@@ -294,7 +287,7 @@ pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<Clust
             }
         }
     };
-    let ca_file = ca_file(p, "cluster.ca_file", r.ca_file.as_ref());
+    let ca_file = super::upstream::ca_file(p, "cluster.ca_file", r.ca_file.as_ref());
     Some(ClusterConfig {
         advertise: advertise?,
         peers: peers?,

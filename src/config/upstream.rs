@@ -98,8 +98,15 @@ fn check_url(p: &mut Problems, key: &str, s: &str) -> Option<(Uri, String)> {
     }
 }
 
+/// An optional `ca_file` key: the path, checked with [`check_ca_file`].
+pub(super) fn ca_file(p: &mut Problems, key: &str, v: Option<&toml::Value>) -> Option<PathBuf> {
+    let path = PathBuf::from(raw::string(p, key, v)?);
+    check_ca_file(p, key, &path);
+    Some(path)
+}
+
 /// Checks that `path` is a readable file holding at least one PEM certificate.
-pub(super) fn check_ca_file(p: &mut Problems, key: &str, path: &Path) {
+fn check_ca_file(p: &mut Problems, key: &str, path: &Path) {
     let shown = path.display();
     match std::fs::metadata(path) {
         Err(e) => return p.push(key, format!("cannot read {shown}: {e}")),
@@ -249,10 +256,7 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
                 None => default_owner = Some(i),
             }
         }
-        let ca_file = raw::string(p, &k("ca_file"), r.ca_file.as_ref()).map(PathBuf::from);
-        if let Some(path) = &ca_file {
-            check_ca_file(p, &k("ca_file"), path);
-        }
+        let ca_file = ca_file(p, &k("ca_file"), r.ca_file.as_ref());
         let tag_ttl = match raw::string(p, &k("tag_ttl"), r.tag_ttl.as_ref()) {
             Some(s) => parse_duration(&s).unwrap_or_else(|e| {
                 p.push(k("tag_ttl"), e);

@@ -23,7 +23,9 @@ impl Registry {
         digest: &Digest,
         head: bool,
     ) -> Result<Blob> {
-        let presented = client.creds.clone();
+        // What the client presented (for an owner replica); `client` becomes the one the
+        // upstream sees.
+        let presented = &client.creds;
         let client = &t.upstream.effective_client(client);
         if let Some(b) = self.cached_blob(digest).await? {
             self.authorize_blob(t, client, digest).await?;

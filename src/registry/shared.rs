@@ -182,9 +182,10 @@ impl Registry {
             .await??;
         let (d, checked_at_ms) = two_fields(&raw)?;
         // Another replica's clock: never later than ours.
+        let checked_at_ms = checked_at_ms.min(now_ms());
         let rec = TagRecord {
             digest: Digest::parse(d).ok()?,
-            checked_at_ms: checked_at_ms.min(now_ms()),
+            checked_at_ms,
         };
         if newer_than.is_some_and(|n| checked_at_ms <= n) {
             return None;

@@ -3,14 +3,12 @@
 //! - a blob in the bucket is served by another replica only to a client the upstream lets
 //!   pull the repository (and never to anonymous or refused clients, redirect or not);
 //! - `redirect = true` answers an authorized GET with a pre-signed URL that serves the bytes;
-//! - a dead owner replica costs nothing but a fallback: the fill fetches upstream itself,
-//!   once, and the client gets verified bytes; an owner that breaks off mid-blob costs only
-//!   the rest of the blob, asked of the upstream with `Range`;
 //! - a tag revalidated on one replica is fresh on all; a blob too large for one replica's
 //!   cache still reaches the bucket.
 //!
-//! `peers`: what a replica does when the digest's owner is dead, slow, breaks off, or is
-//! itself under another name. `bucket`: corrupt objects in the bucket.
+//! `peers`: what a replica does when the digest's owner is dead (the next owner takes over,
+//! or the replica fetches once itself), slow, breaks off mid-blob, is itself under another
+//! name, or serves HTTPS with a private CA. `bucket`: corrupt objects in the bucket.
 
 mod bucket;
 mod peers;

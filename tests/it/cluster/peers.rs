@@ -10,9 +10,16 @@ use std::time::Duration;
 /// An address that no replica uses, advertised by the replica under test.
 const ME: &str = "http://127.0.0.1:9";
 
-/// A `[cluster]` of `me` and `peer`, plus `extra` lines.
-fn two_peers(me: &str, peer: &str, extra: &str) -> String {
-    format!("[cluster]\nadvertise = \"{me}\"\npeers = [\"{me}\", \"{peer}\"]\n{extra}")
+/// A `[cluster]` of `me` and `others`, plus `extra` lines.
+fn cluster_toml(me: &str, others: &[&str], extra: &str) -> String {
+    let peers: Vec<String> = std::iter::once(me)
+        .chain(others.iter().copied())
+        .map(|p| format!("\"{p}\""))
+        .collect();
+    format!(
+        "[cluster]\nadvertise = \"{me}\"\npeers = [{}]\n{extra}",
+        peers.join(", ")
+    )
 }
 
 /// A peer address that refuses connections: a bound socket that never listens, held (by the
@@ -64,7 +71,7 @@ async fn a_dead_owner_costs_one_fallback_fetch() {
     for l in &layers {
         fake.put_blob(l);
     }
-    let cluster = two_peers(ME, &dead, "peer_timeout = \"1s\"\n");
+    let cluster = cluster_toml(ME, &[&dead], "peer_timeout = \"1s\"\n");
     let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
     for l in &layers {
         pull_blob(&w, l).await;
@@ -91,11 +98,7 @@ async fn a_dead_owner_hands_the_digest_to_the_next_owner() {
         fake.put_blob(l);
         next.put_blob(l);
     }
-    let cluster = format!(
-        "[cluster]\nadvertise = \"{ME}\"\npeers = [\"{ME}\", \"{dead}\", \"{}\"]\n\
-         peer_timeout = \"1s\"\n",
-        next.url()
-    );
+    let cluster = cluster_toml(ME, &[&dead, &next.url()], "peer_timeout = \"1s\"\n");
     let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
     for l in &layers {
         pull_blob(&w, l).await;
@@ -132,7 +135,7 @@ async fn an_owner_breaking_off_mid_blob_costs_only_the_rest() {
             ..Default::default()
         },
     );
-    let cluster = two_peers(ME, &owner.url(), "");
+    let cluster = cluster_toml(ME, &[&owner.url()], "");
     let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
     pull_blob(&w, &layer).await;
     assert_eq!(owner.count("GET blob"), 1);
@@ -171,7 +174,7 @@ async fn a_slow_owner_is_waited_for_not_marked_down() {
     }
     // Slower than peer_timeout (which bounds connecting), faster than fill.idle_timeout.
     owner.delay_next("blob", 1, Duration::from_millis(1500));
-    let cluster = two_peers(ME, &owner.url(), "peer_timeout = \"500ms\"\n");
+    let cluster = cluster_toml(ME, &[&owner.url()], "peer_timeout = \"500ms\"\n");
     let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
     for l in &layers {
         pull_blob(&w, l).await;
@@ -212,7 +215,7 @@ async fn a_replica_listed_under_another_address_stops_asking_itself() {
         &dir.path().join("w"),
         &fake,
         &g,
-        &two_peers(&me, &alias, ""),
+        &cluster_toml(&me, &[&alias], ""),
     );
     let cfg = wharf::config::Config::from_toml_str(&toml).expect("config");
     let w = wharf::app::start_on(cfg, listener).await.expect("start");
@@ -258,7 +261,7 @@ async fn https_peers_are_verified_with_cluster_ca_file() {
             &dir.path().join(name),
             &fake,
             &g,
-            &two_peers(me, other, &tls),
+            &cluster_toml(me, &[other], &tls),
         );
         let cfg = wharf::config::Config::from_toml_str(&toml).expect("config");
         wharf::app::start_on(cfg, l)

@@ -3,8 +3,6 @@
 //! offers HTTP/1.1 only by ALPN and copies bytes both ways; stopped when dropped.
 
 use super::upstream::Certs;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -21,19 +19,16 @@ impl Drop for TlsFront {
 
 /// Serves `certs`' server certificate on a free loopback port, forwarding to `target`.
 pub async fn start(certs: &Certs, target: SocketAddr) -> TlsFront {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&certs.server_pem)
-        .expect("server cert")
-        .collect::<Result<_, _>>()
-        .expect("server cert PEM");
-    let key = PrivateKeyDer::from_pem_file(&certs.server_key).expect("server key");
+    // Wharf's own loader (the registry listener's), as a fixed certificate.
+    let cert = wharf::http::tls::Reloadable::new(&certs.server_pem, &certs.server_key)
+        .expect("server cert and key");
     let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("tls versions")
     .with_no_client_auth()
-    .with_single_cert(chain, key)
-    .expect("server cert and key");
+    .with_cert_resolver(Arc::new(cert));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
