@@ -18,9 +18,10 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 
 if [ -z "${ROCKSDB_LIB_DIR:-}" ]; then
-  lib=$(ls -t "${CARGO_TARGET_DIR:-/nonexistent}"/*/build/librocksdb-sys-*/out/librocksdb.a \
-    "$HOME"/.cache/wharf/target/*/build/librocksdb-sys-*/out/librocksdb.a \
-    ../target/*/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -n 1 || true)
+  # scripts/test.sh builds with an explicit --target (<dir>/<triple>/debug/build/...).
+  lib=$(ls -t "${CARGO_TARGET_DIR:-/nonexistent}"/{,*/}*/build/librocksdb-sys-*/out/librocksdb.a \
+    "$HOME"/.cache/wharf/target/{,*/}*/build/librocksdb-sys-*/out/librocksdb.a \
+    ../target/{,*/}*/build/librocksdb-sys-*/out/librocksdb.a 2>/dev/null | head -n 1 || true)
   if [ -n "$lib" ]; then
     export ROCKSDB_LIB_DIR
     ROCKSDB_LIB_DIR=$(dirname "$lib")

@@ -41,7 +41,7 @@ if ((setup_test)); then
     # so built once from crates.io into $WHARF_TOOLS (its build dir removed afterwards).
     export WHARF_TOOLS="${WHARF_TOOLS:-$HOME/.cache/wharf/tools}"
     if ! command -v garage >/dev/null 2>&1 && [[ ! -x "$WHARF_TOOLS/bin/garage" ]]; then
-        echo "setup: installing garage 2.5.0 (cargo install, about 8 min on 2 cores)" >&2
+        echo "setup: installing garage 2.5.0 (cargo install, about 10 min on 2 cores)" >&2
         cargo install garage --version 2.5.0 --locked --no-default-features \
             --features bundled-libs,lmdb --root "$WHARF_TOOLS" \
             --target-dir "$WHARF_TOOLS/garage-build" </dev/null

@@ -5,16 +5,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WHARF_SETUP_TEST=1 source scripts/setup.sh
 
+# An explicit --target keeps build scripts and their dependencies apart from the crates they
+# build, so clippy's check build and the test build share one run of each build script: one
+# compile of RocksDB's C++ (~15 min on 2 cores) instead of two. Outputs go to
+# $CARGO_TARGET_DIR/<triple>/debug.
+target=$(rustc -vV | sed -n 's/^host: //p')
+
 echo "== cargo fmt --check"
 cargo fmt --check
 echo "== cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --all-targets --locked --target "$target" -- -D warnings
 echo "== cargo test"
 # One profile: the end-to-end tests run the `wharf` binary this same build produces.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --locked -- --test-threads "${WHARF_TEST_THREADS:-4}" 2>&1 | tee "$log"
+cargo test --locked --target "$target" -- --test-threads "${WHARF_TEST_THREADS:-4}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line over every test binary.

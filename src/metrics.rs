@@ -54,6 +54,7 @@ pub struct Metrics {
     pub peer_fills: IntCounterVec,
     pub shared_fills: IntCounterVec,
     pub shared_store_errors: IntCounterVec,
+    pub shared_backstops: IntCounter,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -129,6 +130,7 @@ impl Metrics {
             peer_fills: counter_vec(&r, "wharf_peer_fills_total", "Fills that asked the digest's owner replica: served by it, or fetched upstream after it failed (fallback).", &["result"]),
             shared_fills: counter_vec(&r, "wharf_shared_fills_total", "Fills from the shared bucket: served from it, or fetched elsewhere after it failed (fallback).", &["result"]),
             shared_store_errors: counter_vec(&r, "wharf_shared_store_errors_total", "Failed operations on the shared bucket, by operation.", &["op"]),
+            shared_backstops: counter(&r, "wharf_shared_backstop_uploads_total", "Blobs uploaded to the shared bucket by a replica that got them from their owner replica, because the owner did not (it stopped answering, or its upload was overdue)."),
             registry: r,
         };
         for res in ["served", "fallback"] {
@@ -260,6 +262,10 @@ mod tests {
             "wharf_authz_decisions_total",
             "wharf_push_requests_total",
             "wharf_upload_tees_total",
+            "wharf_peer_fills_total",
+            "wharf_shared_fills_total",
+            "wharf_shared_store_errors_total",
+            "wharf_shared_backstop_uploads_total",
             "wharf_build_info",
         ] {
             assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");

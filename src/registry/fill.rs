@@ -239,8 +239,13 @@ impl Fills {
                             .upstream_bytes
                             .with_label_values(&[source.upstream.name()])
                             .inc_by(f.upstream_bytes);
-                        if f.cached || f.oversized.is_some() {
-                            fills.share(digest, &source, f.oversized.clone());
+                    }
+                    if f.cached || f.oversized.is_some() {
+                        let (up, repo) = (source.upstream.name(), source.repo.as_str());
+                        if f.upstream_bytes > 0 {
+                            fills.share(digest, up, repo, f.oversized.clone());
+                        } else if let Some(owner) = &f.from_peer {
+                            fills.backstop(digest, f.size, up, repo, owner, f.oversized.clone());
                         }
                     }
                     if *cached {
@@ -291,10 +296,10 @@ impl Fills {
         let timed_out =
             || Error::unreachable(src.upstream.name(), "blob fetch exceeded the fill timeout");
         let (size, body, origin) = self.open_source(&digest, src, deadline).await?;
-        let from = match origin {
+        let from = match &origin {
             Origin::Upstream => src.upstream.name().to_string(),
             Origin::Shared => "the shared bucket".to_string(),
-            Origin::Peer => "the owner replica".to_string(),
+            Origin::Peer(_) => "the owner replica".to_string(),
         };
         let store = self.store.clone();
         let temp = tokio::task::spawn_blocking(move || store.create_temp(&digest))
@@ -349,15 +354,20 @@ impl Fills {
             return Err(e);
         }
         let (hasher, written, on_disk) = (sink.hasher, sink.written, sink.disk_ok);
-        let upstream_bytes = match (origin, resumed_at) {
+        let upstream_bytes = match (&origin, resumed_at) {
             (Origin::Upstream, _) => written,
             (_, Some(at)) => written - at,
             _ => 0,
+        };
+        let from_peer = match (&origin, resumed_at) {
+            (Origin::Peer(p), None) => Some(p.clone()),
+            _ => None,
         };
         let filled = |cached| Filled {
             size: written,
             cached,
             upstream_bytes,
+            from_peer: from_peer.clone(),
             oversized: None,
         };
         let actual = hasher.finish();
@@ -437,6 +447,9 @@ pub(super) struct Filled {
     pub cached: bool,
     /// How many of its bytes came from the upstream (not a peer or the bucket).
     pub upstream_bytes: u64,
+    /// The peer that sent every byte (none came from the upstream): its upload to the
+    /// bucket is watched for ([`Fills::backstop`]).
+    pub from_peer: Option<String>,
     /// The verified temp file of a blob too large for the local cache (kept until shared).
     pub oversized: Option<Arc<crate::store::blobs::TempBlob>>,
 }

@@ -18,6 +18,12 @@
 //! - Only a fill whose bytes (some of them) came from the upstream writes to the bucket
 //!   (the blob, after its local commit, and its repository link), so a blob is uploaded
 //!   once per cluster, by the replica that fetched it.
+//! - A blob that reached a live replica ends up in the bucket even when the replica that
+//!   fetched it dies before its upload (which runs after the clients got their bytes): a
+//!   replica that filled a blob wholly from its owner watches the bucket ([`Fills::backstop`])
+//!   and uploads the blob and its link itself once the owner stops answering, or once the
+//!   owner's upload is overdue ([`backstop_after`]). Several replicas may then upload the
+//!   same verified bytes under the same key: that costs bucket traffic, never correctness.
 
 use super::fill::{Fills, Source};
 use crate::error::{Error, Result};
@@ -42,11 +48,12 @@ pub enum Via {
 }
 
 /// Where a fill's bytes came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     Upstream,
     Shared,
-    Peer,
+    /// This peer (its base URL) served them.
+    Peer(String),
 }
 
 /// How many owners a fill asks before it fetches from the upstream itself.
@@ -116,7 +123,7 @@ impl Fills {
                                 m.peer_fills.with_label_values(&["served"]).inc();
                                 let size = super::content_length(resp.headers());
                                 let body = resp.into_body().map_err(|e| e.to_string());
-                                return Ok((size, body.boxed_unsync(), Origin::Peer));
+                                return Ok((size, body.boxed_unsync(), Origin::Peer(peer)));
                             }
                             Err(e) => e,
                         };
@@ -210,17 +217,14 @@ impl Fills {
     pub(super) fn share(
         self: &Arc<Self>,
         digest: Digest,
-        src: &Source,
+        up: &str,
+        repo: &str,
         oversized: Option<Arc<crate::store::blobs::TempBlob>>,
     ) {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        let (fills, up, repo) = (
-            self.clone(),
-            src.upstream.name().to_string(),
-            src.repo.as_str().to_string(),
-        );
+        let (fills, up, repo) = (self.clone(), up.to_string(), repo.to_string());
         self.sharing.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
             let link = super::shared::link_key(&up, &repo, &digest);
@@ -256,6 +260,83 @@ impl Fills {
             fills.sharing.fetch_sub(1, Ordering::SeqCst);
         });
     }
+
+    /// After a fill that `owner` served whole (see the module's invariants): waits, in the
+    /// background, until the bucket holds the blob; uploads it (and its link) itself when
+    /// the owner stops answering or [`backstop_after`] passes first. The wait is not counted
+    /// in `sharing` (shutdown does not wait for it), and holds the fills only weakly (a
+    /// replica shut down meanwhile does not keep its store open); the upload is counted.
+    pub(super) fn backstop(
+        self: &Arc<Self>,
+        digest: Digest,
+        size: u64,
+        up: &str,
+        repo: &str,
+        owner: &str,
+        oversized: Option<Arc<crate::store::blobs::TempBlob>>,
+    ) {
+        let (Some(shared), Some(cluster)) = (self.shared.clone(), self.cluster.clone()) else {
+            return;
+        };
+        let (fills, up, repo, owner) = (
+            Arc::downgrade(self),
+            up.to_string(),
+            repo.to_string(),
+            owner.to_string(),
+        );
+        tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + backstop_after(size);
+            let in_bucket = || async {
+                matches!(
+                    tokio::time::timeout(super::shared::LOOKUP_TIMEOUT, shared.stat(&digest)).await,
+                    Ok(Ok(Some(_)))
+                )
+            };
+            let mut pause = BACKSTOP_POLL;
+            let why = loop {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(BACKSTOP_POLL_MAX);
+                if fills.strong_count() == 0 || in_bucket().await {
+                    return;
+                }
+                if !cluster.alive(&owner).await {
+                    break "the owner replica stopped answering";
+                }
+                if tokio::time::Instant::now() >= deadline {
+                    break "the owner replica's upload is overdue";
+                }
+            };
+            // Replicas that saw the owner die at once need not all upload: a random pause,
+            // then one more look.
+            tokio::time::sleep((BACKSTOP_POLL * 2).mul_f64(rand_unit())).await;
+            if in_bucket().await {
+                return;
+            }
+            let Some(fills) = fills.upgrade() else { return };
+            tracing::info!(digest = %digest, owner = %owner, "{why}; uploading the blob to the bucket from this replica");
+            fills.metrics.shared_backstops.inc();
+            fills.share(digest, &up, &repo, oversized);
+        });
+    }
+}
+
+/// How long a backstop first waits before it looks at the bucket and the owner; the pause
+/// doubles after each look, up to [`BACKSTOP_POLL_MAX`].
+const BACKSTOP_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+const BACKSTOP_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(16);
+
+/// How long a replica that got a blob of `size` bytes from its owner gives the owner's
+/// upload before uploading it too: a minute, plus the time the blob takes at 8 MiB/s.
+pub(super) fn backstop_after(size: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(60 + size / (8 << 20))
+}
+
+/// A number in [0, 1) from the thread's random source.
+fn rand_unit() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(0);
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `bytes <at>-<end>/<total>` → `Some(Some(total))` (`Some(None)` for `*`), if it starts at

@@ -1,11 +1,12 @@
-//! A replica and the digest's owner: dead, breaking off mid-blob, slow, or itself under
-//! another name. Each case ends with the client holding verified bytes and the upstream asked
+//! A replica and the digest's owner: dead, dying before it uploaded what it served,
+//! breaking off mid-blob, slow, or itself under another name. Each case ends with the client holding verified bytes and the upstream asked
 //! at most once per blob.
 
 use super::{peer_fills, pull_blob, replica_toml, world};
 use crate::e2e::garage::garage_present;
 use crate::support::{self, scrape::scrape_settled, Fake};
 use std::time::Duration;
+use wharf::store::backend::BlobBackend;
 
 /// An address that no replica uses, advertised by the replica under test.
 const ME: &str = "http://127.0.0.1:9";
@@ -157,6 +158,56 @@ async fn an_owner_breaking_off_mid_blob_costs_only_the_rest() {
     );
     // It was this replica's upstream fill (in part): it shared the blob.
     assert_eq!(super::bucket_size(&g, &d).await, Some(len as u64));
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_whose_owner_died_before_uploading_it_still_reaches_the_bucket() {
+    if !garage_present("a_blob_whose_owner_died_before_uploading_it_still_reaches_the_bucket") {
+        return;
+    }
+    let (dir, g, fake) = world(false).await;
+    // The owner "replica" is a fake: it serves the blob and never uploads it.
+    let owner = Fake::start().await;
+    let layer = owned_by(ME, &owner.url(), 300_000, 1).remove(0);
+    let d = fake.put_blob(&layer);
+    owner.put_blob(&layer);
+    let cluster = cluster_toml(ME, &[&owner.url()], "peer_timeout = \"1s\"\n");
+    let w = support::wharf_toml(&replica_toml(&dir.path().join("w"), &fake, &g, &cluster)).await;
+    pull_blob(&w, &layer).await;
+    assert_eq!(owner.count("GET blob"), 1);
+    // While the owner answers, its own upload is awaited: none from this replica.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        super::bucket_size(&g, &d).await,
+        None,
+        "uploaded while the owner was alive"
+    );
+    // The owner dies without having uploaded it: this replica does, with its link.
+    owner.stop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while super::bucket_size(&g, &d).await.is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        super::bucket_size(&g, &d).await,
+        Some(layer.len() as u64),
+        "not in the bucket 30 s after the owner died"
+    );
+    let store = super::shared_store(&g);
+    let (_, stream) = store
+        .open(&wharf::oci::Digest::parse(&d).expect("digest"))
+        .await
+        .expect("open")
+        .expect("the object");
+    let bytes = wharf::store::backend::collect(stream).await.expect("read");
+    assert!(bytes == layer, "the bucket holds other bytes");
+    let hex = d.trim_start_matches("sha256:");
+    let link = ["links", "fake", "lib/x", "sha256", hex];
+    assert!(store.has_record(&link).await.expect("link"), "no link");
+    let m = scrape_settled(&w).await;
+    assert!(m.contains("wharf_shared_backstop_uploads_total 1\n"), "{m}");
+    assert_eq!(fake.count("GET blob"), 0, "the upstream was asked");
     w.shutdown().await;
 }
 

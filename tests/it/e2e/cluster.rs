@@ -44,11 +44,12 @@ const MIB: usize = 1 << 20;
 /// The replicas, in the order of the `replicas` vector.
 const NAMES: [&str; 4] = ["a", "b", "c", "d"];
 /// The metrics printed after each phase.
-const METRICS: [&str; 4] = [
+const METRICS: [&str; 5] = [
     "wharf_upstream_bytes_total",
     "wharf_peer_fills_total",
     "wharf_shared_fills_total",
     "wharf_shared_store_errors_total",
+    "wharf_shared_backstop_uploads_total",
 ];
 
 /// An image pushed to the registry: what the registry says about it, and its blobs.

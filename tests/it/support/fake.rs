@@ -190,11 +190,17 @@ impl Fake {
         }
     }
 
-    /// Stops listening, ends every open connection (mid-body ones too), and after `down`
-    /// listens again on the same address with the same content: an upstream restart.
-    pub async fn restart(&self, down: Duration) {
+    /// Stops listening and ends every open connection (mid-body ones too): a server that
+    /// died. Its address then refuses connections.
+    pub fn stop(&self) {
         self.task.lock().expect("lock").abort();
         self.kill.send_modify(|g| *g += 1);
+    }
+
+    /// Stops as [`Fake::stop`] does and after `down` listens again on the same address with
+    /// the same content: an upstream restart.
+    pub async fn restart(&self, down: Duration) {
+        self.stop();
         tokio::time::sleep(down).await;
         // Meanwhile another test's outgoing connection may hold the port as its local end
         // for a moment: retry (bounded) until it is free.
