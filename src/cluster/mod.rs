@@ -150,10 +150,16 @@ impl Cluster {
         peer_header == self.instance.as_bytes()
     }
 
+    /// Whether `peer` is marked down at `now`.
+    fn is_down(&self, peer: &str, now: Instant) -> bool {
+        self.down
+            .lock()
+            .is_ok_and(|d| d.get(peer).is_some_and(|until| *until > now))
+    }
+
     /// The live peers, this replica's own URL included.
     pub fn members(&self) -> Vec<String> {
         let now = Instant::now();
-        let down = self.down.lock().map(|d| d.clone()).unwrap_or_default();
         let selves = self.selves.lock().map(|s| s.clone()).unwrap_or_default();
         let mut out: Vec<String> = self
             .peers
@@ -161,11 +167,7 @@ impl Cluster {
             .map(|p| p.clone())
             .unwrap_or_default()
             .into_iter()
-            .filter(|p| {
-                *p != self.advertise
-                    && !selves.contains(p)
-                    && down.get(p).is_none_or(|until| *until <= now)
-            })
+            .filter(|p| *p != self.advertise && !selves.contains(p) && !self.is_down(p, now))
             .collect();
         out.push(self.advertise.clone());
         out
@@ -204,11 +206,7 @@ impl Cluster {
     /// callers cost one request per peer.
     pub async fn alive(&self, peer: &str) -> bool {
         let now = Instant::now();
-        if self
-            .down
-            .lock()
-            .is_ok_and(|d| d.get(peer).is_some_and(|until| *until > now))
-        {
+        if self.is_down(peer, now) {
             return false;
         }
         if self.answered.lock().is_ok_and(|a| {

@@ -308,7 +308,8 @@ impl Fills {
             };
             // Replicas that saw the owner die at once need not all upload: a random pause,
             // then one more look.
-            tokio::time::sleep((BACKSTOP_POLL * 2).mul_f64(rand_unit())).await;
+            let jitter = crate::upstream::jitter() - 0.5;
+            tokio::time::sleep((BACKSTOP_POLL * 2).mul_f64(jitter)).await;
             if in_bucket().await {
                 return;
             }
@@ -329,14 +330,6 @@ const BACKSTOP_POLL_MAX: std::time::Duration = std::time::Duration::from_secs(16
 /// upload before uploading it too: a minute, plus the time the blob takes at 8 MiB/s.
 pub(super) fn backstop_after(size: u64) -> std::time::Duration {
     std::time::Duration::from_secs(60 + size / (8 << 20))
-}
-
-/// A number in [0, 1) from the thread's random source.
-fn rand_unit() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// `bytes <at>-<end>/<total>` → `Some(Some(total))` (`Some(None)` for `*`), if it starts at

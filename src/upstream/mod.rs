@@ -491,7 +491,7 @@ fn ratelimit_value(headers: &HeaderMap, name: &str) -> Option<i64> {
 struct ForeignOrigin;
 
 /// A factor in [0.5, 1.5) from the clock's low bits: enough to spread retries apart.
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())

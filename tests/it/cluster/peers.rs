@@ -1,6 +1,6 @@
 //! A replica and the digest's owner: dead, dying before it uploaded what it served,
-//! breaking off mid-blob, slow, or itself under another name. Each case ends with the client holding verified bytes and the upstream asked
-//! at most once per blob.
+//! breaking off mid-blob, slow, or itself under another name. Each case ends with the client
+//! holding verified bytes and the upstream asked at most once per blob.
 
 use super::{peer_fills, pull_blob, replica_toml, world};
 use crate::e2e::garage::garage_present;
