@@ -1,9 +1,24 @@
-//! Extracting the references a manifest makes, without re-serializing it.
+//! Reading the references a manifest makes, strictly by its media type, without
+//! re-serializing it.
 //!
-//! Invariants: the manifest bytes are never modified or re-encoded (their digest is
-//! what clients verify); descriptors whose digest uses an algorithm other than
-//! sha256 are skipped rather than rejected; a malformed digest anywhere is an error,
-//! naming the field. References are returned in document order, duplicates kept.
+//! Invariants (the reason this module exists; see CVE-2021-41190 and the OCI image-spec
+//! advisory behind it):
+//! - A document has exactly one kind: its declared `mediaType`, else the media type it was
+//!   served as, else the one its shape implies. A declared type that disagrees with the type
+//!   it was served as is refused ([`ManifestError::Ambiguous`]), and so is a document carrying
+//!   a reference field its kind does not define (`manifests` in an image manifest, `layers`
+//!   or `blobs` in an index, `fsLayers` anywhere but schema 1, ...): registries validate only
+//!   the fields of the declared kind, so such a field names digests nobody vouched for.
+//! - References come only from the fields the kind defines: image manifest and Docker
+//!   schema 2: `config`, `layers`; index and manifest list: `manifests`; schema 1: `fsLayers`;
+//!   the (withdrawn) OCI artifact manifest: `blobs`. A kind Wharf does not know references
+//!   nothing. `subject` is read for the referrers API only and is never a link.
+//! - [`Links`] keeps blob and manifest references apart: a digest a manifest names as a layer
+//!   may be served as a blob of that repository, never as a manifest, and the other way round.
+//!   Foreign (non-distributable) layers and descriptors with `urls` are not linked: registries
+//!   do not check at push time that those exist in the repository.
+//! - The bytes are never modified; descriptors whose digest uses another algorithm than sha256
+//!   are skipped; a malformed digest anywhere is an error naming the field.
 
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -14,22 +29,50 @@ use super::media;
 /// The largest manifest the proxy will accept or store.
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
 
-/// What a manifest points at.
+/// What a manifest points at, through the fields its kind defines.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct ManifestRefs {
-    /// Top-level `mediaType`, or inferred from the document's shape.
+    /// Declared `mediaType`, else the type it was served as, else inferred from the shape.
     pub media_type: Option<String>,
     /// Image config blob.
     pub config: Option<Digest>,
-    /// Layer blobs (also artifact `blobs` and schema1 `fsLayers`).
+    /// Layer blobs (schema 1 `fsLayers`, artifact `blobs`).
     pub layers: Vec<Digest>,
+    /// The layers that are foreign, non-distributable or carry `urls` (also in `layers`).
+    pub foreign: Vec<Digest>,
     /// Child manifests of an index or manifest list.
     pub manifests: Vec<Digest>,
-    /// The `subject` manifest (referrers API).
+    /// The `subject` manifest (referrers API only; grants nothing).
     pub subject: Option<Digest>,
 }
 
-/// Why a manifest could not be parsed.
+/// The digests a manifest links to its repository, by what they may be served as.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Links {
+    /// Config and distributable layers: served as blobs.
+    pub blobs: Vec<Digest>,
+    /// Child manifests: served as manifests.
+    pub manifests: Vec<Digest>,
+}
+
+impl ManifestRefs {
+    /// What this manifest vouches for in its repository (see the module's invariants).
+    pub fn links(&self) -> Links {
+        let mut blobs: Vec<Digest> = self
+            .layers
+            .iter()
+            .filter(|d| !self.foreign.contains(d))
+            .copied()
+            .collect();
+        blobs.extend(self.config);
+        Links {
+            blobs,
+            manifests: self.manifests.clone(),
+        }
+    }
+}
+
+/// Why a manifest could not be parsed, or is refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum ManifestError {
     #[error("manifest is {0} bytes; the limit is {MAX_MANIFEST_SIZE}")]
@@ -38,11 +81,26 @@ pub enum ManifestError {
     Json(String),
     #[error("manifest field {field}: {error}")]
     Digest { field: String, error: DigestError },
+    #[error("ambiguous manifest: {0}")]
+    Ambiguous(String),
 }
 
 #[derive(Deserialize)]
 struct RawDescriptor {
     digest: String,
+    #[serde(rename = "mediaType", default)]
+    media_type: Option<String>,
+    #[serde(default)]
+    urls: Option<Vec<IgnoredAny>>,
+}
+
+impl RawDescriptor {
+    fn is_foreign(&self) -> bool {
+        let mt = self.media_type.as_deref().unwrap_or("");
+        self.urls.as_ref().is_some_and(|u| !u.is_empty())
+            || mt.contains("foreign")
+            || mt.contains("nondistributable")
+    }
 }
 
 #[derive(Deserialize)]
@@ -63,6 +121,31 @@ struct RawManifest {
     subject: Option<RawDescriptor>,
     fs_layers: Option<Vec<RawFsLayer>>,
     signatures: Option<IgnoredAny>,
+}
+
+/// The kinds of manifest, by the reference fields they define.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Image,
+    Index,
+    Schema1,
+    Artifact,
+    Unknown,
+}
+
+fn kind_of(media_type: &str) -> Kind {
+    let is = |t: &str| media_type.eq_ignore_ascii_case(t);
+    if is(media::OCI_MANIFEST) || is(media::DOCKER_MANIFEST_V2) {
+        Kind::Image
+    } else if is(media::OCI_INDEX) || is(media::DOCKER_MANIFEST_LIST) {
+        Kind::Index
+    } else if is(media::DOCKER_MANIFEST_V1) || is(media::DOCKER_MANIFEST_V1_SIGNED) {
+        Kind::Schema1
+    } else if is(media::OCI_ARTIFACT) {
+        Kind::Artifact
+    } else {
+        Kind::Unknown
+    }
 }
 
 /// Parses a digest field: Ok(None) for an unsupported algorithm.
@@ -90,200 +173,151 @@ fn push_all<'a>(
     Ok(())
 }
 
-/// Parses any kind of JSON manifest and lists the digests it references.
-pub fn parse_refs(bytes: &[u8]) -> Result<ManifestRefs, ManifestError> {
-    if bytes.len() > MAX_MANIFEST_SIZE {
-        return Err(ManifestError::TooLarge(bytes.len()));
-    }
-    let raw: RawManifest =
-        serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+/// The type-and-subtype of a `Content-Type`, if it names a manifest type at all (registries
+/// answer `application/json` or `text/plain` for documents they do not type).
+fn served_manifest_type(content_type: Option<&str>) -> Option<String> {
+    let essence = content_type?.split(';').next()?.trim();
+    let lower = essence.to_ascii_lowercase();
+    (lower.starts_with("application/vnd.oci.") || lower.starts_with("application/vnd.docker."))
+        .then_some(lower)
+}
 
-    let mut refs = ManifestRefs::default();
-    if let Some(c) = &raw.config {
-        refs.config = digest_at(|| "config.digest".into(), &c.digest)?;
+/// The document's media type: declared, served, or inferred from its shape.
+fn media_type_of(
+    raw: &RawManifest,
+    served_as: Option<&str>,
+) -> Result<Option<String>, ManifestError> {
+    let declared = raw.media_type.clone().filter(|m| !m.is_empty());
+    let served = served_manifest_type(served_as);
+    if let (Some(d), Some(s)) = (&declared, &served) {
+        if !d.eq_ignore_ascii_case(s) {
+            return Err(ManifestError::Ambiguous(format!(
+                "it declares mediaType {d:?} but was served as {s:?}"
+            )));
+        }
     }
-    if let Some(s) = &raw.subject {
-        refs.subject = digest_at(|| "subject.digest".into(), &s.digest)?;
+    if declared.is_some() || served.is_some() {
+        return Ok(declared.or(served));
     }
-    if let Some(layers) = &raw.layers {
-        push_all(
-            &mut refs.layers,
-            "layers",
-            layers.iter().map(|d| d.digest.as_str()),
-        )?;
-    }
-    if let Some(blobs) = &raw.blobs {
-        push_all(
-            &mut refs.layers,
-            "blobs",
-            blobs.iter().map(|d| d.digest.as_str()),
-        )?;
-    }
-    if let Some(fs) = &raw.fs_layers {
-        push_all(
-            &mut refs.layers,
-            "fsLayers",
-            fs.iter().map(|l| l.blob_sum.as_str()),
-        )?;
-    }
-    if let Some(m) = &raw.manifests {
-        push_all(
-            &mut refs.manifests,
-            "manifests",
-            m.iter().map(|d| d.digest.as_str()),
-        )?;
-    }
-
-    refs.media_type = match raw.media_type.filter(|m| !m.is_empty()) {
-        Some(m) => Some(m),
-        None if raw.manifests.is_some() => Some(media::OCI_INDEX.into()),
-        None if raw.config.is_some() && raw.layers.is_some() => Some(media::OCI_MANIFEST.into()),
-        None if raw.schema_version.as_ref().and_then(|v| v.as_u64()) == Some(1) => {
+    let image_fields = raw.config.is_some() || raw.layers.is_some();
+    Ok(match () {
+        _ if raw.manifests.is_some() && image_fields => {
+            return Err(ManifestError::Ambiguous(
+                "it has no mediaType and both manifests and config/layers".into(),
+            ))
+        }
+        _ if raw.manifests.is_some() => Some(media::OCI_INDEX.into()),
+        _ if raw.config.is_some() && raw.layers.is_some() => Some(media::OCI_MANIFEST.into()),
+        _ if raw.schema_version.as_ref().and_then(|v| v.as_u64()) == Some(1) => {
             Some(if raw.signatures.is_some() {
                 media::DOCKER_MANIFEST_V1_SIGNED.into()
             } else {
                 media::DOCKER_MANIFEST_V1.into()
             })
         }
-        None => None,
+        _ => None,
+    })
+}
+
+/// The reference fields `kind` defines.
+fn fields_of(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Image => &["config", "layers"],
+        Kind::Index => &["manifests"],
+        Kind::Schema1 => &["fsLayers"],
+        Kind::Artifact => &["blobs"],
+        Kind::Unknown => &[],
+    }
+}
+
+/// Refuses a reference field the kind does not define (a kind Wharf does not know is read for
+/// nothing, so nothing is refused there).
+fn check_fields(raw: &RawManifest, kind: Kind, media_type: &str) -> Result<(), ManifestError> {
+    if kind == Kind::Unknown {
+        return Ok(());
+    }
+    let present = [
+        ("config", raw.config.is_some()),
+        ("layers", raw.layers.is_some()),
+        ("manifests", raw.manifests.is_some()),
+        ("fsLayers", raw.fs_layers.is_some()),
+        ("blobs", raw.blobs.is_some()),
+    ];
+    let allowed = fields_of(kind);
+    match present
+        .iter()
+        .find(|(f, there)| *there && !allowed.contains(f))
+    {
+        Some((field, _)) => Err(ManifestError::Ambiguous(format!(
+            "a {media_type} document must not carry {field:?}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Parses a manifest served (or pushed, or imported) as `served_as` (its `Content-Type` or
+/// descriptor media type, if any) and lists what it references; refuses ambiguous documents.
+pub fn parse(bytes: &[u8], served_as: Option<&str>) -> Result<ManifestRefs, ManifestError> {
+    if bytes.len() > MAX_MANIFEST_SIZE {
+        return Err(ManifestError::TooLarge(bytes.len()));
+    }
+    let raw: RawManifest =
+        serde_json::from_slice(bytes).map_err(|e| ManifestError::Json(e.to_string()))?;
+    let media_type = media_type_of(&raw, served_as)?;
+    let kind = media_type.as_deref().map_or(Kind::Unknown, kind_of);
+    check_fields(&raw, kind, media_type.as_deref().unwrap_or(""))?;
+    let mut refs = ManifestRefs {
+        media_type,
+        ..ManifestRefs::default()
     };
+    if let Some(s) = raw.subject.as_ref().filter(|_| kind != Kind::Unknown) {
+        refs.subject = digest_at(|| "subject.digest".into(), &s.digest)?;
+    }
+    let descriptors = match kind {
+        Kind::Image => {
+            if let Some(c) = &raw.config {
+                refs.config = digest_at(|| "config.digest".into(), &c.digest)?;
+            }
+            raw.layers.as_deref().map(|l| ("layers", l))
+        }
+        Kind::Artifact => raw.blobs.as_deref().map(|b| ("blobs", b)),
+        Kind::Index => {
+            let m = raw.manifests.as_deref().unwrap_or_default();
+            push_all(
+                &mut refs.manifests,
+                "manifests",
+                m.iter().map(|d| d.digest.as_str()),
+            )?;
+            None
+        }
+        Kind::Schema1 => {
+            let fs = raw.fs_layers.as_deref().unwrap_or_default();
+            push_all(
+                &mut refs.layers,
+                "fsLayers",
+                fs.iter().map(|l| l.blob_sum.as_str()),
+            )?;
+            None
+        }
+        Kind::Unknown => None,
+    };
+    if let Some((name, descs)) = descriptors {
+        push_all(
+            &mut refs.layers,
+            name,
+            descs.iter().map(|d| d.digest.as_str()),
+        )?;
+        let foreign = descs.iter().filter(|d| d.is_foreign());
+        push_all(&mut refs.foreign, name, foreign.map(|d| d.digest.as_str()))?;
+    }
     Ok(refs)
 }
 
-/// The manifest's media type (declared or inferred), if it parses at all.
-pub fn descriptor_media_type(bytes: &[u8]) -> Option<String> {
-    parse_refs(bytes).ok()?.media_type
+/// [`parse`] of a manifest already accepted (stored with its media type, or in a layout).
+pub fn parse_refs(bytes: &[u8]) -> Result<ManifestRefs, ManifestError> {
+    parse(bytes, None)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> Digest {
-        Digest::of(s.as_bytes())
-    }
-
-    #[test]
-    fn oci_image_manifest() {
-        let json = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":7}},
-            "layers":[{{"mediaType":"x","digest":"{}","size":1,"annotations":{{"a":"b"}}}},{{"digest":"{}","size":2}}],
-            "subject":{{"digest":"{}","size":3}},"annotations":{{"k":"v"}},"unknownField":[1,2]}}"#,
-            media::OCI_MANIFEST,
-            d("c"),
-            d("l1"),
-            d("l2"),
-            d("s")
-        );
-        let r = parse_refs(json.as_bytes()).unwrap();
-        assert_eq!(r.media_type.as_deref(), Some(media::OCI_MANIFEST));
-        assert_eq!(r.config, Some(d("c")));
-        assert_eq!(r.layers, vec![d("l1"), d("l2")]);
-        assert!(r.manifests.is_empty());
-        assert_eq!(r.subject, Some(d("s")));
-    }
-
-    #[test]
-    fn index_and_inference() {
-        let json = format!(
-            r#"{{"schemaVersion":2,"manifests":[{{"digest":"{}","platform":{{"os":"linux"}}}},{{"digest":"sha512:{}"}},{{"digest":"{}"}}]}}"#,
-            d("a"),
-            "ab".repeat(64),
-            d("b")
-        );
-        let r = parse_refs(json.as_bytes()).unwrap();
-        assert_eq!(r.media_type.as_deref(), Some(media::OCI_INDEX));
-        assert_eq!(r.manifests, vec![d("a"), d("b")]); // sha512 skipped
-        assert_eq!(
-            descriptor_media_type(json.as_bytes()).as_deref(),
-            Some(media::OCI_INDEX)
-        );
-
-        let list = format!(
-            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
-            media::DOCKER_MANIFEST_LIST
-        );
-        let r = parse_refs(list.as_bytes()).unwrap();
-        assert_eq!(r.media_type.as_deref(), Some(media::DOCKER_MANIFEST_LIST));
-
-        let img = format!(
-            r#"{{"schemaVersion":2,"config":{{"digest":"{}"}},"layers":[]}}"#,
-            d("c")
-        );
-        assert_eq!(
-            descriptor_media_type(img.as_bytes()).as_deref(),
-            Some(media::OCI_MANIFEST)
-        );
-        assert_eq!(descriptor_media_type(br#"{"schemaVersion":2}"#), None);
-    }
-
-    #[test]
-    fn artifact_manifest() {
-        let json = format!(
-            r#"{{"mediaType":"{}","artifactType":"x","blobs":[{{"digest":"{}"}}],"subject":{{"digest":"{}"}}}}"#,
-            media::OCI_ARTIFACT,
-            d("b"),
-            d("s")
-        );
-        let r = parse_refs(json.as_bytes()).unwrap();
-        assert_eq!(r.media_type.as_deref(), Some(media::OCI_ARTIFACT));
-        assert_eq!(r.layers, vec![d("b")]);
-        assert_eq!(r.subject, Some(d("s")));
-        assert_eq!(r.config, None);
-    }
-
-    #[test]
-    fn docker_schema1() {
-        let body = |sigs: &str| {
-            format!(
-                r#"{{"schemaVersion":1,"name":"library/x","tag":"1","fsLayers":[{{"blobSum":"{}"}},{{"blobSum":"{}"}}],"history":[]{sigs}}}"#,
-                d("x"),
-                d("x")
-            )
-        };
-        let r = parse_refs(body("").as_bytes()).unwrap();
-        assert_eq!(r.media_type.as_deref(), Some(media::DOCKER_MANIFEST_V1));
-        assert_eq!(r.layers, vec![d("x"), d("x")]); // duplicates kept
-        let signed = body(r#","signatures":[{"header":{},"signature":"abc","protected":"p"}]"#);
-        let r = parse_refs(signed.as_bytes()).unwrap();
-        assert_eq!(
-            r.media_type.as_deref(),
-            Some(media::DOCKER_MANIFEST_V1_SIGNED)
-        );
-    }
-
-    #[test]
-    fn errors() {
-        assert!(matches!(
-            parse_refs(b"not json"),
-            Err(ManifestError::Json(_))
-        ));
-        assert!(matches!(parse_refs(b"[]"), Err(ManifestError::Json(_))));
-        assert!(matches!(parse_refs(b""), Err(ManifestError::Json(_))));
-        assert!(matches!(
-            parse_refs(br#"{"layers":[{"size":1}]}"#),
-            Err(ManifestError::Json(_))
-        ));
-        let bad = format!(
-            r#"{{"layers":[{{"digest":"{}"}},{{"digest":"sha256:zz"}}]}}"#,
-            d("a")
-        );
-        match parse_refs(bad.as_bytes()) {
-            Err(ManifestError::Digest { field, error }) => {
-                assert_eq!(field, "layers[1]");
-                assert!(matches!(error, DigestError::Invalid(_)));
-            }
-            other => panic!("{other:?}"),
-        }
-        assert!(matches!(
-            parse_refs(br#"{"config":{"digest":"nope"}}"#),
-            Err(ManifestError::Digest { .. })
-        ));
-        let huge = vec![b' '; MAX_MANIFEST_SIZE + 1];
-        assert_eq!(
-            parse_refs(&huge),
-            Err(ManifestError::TooLarge(MAX_MANIFEST_SIZE + 1))
-        );
-        assert_eq!(descriptor_media_type(b"{"), None);
-    }
-}
+#[path = "manifest_tests.rs"]
+mod tests;

@@ -4,12 +4,14 @@
 //! Invariant (the module's reason to exist): nothing cached is returned to a client before
 //! [`super::authz::Authz`] (or the upstream, just now, with that client's credentials) said the
 //! client may pull the repository, or the digest was imported into it; and a digest is served
-//! under a repository only if it is linked to it.
+//! under a repository only if it is linked to it as what it is served as (a blob link for a
+//! blob, a manifest link for a manifest).
 
 use super::{upstream_error, Registry, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode};
+use crate::store::LinkKind;
 use http::{HeaderMap, Method, StatusCode};
 use hyper::body::Incoming;
 
@@ -26,34 +28,39 @@ impl Registry {
     ) -> Result<()> {
         let tail = format!("blobs/{digest}");
         if self
-            .authorize_linked(t, client, digest, &tail, ErrorCode::BlobUnknown)
+            .authorize_linked(t, client, LinkKind::Blob, digest, &tail)
             .await?
         {
             self.store
-                .put_link(t.upstream.name(), t.repo.as_str(), digest)?;
+                .put_link(LinkKind::Blob, t.upstream.name(), t.repo.as_str(), digest)?;
         }
         Ok(())
     }
 
-    /// The authorization of content addressed by `digest` under `t`: it must be linked to the
-    /// repository and the client authorized for it. Unlinked content is checked with the
-    /// upstream (a `HEAD` of `tail` with the client's credentials). `Ok(true)` means the
-    /// upstream just confirmed an unlinked digest: the caller links it.
+    /// The authorization of content addressed by `digest` under `t`, to be served as `kind`:
+    /// it must be linked to the repository as that kind and the client authorized for it.
+    /// Unlinked content is checked with the upstream (a `HEAD` of `tail` with the client's
+    /// credentials). `Ok(true)` means the upstream just confirmed an unlinked digest: the
+    /// caller links it.
     pub(crate) async fn authorize_linked(
         &self,
         t: &Target,
         client: &Client,
+        kind: LinkKind,
         digest: &Digest,
         tail: &str,
-        not_found: ErrorCode,
     ) -> Result<bool> {
+        let not_found = match kind {
+            LinkKind::Blob => ErrorCode::BlobUnknown,
+            LinkKind::Manifest => ErrorCode::ManifestUnknown,
+        };
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
-        if self.store.has_link(up, repo, digest)? {
+        if self.store.has_link(kind, up, repo, digest)? {
             self.ensure_authorized(t, client, Some(digest), tail, not_found)
                 .await?;
             return Ok(false);
         }
-        if self.shared_link(t, digest).await {
+        if self.shared_link(t, kind, digest).await {
             // Another replica linked it: authorized like a local link, then linked here.
             self.ensure_authorized(t, client, Some(digest), tail, not_found)
                 .await?;

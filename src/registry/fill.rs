@@ -24,7 +24,7 @@ use super::sink::Sink;
 use crate::config::FillConfig;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode, RepoName};
-use crate::store::Store;
+use crate::store::{LinkKind, Store};
 use crate::upstream::{Credentials, Upstream};
 use http::StatusCode;
 use std::collections::HashMap;
@@ -399,10 +399,12 @@ impl Fills {
             src.upstream.name().to_string(),
             src.repo.as_str().to_string(),
         );
-        let linked = tokio::task::spawn_blocking(move || store.put_link(&upstream, &repo, &digest))
-            .await
-            .map_err(Error::internal)
-            .and_then(|r| r);
+        let linked = tokio::task::spawn_blocking(move || {
+            store.put_link(LinkKind::Blob, &upstream, &repo, &digest)
+        })
+        .await
+        .map_err(Error::internal)
+        .and_then(|r| r);
         if let Err(e) = linked {
             discard().await;
             return Err(e);

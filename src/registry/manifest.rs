@@ -12,10 +12,10 @@
 use super::{Registry, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
-use crate::oci::manifest::{parse_refs, MAX_MANIFEST_SIZE};
+use crate::oci::manifest::{parse, ManifestRefs, MAX_MANIFEST_SIZE};
 use crate::oci::{media, Digest, ErrorCode, Reference};
 use crate::store::keys::tag_key;
-use crate::store::StoredManifest;
+use crate::store::{LinkKind, StoredManifest};
 use http::header::{ACCEPT, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Limited};
@@ -99,7 +99,7 @@ impl Registry {
             }
         };
         if self
-            .authorize_linked(t, client, digest, &tail, ErrorCode::ManifestUnknown)
+            .authorize_linked(t, client, LinkKind::Manifest, digest, &tail)
             .await?
         {
             self.link_manifest(t, &m)?;
@@ -116,8 +116,8 @@ impl Registry {
     /// repository, so its blobs can be served there.
     pub(super) fn link_manifest(&self, t: &Target, m: &StoredManifest) -> Result<()> {
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
-        self.store
-            .put_manifest(up, repo, m, &linkable_refs(&m.bytes), None)
+        let links = m.refs().map(|r| r.links()).unwrap_or_default();
+        self.store.put_manifest(up, repo, m, &links, None)
     }
 
     pub(super) async fn cached_manifest(
@@ -222,22 +222,8 @@ impl Registry {
                 });
             }
         }
-        let refs = parse_refs(&bytes).map_err(|e| bad(format!("unparseable manifest: {e}")))?;
-        if refs
-            .media_type
-            .as_deref()
-            .is_some_and(|m| !media::is_valid(m))
-        {
-            return Err(bad("the manifest's mediaType is not a media type".into()));
-        }
-        // The manifest's own mediaType field first: it is part of the digested bytes, where
-        // Content-Type is whatever the first upstream to serve the digest said.
-        let media_type = refs
-            .media_type
-            .clone()
-            .or(content_type.filter(|c| is_manifest_type(c)))
-            .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
-        let referenced = linkable_refs(&bytes);
+        let (media_type, refs) = accept_manifest(&bytes, content_type.as_deref()).map_err(bad)?;
+        let links = refs.links();
         let m = Arc::new(StoredManifest {
             digest,
             media_type,
@@ -245,11 +231,9 @@ impl Registry {
         });
         let store = self.store.clone();
         let (up_s, repo_s, m2) = (up.to_string(), t.repo.as_str().to_string(), m.clone());
-        tokio::task::spawn_blocking(move || {
-            store.put_manifest(&up_s, &repo_s, &m2, &referenced, None)
-        })
-        .await
-        .map_err(Error::internal)??;
+        tokio::task::spawn_blocking(move || store.put_manifest(&up_s, &repo_s, &m2, &links, None))
+            .await
+            .map_err(Error::internal)??;
         self.manifests.insert(digest, m.clone()).await;
         self.share_manifest(t, &m);
         Ok(m)
@@ -291,51 +275,24 @@ pub(super) async fn read_body(
     }
 }
 
-/// The digests a manifest links to its repository: config, layers and child manifests, but
-/// not "foreign" (non-distributable) layers or descriptors with `urls`. Registries check at
-/// push time that referenced blobs exist in the repository, except for those; linking them
-/// would let anyone who can push a manifest naming a digest read that blob from the cache.
-pub(super) fn linkable_refs(bytes: &[u8]) -> Vec<Digest> {
-    #[derive(serde::Deserialize)]
-    struct Desc {
-        #[serde(rename = "mediaType", default)]
-        media_type: String,
-        digest: Option<String>,
-        #[serde(default)]
-        urls: Vec<serde::de::IgnoredAny>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Doc {
-        #[serde(default)]
-        layers: Vec<Desc>,
-        #[serde(default)]
-        blobs: Vec<Desc>,
-    }
-    let Ok(refs) = parse_refs(bytes) else {
-        return Vec::new();
+/// Checks a manifest the upstream (or a pushing client) served as `content_type`: it must
+/// parse strictly as one kind (see `oci::manifest`) with a valid media type. Returns the media
+/// type to store and serve it with, and what it references.
+pub(super) fn accept_manifest(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> std::result::Result<(String, ManifestRefs), String> {
+    let refs = parse(bytes, content_type).map_err(|e| format!("unusable manifest: {e}"))?;
+    let Some(media_type) = refs.media_type.clone() else {
+        return Err(
+            "not a manifest: no mediaType, no manifest media type served, and no manifest fields"
+                .into(),
+        );
     };
-    let foreign: Vec<Digest> = serde_json::from_slice::<Doc>(bytes)
-        .map(|d| {
-            d.layers
-                .into_iter()
-                .chain(d.blobs)
-                .filter(|l| {
-                    !l.urls.is_empty()
-                        || l.media_type.contains("foreign")
-                        || l.media_type.contains("nondistributable")
-                })
-                .filter_map(|l| Digest::parse(l.digest.as_deref()?).ok())
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut out: Vec<Digest> = refs
-        .layers
-        .into_iter()
-        .filter(|d| !foreign.contains(d))
-        .collect();
-    out.extend(refs.config);
-    out.extend(refs.manifests);
-    out
+    if !media::is_valid(&media_type) {
+        return Err("the manifest's mediaType is not a media type".into());
+    }
+    Ok((media_type, refs))
 }
 
 /// Key of the negative cache: credentials, upstream, repository, reference.
@@ -353,42 +310,8 @@ pub(super) fn acceptable(accept: &[String], media_type: &str) -> bool {
     media::accepts_any(accept.iter().map(String::as_str), media_type)
 }
 
-pub(super) fn is_manifest_type(ct: &str) -> bool {
-    ct.starts_with("application/vnd.oci.") || ct.starts_with("application/vnd.docker.")
-}
-
 pub(super) fn stale(m: Arc<StoredManifest>, e: &Error) -> Arc<StoredManifest> {
     super::mark("stale");
     tracing::warn!(digest = %m.digest, error = %e, "upstream failing; serving cached tag resolution");
     m
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn foreign_layers_are_not_linked() {
-        let d = |n: u8| format!("sha256:{}", format!("{n:02x}").repeat(32));
-        let m = format!(
-            r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json",
-            "config":{{"mediaType":"application/vnd.docker.container.image.v1+json","digest":"{}","size":1}},
-            "layers":[
-              {{"mediaType":"application/vnd.docker.image.rootfs.diff.tar.gzip","digest":"{}","size":1}},
-              {{"mediaType":"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip","digest":"{}","size":1}},
-              {{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"{}","size":1,"urls":["https://x"]}},
-              {{"mediaType":"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip","digest":"{}","size":1}}
-            ]}}"#,
-            d(1),
-            d(2),
-            d(3),
-            d(4),
-            d(5)
-        );
-        let linked: Vec<String> = linkable_refs(m.as_bytes())
-            .iter()
-            .map(|x| x.to_string())
-            .collect();
-        assert_eq!(linked, vec![d(2), d(1)]);
-    }
 }

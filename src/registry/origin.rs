@@ -29,6 +29,7 @@ use super::fill::{Fills, Source};
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode};
 use crate::store::backend::BlobBackend;
+use crate::store::LinkKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use http::{HeaderMap, Method, StatusCode};
@@ -227,7 +228,7 @@ impl Fills {
         let (fills, up, repo) = (self.clone(), up.to_string(), repo.to_string());
         self.sharing.fetch_add(1, Ordering::SeqCst);
         tokio::spawn(async move {
-            let link = super::shared::link_key(&up, &repo, &digest);
+            let link = super::shared::link_key(LinkKind::Blob, &up, &repo, &digest);
             let parts: Vec<&str> = link.iter().map(String::as_str).collect();
             if let Err(e) = shared.put_record(&parts, Bytes::new()).await {
                 fills

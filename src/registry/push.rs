@@ -17,6 +17,7 @@ use super::{Registry, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, Reference, RepoName};
+use crate::store::LinkKind;
 use crate::upstream::client::BoxError;
 use crate::upstream::Payload;
 use http::header::{LOCATION, RANGE};
@@ -229,7 +230,11 @@ impl Registry {
                     // The upstream confirmed the mount: the blob is in the repository now,
                     // and these credentials may pull from it.
                     if self.store.files().exists(&d) {
-                        warn_on(t, "link a mounted blob", self.store.put_link(up, repo, &d));
+                        warn_on(
+                            t,
+                            "link a mounted blob",
+                            self.store.put_link(LinkKind::Blob, up, repo, &d),
+                        );
                     }
                     warn_on(t, "record the pusher", self.record(t, client, true).await);
                 }
@@ -307,11 +312,11 @@ impl Registry {
         let busy = self.fills.in_progress(&digest).is_some();
         let res = tokio::task::spawn_blocking(move || -> Result<bool> {
             if busy || store.files().exists(&digest) {
-                store.put_link(&up_s, &repo_s, &digest)?;
+                store.put_link(LinkKind::Blob, &up_s, &repo_s, &digest)?;
                 return Ok(false);
             }
             store.commit_blob(&temp, &digest, len)?;
-            store.put_link(&up_s, &repo_s, &digest)?;
+            store.put_link(LinkKind::Blob, &up_s, &repo_s, &digest)?;
             Ok(true)
         })
         .await

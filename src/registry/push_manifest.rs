@@ -11,12 +11,12 @@
 //! - A referrer (a manifest with a `subject`, or a `sha256-<hex>` tag) pushed or deleted
 //!   through Wharf drops the cached referrers list of its subject.
 
-use super::manifest::{is_manifest_type, linkable_refs, DIGEST_HEADER};
+use super::manifest::{accept_manifest, DIGEST_HEADER};
 use super::{Registry, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
-use crate::oci::manifest::{parse_refs, MAX_MANIFEST_SIZE};
-use crate::oci::{media, Digest, ErrorCode, Reference};
+use crate::oci::manifest::MAX_MANIFEST_SIZE;
+use crate::oci::{Digest, ErrorCode, Reference};
 use crate::store::keys::{tag_key, TagRecord};
 use crate::store::{now_ms, StoredManifest};
 use crate::upstream::client::BoxError;
@@ -94,25 +94,15 @@ impl Registry {
             tracing::warn!(upstream = up, repo, digest = %digest, "the upstream reported another digest for a pushed manifest; not caching it");
             return Ok(());
         }
-        let Ok(refs) = parse_refs(&bytes) else {
-            return Ok(());
+        let (media_type, refs) = match accept_manifest(&bytes, content_type) {
+            Ok(accepted) => accepted,
+            Err(why) => {
+                // Pulls refuse such a manifest; a lenient upstream's acceptance must not cache it.
+                tracing::warn!(upstream = up, repo, digest = %digest, why, "not caching a pushed manifest");
+                return Ok(());
+            }
         };
-        if refs
-            .media_type
-            .as_deref()
-            .is_some_and(|m| !media::is_valid(m))
-        {
-            // Pulls refuse such a manifest; a lenient upstream's acceptance must not cache it.
-            tracing::warn!(upstream = up, repo, digest = %digest, "a pushed manifest's mediaType is not a media type; not caching it");
-            return Ok(());
-        }
-        let media_type = refs
-            .media_type
-            .clone()
-            .or(content_type
-                .map(|c| c.split(';').next().unwrap_or("").trim().to_string())
-                .filter(|c| is_manifest_type(c)))
-            .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
+        let (links, subject) = (refs.links(), refs.subject);
         let m = Arc::new(StoredManifest {
             digest,
             media_type,
@@ -128,9 +118,8 @@ impl Registry {
         let store = self.store.clone();
         let (up_s, repo_s, m2, tag2) = (up.to_string(), repo.to_string(), m.clone(), tag.clone());
         tokio::task::spawn_blocking(move || {
-            let linked = linkable_refs(&m2.bytes);
             let tag = tag2.as_ref().map(|(t, r)| (t.as_str(), *r));
-            store.put_manifest(&up_s, &repo_s, &m2, &linked, tag)
+            store.put_manifest(&up_s, &repo_s, &m2, &links, tag)
         })
         .await
         .map_err(Error::internal)??;
@@ -143,7 +132,7 @@ impl Registry {
                 self.invalidate_referrers(t, &d).await;
             }
         }
-        if let Some(subject) = refs.subject {
+        if let Some(subject) = subject {
             self.invalidate_referrers(t, &subject).await;
         }
         tracing::info!(upstream = up, repo, digest = %digest, tag = tag.as_ref().map(|(t, _)| t.as_str()).unwrap_or("-"), "pushed manifest cached");
@@ -160,7 +149,7 @@ impl Registry {
                 if let Some(subject) = self
                     .cached_manifest(d)
                     .await?
-                    .and_then(|m| parse_refs(&m.bytes).ok()?.subject)
+                    .and_then(|m| m.refs().ok()?.subject)
                 {
                     self.invalidate_referrers(t, &subject).await;
                 }

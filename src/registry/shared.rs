@@ -19,7 +19,7 @@ use crate::oci::Digest;
 use crate::store::backend::BlobBackend;
 use crate::store::keys::TagRecord;
 use crate::store::s3::S3Store;
-use crate::store::{now_ms, StoredManifest};
+use crate::store::{now_ms, LinkKind, StoredManifest};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +29,16 @@ pub(super) const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a bucket that failed a lookup is skipped.
 pub const BUCKET_DOWN_FOR: Duration = Duration::from_secs(10);
 
-/// `links/<upstream>/<repo>/sha256/<hex>`.
-pub(super) fn link_key(up: &str, repo: &str, d: &Digest) -> Vec<String> {
+/// `links/<upstream>/<repo>/sha256/<hex>` for blob links, `manifest-links/...` for manifest
+/// links. (Replicas before the split wrote manifests' own links under `links/` too: such a
+/// record lets a replica serve only bytes with that digest, the manifest's own, as a blob.)
+pub(super) fn link_key(kind: LinkKind, up: &str, repo: &str, d: &Digest) -> Vec<String> {
+    let prefix = match kind {
+        LinkKind::Blob => "links",
+        LinkKind::Manifest => "manifest-links",
+    };
     vec![
-        "links".into(),
+        prefix.into(),
         up.into(),
         repo.into(),
         "sha256".into(),
@@ -138,10 +144,10 @@ impl Registry {
         (Via::Upstream, None)
     }
 
-    /// Whether the bucket links `digest` to `t`'s repository.
-    pub(super) async fn shared_link(&self, t: &Target, digest: &Digest) -> bool {
+    /// Whether the bucket links `digest` to `t`'s repository as `kind`.
+    pub(super) async fn shared_link(&self, t: &Target, kind: LinkKind, digest: &Digest) -> bool {
         let Some(b) = self.bucket() else { return false };
-        let key = link_key(t.upstream.name(), t.repo.as_str(), digest);
+        let key = link_key(kind, t.upstream.name(), t.repo.as_str(), digest);
         self.lookup("a link", b.has_record(&parts(&key)))
             .await
             .unwrap_or(false)
@@ -156,7 +162,8 @@ impl Registry {
         let nl = raw.iter().position(|&c| c == b'\n')?;
         let media_type = std::str::from_utf8(&raw[..nl]).ok()?.to_string();
         let bytes = raw.slice(nl + 1..);
-        if Digest::of(&bytes) != *digest || !crate::oci::media::is_valid(&media_type) {
+        let parsed = super::manifest::accept_manifest(&bytes, Some(&media_type));
+        if Digest::of(&bytes) != *digest || !parsed.is_ok_and(|(mt, _)| mt == media_type) {
             tracing::error!(digest = %digest, "the bucket holds a manifest that does not match its digest; ignored");
             return None;
         }
@@ -191,7 +198,7 @@ impl Registry {
             return None;
         }
         let m = self.shared_manifest(&rec.digest).await?;
-        let refs = super::manifest::linkable_refs(&m.bytes);
+        let refs = m.refs().ok()?.links();
         let (store, up_s, repo_s, tag_s) = (
             self.store.clone(),
             up.to_string(),
@@ -232,7 +239,12 @@ impl Registry {
         v.extend_from_slice(&m.bytes);
         self.share_record(manifest_key(&m.digest), Bytes::from(v));
         self.share_record(
-            link_key(t.upstream.name(), t.repo.as_str(), &m.digest),
+            link_key(
+                LinkKind::Manifest,
+                t.upstream.name(),
+                t.repo.as_str(),
+                &m.digest,
+            ),
             Bytes::new(),
         );
     }

@@ -12,7 +12,7 @@
 use super::{keys, Store, CF_BLOBS, CF_TAGS};
 use crate::config::Pin;
 use crate::error::Result;
-use crate::oci::{manifest::parse_refs, Digest};
+use crate::oci::Digest;
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::atomic::Ordering;
@@ -140,7 +140,7 @@ impl Store {
                 continue;
             }
             if let Some(m) = self.get_manifest(&d)? {
-                if let Ok(refs) = parse_refs(&m.bytes) {
+                if let Ok(refs) = m.refs() {
                     out.extend(refs.layers);
                     out.extend(refs.config);
                     roots.extend(refs.manifests);

@@ -4,8 +4,11 @@
 //! - `manifests`: digest → media type + the manifest's exact bytes (never re-serialized).
 //! - `tags`: (upstream, repo, tag) → digest + when it was last confirmed upstream.
 //! - `blobs`: digest → size + coarse last access (for eviction).
-//! - `links`: (upstream, repo, digest) → (): the digest was fetched through, or is referenced
-//!   by a cached manifest of, that repository.
+//! - `blob_links`, `manifest_links`: (upstream, repo, digest) → (): the digest may be served
+//!   as a blob (resp. a manifest) of that repository: the upstream served it so there, or a
+//!   manifest of the repository references it in a field that its media type defines for
+//!   blobs (resp. child manifests); see [`links`]. (Stores written before the split had one
+//!   `links` table; [`migrate`] converts it once.)
 //! - `authz`: (keyed credential hash, upstream, repo) → when the upstream last said whether that
 //!   credential may pull that repository, and what it said (for serving while offline).
 //!
@@ -22,6 +25,9 @@ pub mod backend;
 pub mod blobs;
 pub mod evict;
 pub mod keys;
+mod links;
+pub use links::LinkKind;
+mod migrate;
 pub mod report;
 pub mod s3;
 mod unlink;
@@ -30,7 +36,7 @@ use crate::error::Result;
 use crate::oci::Digest;
 use blobs::{BlobFiles, TempBlob};
 use keys::{BlobRecord, TagRecord};
-use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, DB};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, DB};
 use std::fs::File;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,9 +44,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 const CF_MANIFESTS: &str = "manifests";
 pub(crate) const CF_TAGS: &str = "tags";
 pub(crate) const CF_BLOBS: &str = "blobs";
-pub(crate) const CF_LINKS: &str = "links";
+pub(crate) const CF_BLOB_LINKS: &str = "blob_links";
+pub(crate) const CF_MANIFEST_LINKS: &str = "manifest_links";
 const CF_AUTHZ: &str = "authz";
-const ALL_CFS: [&str; 5] = [CF_MANIFESTS, CF_TAGS, CF_BLOBS, CF_LINKS, CF_AUTHZ];
+const ALL_CFS: [&str; 6] = [
+    CF_MANIFESTS,
+    CF_TAGS,
+    CF_BLOBS,
+    CF_BLOB_LINKS,
+    CF_MANIFEST_LINKS,
+    CF_AUTHZ,
+];
 
 /// The credential id of imported content ([`Store::mark_imported`]): credential ids are
 /// SHA-256 hashes, so no client has this one.
@@ -99,6 +113,16 @@ pub struct StoredManifest {
     pub bytes: bytes::Bytes,
 }
 
+impl StoredManifest {
+    /// What the manifest references, read as the media type it was stored with.
+    pub fn refs(
+        &self,
+    ) -> std::result::Result<crate::oci::manifest::ManifestRefs, crate::oci::manifest::ManifestError>
+    {
+        crate::oci::manifest::parse(&self.bytes, Some(&self.media_type))
+    }
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -123,14 +147,20 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_keep_log_file_num(4);
-        let cfs = ALL_CFS.iter().map(|name| {
+        let meta = data_dir.join("meta");
+        let legacy = migrate::has_legacy_links(&opts, &meta);
+        let names = ALL_CFS
+            .iter()
+            .copied()
+            .chain(legacy.then_some(migrate::CF_LEGACY_LINKS));
+        let cfs = names.map(|name| {
             let mut o = Options::default();
             o.set_compression_type(rocksdb::DBCompressionType::Lz4);
-            ColumnFamilyDescriptor::new(*name, o)
+            ColumnFamilyDescriptor::new(name, o)
         });
-        let db = DB::open_cf_descriptors(&opts, data_dir.join("meta"), cfs)?;
+        let db = DB::open_cf_descriptors(&opts, &meta, cfs)?;
         let secret = load_or_create_secret(data_dir)?;
-        let store = Store {
+        let mut store = Store {
             db,
             files,
             secret,
@@ -138,6 +168,9 @@ impl Store {
             blob_count: Default::default(),
             access: Default::default(),
         };
+        if legacy {
+            store.migrate_links()?;
+        }
         if reconcile {
             store.reconcile()?;
         }
@@ -196,38 +229,6 @@ impl Store {
         )
     }
 
-    /// Records a verified manifest, the repository links (the manifest itself and every digest
-    /// it references) and optionally a tag resolution, atomically.
-    pub fn put_manifest(
-        &self,
-        upstream: &str,
-        repo: &str,
-        manifest: &StoredManifest,
-        referenced: &[Digest],
-        tag: Option<(&str, TagRecord)>,
-    ) -> Result<()> {
-        let mut batch = WriteBatch::default();
-        batch.put_cf(
-            self.cf(CF_MANIFESTS)?,
-            manifest.digest.as_bytes(),
-            keys::encode_manifest(&manifest.media_type, &manifest.bytes),
-        );
-        let links = self.cf(CF_LINKS)?;
-        batch.put_cf(links, keys::link_key(upstream, repo, &manifest.digest), []);
-        for d in referenced {
-            batch.put_cf(links, keys::link_key(upstream, repo, d), []);
-        }
-        if let Some((tag, rec)) = tag {
-            batch.put_cf(
-                self.cf(CF_TAGS)?,
-                keys::tag_key(upstream, repo, tag),
-                keys::encode_tag(&rec),
-            );
-        }
-        self.db.write(batch)?;
-        Ok(())
-    }
-
     pub fn get_tag(&self, upstream: &str, repo: &str, tag: &str) -> Result<Option<TagRecord>> {
         let cf = self.cf(CF_TAGS)?;
         let v = self
@@ -244,23 +245,6 @@ impl Store {
             keys::encode_tag(&rec),
         )?;
         Ok(())
-    }
-
-    // ---- links ----
-
-    pub fn put_link(&self, upstream: &str, repo: &str, digest: &Digest) -> Result<()> {
-        let cf = self.cf(CF_LINKS)?;
-        self.db
-            .put_cf(cf, keys::link_key(upstream, repo, digest), [])?;
-        Ok(())
-    }
-
-    pub fn has_link(&self, upstream: &str, repo: &str, digest: &Digest) -> Result<bool> {
-        let cf = self.cf(CF_LINKS)?;
-        Ok(self
-            .db
-            .get_pinned_cf(cf, keys::link_key(upstream, repo, digest))?
-            .is_some())
     }
 
     // ---- imported content ----
@@ -373,58 +357,6 @@ impl Store {
 mod tests {
     use super::*;
     use std::io::Write;
-
-    fn manifest(body: &[u8]) -> StoredManifest {
-        StoredManifest {
-            digest: Digest::of(body),
-            media_type: crate::oci::media::OCI_MANIFEST.to_string(),
-            bytes: bytes::Bytes::copy_from_slice(body),
-        }
-    }
-
-    #[test]
-    fn manifests_tags_and_links_survive_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let m = manifest(b"{\"schemaVersion\":2}");
-        let layer = Digest::of(b"layer");
-        let rec = TagRecord {
-            digest: m.digest,
-            checked_at_ms: 5,
-        };
-        {
-            let s = Store::open(dir.path()).expect("open");
-            s.put_manifest(
-                "docker.io",
-                "library/alpine",
-                &m,
-                &[layer],
-                Some(("3", rec)),
-            )
-            .expect("put");
-        }
-        let s = Store::open(dir.path()).expect("reopen");
-        assert_eq!(s.get_manifest(&m.digest).expect("get"), Some(m.clone()));
-        assert_eq!(
-            s.get_tag("docker.io", "library/alpine", "3").expect("tag"),
-            Some(rec)
-        );
-        assert!(s
-            .has_link("docker.io", "library/alpine", &layer)
-            .expect("link"));
-        assert!(s
-            .has_link("docker.io", "library/alpine", &m.digest)
-            .expect("link"));
-        assert!(!s
-            .has_link("docker.io", "library/other", &layer)
-            .expect("link"));
-        assert!(!s
-            .has_link("ghcr.io", "library/alpine", &layer)
-            .expect("link"));
-        assert_eq!(
-            s.get_tag("docker.io", "library/alpine", "4").expect("tag"),
-            None
-        );
-    }
 
     #[test]
     fn committed_blob_is_readable_and_recorded() {

@@ -1,8 +1,8 @@
 //! What is in the cache, for people: `wharf ls` and `wharf du`.
 
-use super::{keys, Store, CF_LINKS, CF_TAGS};
+use super::{keys, Store, CF_BLOB_LINKS, CF_TAGS};
 use crate::error::Result;
-use crate::oci::{manifest::parse_refs, Digest};
+use crate::oci::Digest;
 use std::collections::{BTreeMap, HashSet};
 
 /// One cached tag.
@@ -38,7 +38,7 @@ impl Store {
                 continue;
             }
             if let Some(m) = self.get_manifest(&d)? {
-                if let Ok(r) = parse_refs(&m.bytes) {
+                if let Ok(r) = m.refs() {
                     todo.extend(r.layers);
                     todo.extend(r.config);
                     todo.extend(r.manifests);
@@ -86,7 +86,7 @@ impl Store {
         let mut per: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
         for item in self
             .db
-            .iterator_cf(self.cf(CF_LINKS)?, rocksdb::IteratorMode::Start)
+            .iterator_cf(self.cf(CF_BLOB_LINKS)?, rocksdb::IteratorMode::Start)
         {
             let (k, _) = item?;
             let Some((up, repo, d)) = keys::decode_link_key(&k) else {

@@ -3,7 +3,7 @@
 //! Invariant: nothing here removes a blob file or a manifest record; content that is no
 //! longer linked to a repository is simply not served under it (and eviction reclaims files).
 
-use super::{keys, Store, CF_LINKS, CF_TAGS};
+use super::{keys, Store, CF_TAGS};
 use crate::error::Result;
 use crate::oci::Digest;
 
@@ -11,13 +11,6 @@ impl Store {
     pub fn delete_tag(&self, upstream: &str, repo: &str, tag: &str) -> Result<()> {
         let cf = self.cf(CF_TAGS)?;
         self.db.delete_cf(cf, keys::tag_key(upstream, repo, tag))?;
-        Ok(())
-    }
-
-    pub fn delete_link(&self, upstream: &str, repo: &str, digest: &Digest) -> Result<()> {
-        let cf = self.cf(CF_LINKS)?;
-        self.db
-            .delete_cf(cf, keys::link_key(upstream, repo, digest))?;
         Ok(())
     }
 
@@ -55,7 +48,7 @@ mod tests {
     use crate::store::keys::TagRecord;
 
     #[test]
-    fn tags_and_links_are_forgotten_per_repository() {
+    fn tags_are_forgotten_per_repository() {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = Store::open(dir.path()).expect("open");
         let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
@@ -77,8 +70,5 @@ mod tests {
             s.get_tag("u", "org/app-x", "v1").expect("get"),
             Some(rec(a))
         );
-        s.put_link("u", "org/app", &a).expect("link");
-        s.delete_link("u", "org/app", &a).expect("unlink");
-        assert!(!s.has_link("u", "org/app", &a).expect("has"));
     }
 }

@@ -4,7 +4,6 @@ use super::tar::*;
 use super::*;
 use crate::error::Result;
 use crate::oci::digest::Hasher;
-use crate::oci::manifest::parse_refs;
 use crate::oci::Digest;
 use crate::store::{Store, StoredManifest};
 use std::collections::HashSet;
@@ -188,7 +187,8 @@ pub fn export(
             if !seen.insert(m.digest) {
                 continue;
             }
-            let refs = parse_refs(&m.bytes)
+            let refs = m
+                .refs()
                 .map_err(|e| err(format!("{image}: manifest {}: {e}", m.digest)))?;
             for child in &refs.manifests {
                 // Children nobody pulled (other platforms) are not cached: leave them out.

@@ -4,7 +4,7 @@ use super::tar::*;
 use super::*;
 use crate::error::Result;
 use crate::oci::digest::Hasher;
-use crate::oci::manifest::{parse_refs, MAX_MANIFEST_SIZE};
+use crate::oci::manifest::{parse, Links, MAX_MANIFEST_SIZE};
 use crate::oci::{Digest, Tag};
 use crate::store::keys::TagRecord;
 use crate::store::{now_ms, Store, StoredManifest};
@@ -240,7 +240,7 @@ impl ImportCtx<'_> {
         d: &Digest,
         size: Option<u64>,
         media_type: Option<&str>,
-    ) -> Result<Option<(StoredManifest, Vec<Digest>)>> {
+    ) -> Result<Option<(StoredManifest, Links)>> {
         let target = self.target.clone();
         let Some(bytes) = self
             .src
@@ -266,20 +266,21 @@ impl ImportCtx<'_> {
         if !self.visiting.insert(*d) {
             return Err(err(format!("{target}: manifest {d} references itself")));
         }
-        let refs = parse_refs(&bytes).map_err(|e| err(format!("{target}: manifest {d}: {e}")))?;
+        // Strictly by its kind (see `oci::manifest`): an ambiguous document is refused.
+        let refs =
+            parse(&bytes, media_type).map_err(|e| err(format!("{target}: manifest {d}: {e}")))?;
         let media_type = refs
             .media_type
             .clone()
-            .or_else(|| media_type.map(str::to_string))
             .unwrap_or_else(|| crate::oci::media::OCI_MANIFEST.to_string());
-        let mut referenced = Vec::new();
+        let mut referenced = Links::default();
         for child in &refs.manifests {
             if let Some((m, r)) = self.manifest(child, None, None)? {
                 self.store
                     .put_manifest(&target.upstream, &target.repo, &m, &r, None)?;
                 self.summary.manifests += 1;
             }
-            referenced.push(*child);
+            referenced.manifests.push(*child);
         }
         // Imported content is served to anyone under its repository: exactly what this
         // archive holds and was verified (this manifest, its blobs; children mark themselves
@@ -287,7 +288,7 @@ impl ImportCtx<'_> {
         let mut imported = vec![*d];
         for b in refs.config.iter().chain(refs.layers.iter()) {
             self.blob(b)?;
-            referenced.push(*b);
+            referenced.blobs.push(*b);
             imported.push(*b);
         }
         self.store
@@ -357,3 +358,7 @@ impl ImportCtx<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "import_tests.rs"]
+mod tests;
