@@ -178,6 +178,12 @@ pub struct UpstreamConfig {
     pub password: Option<String>,
     /// Client certificate and key (PEM) for upstreams that require mutual TLS.
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// Host names (lowercase, no port) whose requests go to this upstream whatever the path
+    /// says: one `docker login` per upstream.
+    pub hosts: Vec<String>,
+    /// Hosts besides the upstream's own (and its registrable domain) that may receive
+    /// credentials as the token realm of its challenges (lowercase).
+    pub token_realm_hosts: Vec<String>,
     pub policy: UpstreamPolicy,
 }
 
@@ -232,6 +238,8 @@ impl fmt::Debug for UpstreamConfig {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("client_cert", &self.client_cert)
+            .field("hosts", &self.hosts)
+            .field("token_realm_hosts", &self.token_realm_hosts)
             .field("policy", &self.policy)
             .finish()
     }

@@ -161,6 +161,14 @@ referrers_ttl = "60s"
 # (never username/password below). Uploaded blobs and pushed manifests are cached on the way.
 # Off: push requests answer 405 UNSUPPORTED.
 allow_push = false
+# Host names whose requests all go to this upstream, whatever their path or ns= says, so
+# that Docker (one credential per host) can `docker login` to each upstream separately.
+# Unique across upstreams. Default none.
+hosts = []
+# Hosts besides this upstream's own and its registrable domain (auth.docker.io for
+# registry-1.docker.io) that may receive credentials as its token realm; a realm elsewhere,
+# or a plain-http realm of an https upstream, is asked anonymously. Default none.
+token_realm_hosts = []
 # Regular expressions of tags that never change once cached: never revalidated.
 # E.g. ["^v?\\d+\\.\\d+\\.\\d+$"] for semantic-version tags. Default none.
 immutable_tags = []

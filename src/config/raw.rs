@@ -92,6 +92,8 @@ pub(super) struct RawUpstream {
     pub password: Option<Value>,
     pub client_cert_file: Option<Value>,
     pub client_key_file: Option<Value>,
+    pub hosts: Option<Value>,
+    pub token_realm_hosts: Option<Value>,
     pub immutable_tags: Option<Value>,
     pub stale_while_revalidate: Option<Value>,
     pub stale_if_error: Option<Value>,

@@ -123,6 +123,26 @@ fn check_ca_file(p: &mut Problems, key: &str, path: &Path) {
     }
 }
 
+/// A list of host names (no scheme, port or path), lowercased; each bad one is a problem.
+fn host_list(p: &mut Problems, key: &str, v: Option<&toml::Value>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (j, h) in raw::string_list(p, key, v).into_iter().enumerate() {
+        let ok = !h.is_empty()
+            && h.len() <= 253
+            && h.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if ok {
+            out.push(h.to_ascii_lowercase());
+        } else {
+            p.push(
+                format!("{key}[{j}]"),
+                format!("must be a host name (letters, digits, '.', '-'; no scheme, port or path), got {h:?}"),
+            );
+        }
+    }
+    out
+}
+
 /// A duration leaf that may be zero.
 fn duration(p: &mut Problems, key: &str, v: Option<&toml::Value>, default: Duration) -> Duration {
     match raw::string(p, key, v) {
@@ -300,6 +320,11 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
                 None
             }
         };
+        let hosts = host_list(p, &k("hosts"), r.hosts.as_ref());
+        for (j, h) in hosts.iter().enumerate() {
+            claim(p, format!("upstream[{i}].hosts[{j}]"), &format!("host {h}"));
+        }
+        let token_realm_hosts = host_list(p, &k("token_realm_hosts"), r.token_realm_hosts.as_ref());
         if let (Some(name), Some((url, _))) = (name, url) {
             out.push(UpstreamConfig {
                 name,
@@ -313,6 +338,8 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
                 username,
                 password,
                 client_cert,
+                hosts,
+                token_realm_hosts,
                 policy,
             });
         }

@@ -28,35 +28,32 @@ pub struct Handler {
     pub sessions: Arc<Sessions>,
 }
 
-/// The URL of Wharf's token endpoint as this client reaches Wharf.
-fn realm(headers: &http::HeaderMap, uri: &http::Uri, tls: bool) -> String {
-    let host = headers
+/// The host (with any port) this client reached Wharf at: `Host`, or the HTTP/2 authority.
+pub(super) fn host_of<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
+    headers
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
         .or_else(|| uri.authority().map(|a| a.as_str()))
         .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
-        .unwrap_or("localhost");
+}
+
+/// The URL of Wharf's token endpoint as this client reaches Wharf.
+fn realm(headers: &http::HeaderMap, uri: &http::Uri, tls: bool) -> String {
+    let host = host_of(headers, uri).unwrap_or("localhost");
     let scheme = if tls { "https" } else { "http" };
     format!("{scheme}://{host}/token")
 }
 
-/// The `scope` a challenge names for a route: the repository as the client wrote it (with
-/// containerd's `ns=` folded in as a path prefix, which `/token` understands); `pull,push`
-/// for pushes.
-fn scope_of(route: &Route<'_>, query: &Query<'_>, push: bool) -> Option<String> {
-    let name = match route {
+/// The repository name a route is about.
+fn name_of<'r>(route: &Route<'r>) -> Option<&'r str> {
+    match route {
         Route::Manifest { name, .. }
         | Route::Blob { name, .. }
         | Route::TagsList { name }
         | Route::Referrers { name, .. }
-        | Route::Upload { name, .. } => *name,
-        Route::Base | Route::Catalog => return None,
-    };
-    let actions = if push { "pull,push" } else { "pull" };
-    Some(match query.ns.as_deref() {
-        Some(ns) => format!("repository:{ns}/{name}:{actions}"),
-        None => format!("repository:{name}:{actions}"),
-    })
+        | Route::Upload { name, .. } => Some(*name),
+        Route::Base | Route::Catalog => None,
+    }
 }
 
 /// What a request turned out to be, for metrics and the request log.
@@ -223,8 +220,22 @@ impl Handler {
         route: Option<&Route<'_>>,
         push: bool,
     ) -> HeaderValue {
+        // The repository as the client wrote it (it resolved, so it is a valid name), with
+        // containerd's `ns=` folded in as the resolved upstream's configured name, never the
+        // request's text; `/token` reads it back the same way.
         let query = Query::parse(uri.query());
-        let scope = route.and_then(|r| scope_of(r, &query, push));
+        let host = host_of(headers, uri);
+        let scope = route.and_then(name_of).and_then(|name| {
+            let t = self
+                .registry
+                .resolve_at(host, name, query.ns.as_deref())
+                .ok()?;
+            let actions = if push { "pull,push" } else { "pull" };
+            Some(match (t.by_host, query.ns.is_some()) {
+                (false, true) => format!("repository:{}/{name}:{actions}", t.upstream.name()),
+                _ => format!("repository:{name}:{actions}"),
+            })
+        });
         crate::auth::challenge(&realm(headers, uri, self.tls), scope.as_deref())
     }
 
@@ -245,6 +256,7 @@ impl Handler {
             ));
         }
         let head = method == Method::HEAD;
+        let host = host_of(req.headers(), req.uri());
         let client = match self.sessions.identify(req.headers()).await {
             Presented::Client(c) => c,
             // A peer replica asking for an anonymous client: anyone may get an anonymous
@@ -262,7 +274,8 @@ impl Handler {
         match route {
             Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
             Route::Manifest { name, reference } => {
-                let t = self.registry.resolve(name, query.ns.as_deref())?;
+                let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
+                let client = client.for_upstream(t.upstream.name());
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let accept: Vec<String> = req
@@ -285,7 +298,8 @@ impl Handler {
                 Ok(resp)
             }
             Route::Blob { name, digest } => {
-                let mut t = self.registry.resolve(name, query.ns.as_deref())?;
+                let mut t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
+                let client = client.for_upstream(t.upstream.name());
                 if let Some(v) = req.headers().get(crate::cluster::PEER_HEADER) {
                     if self.registry.from_itself(v.as_bytes()) {
                         let mut resp = Response::new(empty());
@@ -306,7 +320,8 @@ impl Handler {
                 blob_response(blob, &digest, range, head)
             }
             Route::TagsList { name } => {
-                let t = self.registry.resolve(name, query.ns.as_deref())?;
+                let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
+                let client = client.for_upstream(t.upstream.name());
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let up = self
@@ -333,7 +348,8 @@ impl Handler {
                 Ok(resp)
             }
             Route::Referrers { name, digest } => {
-                let t = self.registry.resolve(name, query.ns.as_deref())?;
+                let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
+                let client = client.for_upstream(t.upstream.name());
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let types = super::referrers::artifact_types(req.uri().query());

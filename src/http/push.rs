@@ -71,7 +71,8 @@ impl Handler {
             | Route::Blob { name, .. } => *name,
             _ => return Err(Error::client(ErrorCode::Unsupported, "not a push")),
         };
-        let t = self.registry.resolve(name, ns)?;
+        let host = super::handlers::host_of(&parts.headers, &parts.uri);
+        let t = self.registry.resolve_at(host, name, ns)?;
         labels.upstream = t.upstream.name().to_string();
         labels.repo = t.repo.to_string();
         if !t.upstream.push_enabled() {
@@ -85,7 +86,7 @@ impl Handler {
             ));
         }
         let client = match self.sessions.identify(&parts.headers).await {
-            Presented::Client(c) => c,
+            Presented::Client(c) => c.for_upstream(t.upstream.name()),
             Presented::Nothing | Presented::Invalid => {
                 return Err(Error::client(
                     ErrorCode::Unauthorized,
@@ -98,7 +99,7 @@ impl Handler {
         let method = parts.method.clone();
         let (path_and_query, what) = match route {
             Route::Upload { session, .. } => {
-                let q = upload_query(parts.uri.query(), &self.registry, &t, ns);
+                let q = upload_query(parts.uri.query(), &self.registry, &t, (host, ns));
                 let mut p = format!("/v2/{repo}/blobs/uploads/{}", session.unwrap_or(""));
                 if !q.forward.is_empty() {
                     p.push('?');
@@ -228,7 +229,7 @@ fn upload_query(
     raw: Option<&str>,
     registry: &Registry,
     t: &Target,
-    ns: Option<&str>,
+    (host, ns): (Option<&str>, Option<&str>),
 ) -> UploadQuery {
     let mut forward = Vec::new();
     let (mut mount, mut from, mut digest) = (None, None, None);
@@ -247,7 +248,7 @@ fn upload_query(
         }
     }
     let mount = match (mount, from) {
-        (Some(d), Some(f)) => match registry.resolve(&f, ns) {
+        (Some(d), Some(f)) => match registry.resolve_at(host, &f, ns) {
             Ok(src) if Arc::ptr_eq(&src.upstream, &t.upstream) => Some((d, src.repo)),
             _ => None,
         },

@@ -2,11 +2,15 @@
 //! `POST /token` that containerd uses with credentials).
 //!
 //! The client's credentials (Basic on GET, `username`/`password` in the POST form) are checked
-//! with the upstream of every repository scope asked for; a refusal is a 401 here. The token
-//! returned is opaque and stands for the client's session (see `crate::auth`). Neither the
-//! credentials nor the token are ever logged.
+//! with the upstream of every repository scope asked for (without a scope: the upstream the
+//! request's `Host` routes to, else the default upstream); a refusal is a 401 here, and
+//! nothing is stored for refused credentials. The token returned is opaque and stands for the
+//! client's credentials at those upstreams only (see `crate::auth`); with no upstream to
+//! check them with, it is an anonymous token. Checks are throttled (`auth::checks`). Neither
+//! the credentials nor the token are ever logged.
 
 use super::{full, RespBody};
+use crate::auth::checks::Verdict;
 use crate::auth::{self, form, Client, Sessions};
 use crate::error::{Error, Result};
 use crate::oci::ErrorCode;
@@ -17,7 +21,6 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use std::collections::HashSet;
 use std::time::SystemTime;
 
 const MAX_FORM: usize = 64 * 1024;
@@ -27,7 +30,57 @@ pub async fn handle(
     sessions: &Sessions,
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>> {
-    let (creds, scopes) = match *req.method() {
+    let host = super::handlers::host_of(req.headers(), req.uri()).map(str::to_string);
+    let (creds, scopes) = read_request(req).await?;
+    if let Credentials::Basic { user, password } = &creds {
+        if !auth::within_limits(user, password) {
+            return Err(Error::client(
+                ErrorCode::Unauthorized,
+                "the user name or password is too long",
+            ));
+        }
+    }
+    let client = match creds {
+        Credentials::Anonymous => Client::anonymous(),
+        creds => {
+            let upstreams = upstreams_of(registry, host.as_deref(), &scopes);
+            let names = check_credentials(sessions, &creds, &upstreams).await?;
+            if names.is_empty() {
+                // Nothing to check them with: not kept (an anonymous token).
+                Client::anonymous()
+            } else {
+                Client::bound(creds, names)
+            }
+        }
+    };
+    let token = sessions
+        .issue(client)
+        .await
+        .ok_or_else(|| Error::internal("no randomness for a token"))?;
+    let issued_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    let body = serde_json::json!({
+        "token": token,
+        "access_token": token,
+        "expires_in": sessions.ttl().as_secs(),
+        "issued_at": issued_at,
+    })
+    .to_string();
+    let len = body.len();
+    let mut resp = Response::new(full(Bytes::from(body)));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(len));
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+/// The credentials and repository scopes a token request carries.
+async fn read_request(req: Request<Incoming>) -> Result<(Credentials, Vec<String>)> {
+    Ok(match *req.method() {
         Method::GET | Method::HEAD => {
             let pairs = form::parse(req.uri().query().unwrap_or(""));
             let creds = auth::basic_from_headers(req.headers()).unwrap_or(Credentials::Anonymous);
@@ -68,33 +121,7 @@ pub async fn handle(
                 "the token endpoint takes GET or POST",
             ))
         }
-    };
-    if creds != Credentials::Anonymous {
-        check_credentials(registry, &creds, &scopes).await?;
-    }
-    let token = sessions
-        .issue(Client::new(creds))
-        .await
-        .ok_or_else(|| Error::internal("no randomness for a token"))?;
-    let issued_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-    let body = serde_json::json!({
-        "token": token,
-        "access_token": token,
-        "expires_in": sessions.ttl().as_secs(),
-        "issued_at": issued_at,
     })
-    .to_string();
-    let len = body.len();
-    let mut resp = Response::new(full(Bytes::from(body)));
-    resp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    resp.headers_mut()
-        .insert(CONTENT_LENGTH, HeaderValue::from(len));
-    resp.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
-    Ok(resp)
 }
 
 /// Repository names of `repository:<name>:<actions>` scopes (space-separated lists allowed).
@@ -111,41 +138,86 @@ fn scopes_of(pairs: &[(String, String)]) -> Vec<String> {
         .collect()
 }
 
-/// Checks `creds` with the upstream of each scope (once per upstream). An upstream that
-/// refuses them makes the whole request a 401; one that cannot be reached is skipped (its
-/// cached content then stays behind the offline rule for these credentials).
-async fn check_credentials(
-    registry: &Registry,
-    creds: &Credentials,
-    names: &[String],
-) -> Result<()> {
-    let mut seen = HashSet::new();
+/// The upstreams a token request is about: those of its scopes (each once), or without a
+/// scope the upstream its `Host` routes to, else the default one.
+fn upstreams_of(registry: &Registry, host: Option<&str>, names: &[String]) -> Vec<Target> {
+    if names.is_empty() {
+        return registry
+            .default_for(host)
+            .map(|upstream| Target {
+                upstream,
+                repo: None,
+            })
+            .into_iter()
+            .collect();
+    }
+    let mut out: Vec<Target> = Vec::new();
     for name in names {
-        let Ok(t) = registry.resolve(name, None) else {
+        let Ok(t) = registry.resolve_at(host, name, None) else {
             continue;
         };
-        if !seen.insert(t.upstream.name().to_string()) {
-            continue;
-        }
-        match t.upstream.login(creds, &t.repo).await {
-            Ok(()) => {}
-            Err(Error::Upstream { status, .. })
-                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
-            {
-                return Err(Error::client(
-                    ErrorCode::Unauthorized,
-                    format!(
-                        "the upstream {} refused these credentials",
-                        t.upstream.name()
-                    ),
-                ));
-            }
-            Err(e) => {
-                tracing::warn!(upstream = t.upstream.name(), error = %e, "could not check credentials with the upstream");
-            }
+        if !out.iter().any(|o| o.upstream.name() == t.upstream.name()) {
+            out.push(Target {
+                upstream: t.upstream,
+                repo: Some(t.repo),
+            });
         }
     }
-    Ok(())
+    out
+}
+
+/// An upstream to check credentials with, and the repository to ask for (none: a login).
+struct Target {
+    upstream: std::sync::Arc<crate::upstream::Upstream>,
+    repo: Option<crate::oci::RepoName>,
+}
+
+/// Checks `creds` with each upstream; the names of those they stand at. An upstream that
+/// refuses them makes the whole request a 401 (and is remembered, `auth::checks`); one that
+/// cannot be reached is kept (its cached content then stays behind the offline rule for
+/// these credentials).
+async fn check_credentials(
+    sessions: &Sessions,
+    creds: &Credentials,
+    targets: &[Target],
+) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for t in targets {
+        let up = t.upstream.name();
+        match sessions.checks.verdict(creds, up).await {
+            Verdict::Ask => {}
+            Verdict::Refused => return Err(refused(up)),
+            Verdict::Throttled(wait) => {
+                return Err(Error::Upstream {
+                    upstream: up.to_string(),
+                    status: StatusCode::TOO_MANY_REQUESTS,
+                    code: ErrorCode::TooManyRequests,
+                    message: "too many refused logins for this user name; try again later".into(),
+                    retry_after: Some(wait),
+                })
+            }
+        }
+        let res = t.upstream.login(creds, t.repo.as_ref()).await;
+        let was_refused = matches!(&res, Err(Error::Upstream { status, .. })
+            if *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN);
+        sessions.checks.done(creds, up, was_refused).await;
+        match res {
+            Ok(()) => {}
+            Err(_) if was_refused => return Err(refused(up)),
+            Err(e) => {
+                tracing::warn!(upstream = up, error = %e, "could not check credentials with the upstream");
+            }
+        }
+        names.push(up.to_string());
+    }
+    Ok(names)
+}
+
+fn refused(upstream: &str) -> Error {
+    Error::client(
+        ErrorCode::Unauthorized,
+        format!("the upstream {upstream} refused these credentials"),
+    )
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub mod origin;
 pub mod push;
 mod push_manifest;
 pub mod referrers;
+mod resolve;
 mod shared;
 mod sink;
 mod tags;
@@ -100,6 +101,9 @@ pub struct Target {
     pub repo: RepoName,
     /// The request came from a peer replica: never forward it to another.
     pub via_peer: bool,
+    /// The upstream was chosen by the request's `Host` (`upstream.hosts`): names are not
+    /// prefixed with an upstream there.
+    pub by_host: bool,
 }
 
 /// How a blob request will be answered.
@@ -209,54 +213,6 @@ impl Registry {
         &self.store
     }
 
-    /// Picks the upstream and the repository for a name as the client wrote it: containerd's
-    /// `?ns=` first, then a path prefix naming an upstream, then the default upstream.
-    /// Docker Hub's single-segment names get `library/`.
-    pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target> {
-        let invalid = |e: crate::oci::NameError| {
-            Error::client(
-                ErrorCode::NameInvalid,
-                format!("invalid repository name: {e}"),
-            )
-        };
-        let (upstream, repo) = if let Some(ns) = ns {
-            let u = self.find_upstream(ns).ok_or_else(|| {
-                Error::client(ErrorCode::NameUnknown, format!("no upstream named {ns:?}"))
-            })?;
-            (u, RepoName::parse(name).map_err(invalid)?)
-        } else {
-            let prefixed = name
-                .split_once('/')
-                .and_then(|(first, rest)| self.find_upstream(first).map(|u| (u, rest)));
-            match prefixed {
-                Some((u, rest)) => (u, RepoName::parse(rest).map_err(invalid)?),
-                None => {
-                    let u = self
-                        .default_upstream
-                        .and_then(|i| self.upstreams.get(i))
-                        .cloned()
-                        .ok_or_else(|| {
-                            Error::client(
-                                ErrorCode::NameUnknown,
-                                "no default upstream is configured; prefix the name with an upstream",
-                            )
-                        })?;
-                    (u, RepoName::parse(name).map_err(invalid)?)
-                }
-            }
-        };
-        let repo = if upstream.cfg.is_docker_hub() {
-            repo.with_library_prefix()
-        } else {
-            repo
-        };
-        Ok(Target {
-            upstream,
-            repo,
-            via_peer: false,
-        })
-    }
-
     /// Whether a request's `wharf-peer` value says this replica sent it (it reached itself
     /// under an address it did not know as its own).
     pub fn from_itself(&self, peer_header: &[u8]) -> bool {
@@ -273,15 +229,6 @@ impl Registry {
     pub fn forget_lookups(&self) {
         self.tags.invalidate_all();
         self.negative.invalidate_all();
-    }
-
-    /// The configured name of the upstream called `name` (its name or an alias).
-    pub fn upstream_name(&self, name: &str) -> Option<String> {
-        self.find_upstream(name).map(|u| u.name().to_string())
-    }
-
-    fn find_upstream(&self, name: &str) -> Option<Arc<Upstream>> {
-        self.upstreams.iter().find(|u| u.cfg.matches(name)).cloned()
     }
 
     /// The upstream's tag list, passed through (`query` carries `n` and `last`).

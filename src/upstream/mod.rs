@@ -11,6 +11,7 @@ pub mod breaker;
 pub mod challenge;
 pub mod client;
 mod push;
+pub mod realm;
 pub(crate) mod token;
 
 use crate::config::UpstreamConfig;
@@ -36,6 +37,9 @@ enum AuthScheme {
     Bearer {
         realm: String,
         service: Option<String>,
+        /// The realm may receive credentials (see [`realm`]); otherwise it is asked
+        /// anonymously.
+        trusted: bool,
     },
     Basic,
 }
@@ -54,6 +58,8 @@ pub struct Upstream {
     immutable: Option<regex::RegexSet>,
     /// Never contact this upstream.
     offline: bool,
+    /// A foreign realm was logged already (it is logged once).
+    realm_warned: std::sync::atomic::AtomicBool,
     metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -103,6 +109,7 @@ impl Upstream {
             breaker: breaker::Breaker::new(p.breaker_failures, p.breaker_cooldown),
             immutable,
             offline,
+            realm_warned: Default::default(),
             metrics,
             cfg,
         })
@@ -171,10 +178,11 @@ impl Upstream {
         }
     }
 
-    /// Checks `creds` with the upstream for pulling `repo`: at its token service (Bearer) or
-    /// on `/v2/` (Basic). `Ok` when the upstream accepts them or needs no auth; the upstream's
+    /// Checks `creds` with the upstream for pulling `repo` (none: for logging in): at its token
+    /// service (Bearer; refused when the realm may not receive credentials) or on `/v2/`
+    /// (Basic). `Ok` when the upstream accepts them or needs no auth; the upstream's
     /// 401 as an error otherwise.
-    pub async fn login(&self, creds: &Credentials, repo: &RepoName) -> Result<()> {
+    pub async fn login(&self, creds: &Credentials, repo: Option<&RepoName>) -> Result<()> {
         if self.offline {
             return Err(self.offline_error());
         }
@@ -190,8 +198,17 @@ impl Upstream {
         let scheme = self.scheme.lock().ok().and_then(|s| s.clone());
         match scheme {
             None => Ok(()),
+            Some(AuthScheme::Bearer { trusted: false, .. }) => Err(Error::Upstream {
+                upstream: self.name().to_string(),
+                status: StatusCode::UNAUTHORIZED,
+                code: crate::oci::ErrorCode::Unauthorized,
+                message: "the upstream's token realm is not trusted with credentials".into(),
+                retry_after: None,
+            }),
             Some(AuthScheme::Bearer { .. }) => {
-                let scope = format!("repository:{}:pull", repo.as_str());
+                // Without a repository, a token for no scope: what `docker login` checks.
+                let scope =
+                    repo.map_or(String::new(), |r| format!("repository:{}:pull", r.as_str()));
                 self.authorization(creds, &scope, false).await.map(|_| ())
             }
             Some(AuthScheme::Basic) => {
@@ -239,7 +256,12 @@ impl Upstream {
                     scope,
                 } => {
                     scope_for_token = scope;
-                    Some(AuthScheme::Bearer { realm, service })
+                    let trusted = self.realm_trusted(&realm);
+                    Some(AuthScheme::Bearer {
+                        realm,
+                        service,
+                        trusted,
+                    })
                 }
                 Challenge::Basic { .. } => Some(AuthScheme::Basic),
                 Challenge::Other(_) => None,
@@ -248,6 +270,22 @@ impl Upstream {
             *s = Some(learned);
         }
         Some(scope_for_token)
+    }
+
+    /// Whether `realm` may receive credentials (see [`realm`]); a refusal is logged once.
+    fn realm_trusted(&self, realm_url: &str) -> bool {
+        match realm::check(&self.cfg.url, &self.cfg.token_realm_hosts, realm_url) {
+            Ok(()) => true,
+            Err(why) => {
+                if !self
+                    .realm_warned
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(upstream = self.name(), why, "the upstream's token realm gets no credentials (anonymous tokens only); list its host in token_realm_hosts if it is trusted");
+                }
+                false
+            }
+        }
     }
 
     /// Counts one finished upstream request (`kind`: manifest, blob, ...) by outcome class,
@@ -325,7 +363,16 @@ impl Upstream {
         match scheme {
             None => Ok(None),
             Some(AuthScheme::Basic) => Ok(creds.basic_header()),
-            Some(AuthScheme::Bearer { realm, service }) => {
+            Some(AuthScheme::Bearer {
+                realm,
+                service,
+                trusted,
+            }) => {
+                let creds = if trusted {
+                    creds
+                } else {
+                    &Credentials::Anonymous
+                };
                 let key = token::TokenKey::new(creds, service.as_deref(), scope);
                 if renew {
                     self.tokens.invalidate(&key).await;

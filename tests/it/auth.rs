@@ -7,6 +7,8 @@
 //! - `offline`: an unreachable upstream and `offline_grace`;
 //! - `tokens`: one upstream token per (credentials, scope), secrets kept out of the logs.
 
+mod binding;
+mod injection;
 mod matrix;
 mod offline;
 mod tokens;

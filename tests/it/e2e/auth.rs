@@ -3,6 +3,7 @@
 //! `private/app:v1`, only alice may), checked directly here and through Wharf in
 //! `pull_through`.
 
+mod injection;
 mod pull_through;
 
 use std::path::PathBuf;
@@ -61,7 +62,8 @@ fn layers_of(layout: &Layout, desc: &Value) -> Vec<String> {
 pub(super) fn start_registry(dir: &std::path::Path) -> (Certs, TokenServer, Upstream) {
     let certs = upstream::make_certs(dir);
     let key = token_server::make_signing_key(dir);
-    let token = TokenServer::start(&key);
+    let mut token = TokenServer::start(&key);
+    token.serve_tls(&certs);
     let auth = format!(
         "auth:\n  token:\n    realm: {realm}\n    service: {SERVICE}\n    issuer: {ISSUER}\n    \
          rootcertbundle: {bundle}\n",

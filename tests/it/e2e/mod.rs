@@ -49,6 +49,7 @@ mod s3_backend;
 pub(crate) mod skopeo;
 mod tls;
 pub(crate) mod tls_front;
+mod token_flood;
 mod token_server;
 pub(crate) mod upstream;
 mod wharf;

@@ -80,6 +80,9 @@ struct State {
 /// The running token server; stops when dropped.
 pub struct TokenServer {
     pub port: u16,
+    /// An HTTPS front ([`TokenServer::serve_tls`]): the realm is then `https://` on its port
+    /// (Wharf sends credentials to an https upstream's realm only over https).
+    front: Option<super::tls_front::TlsFront>,
     state: Arc<State>,
     runtime: Option<tokio::runtime::Runtime>,
 }
@@ -120,14 +123,26 @@ impl TokenServer {
         });
         TokenServer {
             port,
+            front: None,
             state,
             runtime: Some(runtime),
         }
     }
 
+    /// Serves the token service over HTTPS too, with `certs`' server certificate (for
+    /// 127.0.0.1, the registry's own host); [`TokenServer::realm`] then names that.
+    pub fn serve_tls(&mut self, certs: &super::upstream::Certs) {
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        let rt = self.runtime.as_ref().expect("token server runtime");
+        self.front = Some(rt.block_on(super::tls_front::start(certs, target)));
+    }
+
     /// The `realm` the registry advertises.
     pub fn realm(&self) -> String {
-        format!("http://127.0.0.1:{}/token", self.port)
+        match &self.front {
+            Some(f) => format!("https://127.0.0.1:{}/token", f.addr.port()),
+            None => format!("http://127.0.0.1:{}/token", self.port),
+        }
     }
 
     /// Tokens issued to anonymous clients.
@@ -154,7 +169,9 @@ impl TokenServer {
 
 impl Drop for TokenServer {
     fn drop(&mut self) {
+        let front = self.front.take();
         if let Some(rt) = self.runtime.take() {
+            drop(front);
             rt.shutdown_timeout(Duration::from_secs(1));
         }
     }

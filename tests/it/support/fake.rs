@@ -112,6 +112,8 @@ pub struct Fake {
     pub absolute_locations: Arc<AtomicBool>,
     /// Bytes of upload bodies received so far (counted as they arrive).
     pub upload_bytes: Arc<AtomicU64>,
+    /// The token realm its challenges name instead of its own `/token` (a foreign realm).
+    pub realm: Arc<Mutex<Option<String>>>,
     faults: Arc<Mutex<faults::Faults>>,
     connections: Arc<AtomicU64>,
     /// The accept loop (replaced by [`Fake::restart`]).
@@ -142,13 +144,19 @@ pub(crate) struct Ctx {
     referrers_page: Arc<AtomicU64>,
     absolute_locations: Arc<AtomicBool>,
     upload_bytes: Arc<AtomicU64>,
+    realm: Arc<Mutex<Option<String>>>,
     faults: Arc<Mutex<faults::Faults>>,
     addr: SocketAddr,
 }
 
 impl Fake {
     pub async fn start() -> Fake {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind fake");
+        Fake::start_at("127.0.0.1:0").await
+    }
+
+    /// As [`Fake::start`], listening on `addr` (another loopback address, say).
+    pub async fn start_at(addr: &str) -> Fake {
+        let listener = TcpListener::bind(addr).await.expect("bind fake");
         let addr = listener.local_addr().expect("addr");
         let ctx = Ctx {
             state: Arc::default(),
@@ -164,6 +172,7 @@ impl Fake {
             referrers_page: Arc::default(),
             absolute_locations: Arc::default(),
             upload_bytes: Arc::default(),
+            realm: Arc::default(),
             faults: Arc::default(),
             addr,
         };
@@ -182,6 +191,7 @@ impl Fake {
             referrers_page: ctx.referrers_page.clone(),
             absolute_locations: ctx.absolute_locations.clone(),
             upload_bytes: ctx.upload_bytes.clone(),
+            realm: ctx.realm.clone(),
             faults: ctx.faults.clone(),
             connections,
             task: Mutex::new(task),

@@ -122,10 +122,9 @@ impl Ctx {
 
     fn challenge(&self, repo: Option<&str>, insufficient: bool, push: bool) -> Response<Body> {
         let mut r = error(StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-        let mut v = format!(
-            "Bearer realm=\"http://{}/token\",service=\"{SERVICE}\"",
-            self.addr
-        );
+        let realm = self.realm.lock().expect("lock").clone();
+        let realm = realm.unwrap_or_else(|| format!("http://{}/token", self.addr));
+        let mut v = format!("Bearer realm=\"{realm}\",service=\"{SERVICE}\"");
         if let Some(repo) = repo {
             let actions = if push { "pull,push" } else { "pull" };
             v.push_str(&format!(",scope=\"repository:{repo}:{actions}\""));
