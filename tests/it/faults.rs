@@ -13,6 +13,7 @@
 //! | `429` with `Retry-After` | `status::a_429_is_passed_on_once_with_its_retry_after`; also `resilience::stale::a_429_serves_the_cached_copy_or_is_passed_through_with_retry_after` |
 //! | redirect loops | `redirect::a_redirect_loop_ends_after_five_hops_and_is_not_retried` |
 //! | redirects to another host, no `Authorization` forwarded | `redirect::a_redirect_to_another_host_gets_no_authorization` |
+//! | (issue 18) a tags list that is not one, reached through a redirect | `redirect::a_tags_list_is_re_emitted_not_streamed` |
 //! | manifest over the size limit (4 MiB) | `manifest::a_manifest_over_4_mib_is_refused_and_one_of_4_mib_is_served` |
 //! | manifest whose digest does not match the request | `manifest::a_manifest_with_the_wrong_digest_is_refused` |
 //! | index referencing missing children | `manifest::an_index_with_missing_children_is_served_and_its_children_are_404` |

@@ -1,4 +1,5 @@
-//! Redirects: loops end, and `Authorization` never leaves the upstream's own origin.
+//! Redirects: loops end, `Authorization` never leaves the upstream's own origin, and what
+//! comes back through a redirect is checked (a tags list is parsed and re-emitted).
 
 use super::{assert_error, lossy, Env};
 use crate::support::{data, get, Fake};
@@ -88,5 +89,49 @@ async fn a_redirect_to_another_host_gets_no_authorization() {
     let before = (env.fake.total(), cdn.total());
     assert!(get(&env.blob("org/app", &d)).await.bytes().as_ref() == blob.as_slice());
     assert_eq!((env.fake.total(), cdn.total()), before);
+    env.shutdown().await;
+}
+
+/// The tags list URL of `repo` on the Wharf of `env`.
+fn tags_url(env: &Env, repo: &str) -> String {
+    format!("http://{}/v2/{repo}/tags/list", env.w.addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tags_list_is_re_emitted_not_streamed() {
+    // A "service" on loopback whose answers the test controls: blobs of a second fake.
+    let svc = Fake::start().await;
+    let env = Env::start("").await;
+    env.fake.put_image("org/app", "v1", &[b"layer"]);
+    let at = |d: &str| format!("{}/v2/any/blobs/{d}", svc.url());
+    // A tags list with more in it than a tags list: only the tags come back, under the name
+    // the client asked for.
+    let padded = br#"{"name":"elsewhere/x","tags":["v1","v2"],"secret":"s3cr3t"}"#;
+    env.fake
+        .redirect_next("GET tags", 1, &at(&svc.put_blob(padded)));
+    let r = get(&tags_url(&env, "org/app")).await;
+    assert_eq!(r.status, 200, "{}", lossy(&r));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"name": "org/app", "tags": ["v1", "v2"]})
+    );
+    assert!(!lossy(&r).contains("s3cr3t"));
+    // A metadata service's JSON, an oversized list, a tag that is no tag: 502 each.
+    let metadata = br#"{"instance-id":"i-0123","iam":{"role":"admin"}}"#.to_vec();
+    let mut huge = br#"{"name":"org/app","tags":["#.to_vec();
+    while huge.len() <= 4 * 1024 * 1024 {
+        huge.extend_from_slice(br#""aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","#);
+    }
+    huge.extend_from_slice(br#""z"]}"#);
+    let bad_tag = br#"{"name":"org/app","tags":["v1","../../etc"]}"#.to_vec();
+    for (what, body) in [("metadata", metadata), ("huge", huge), ("bad tag", bad_tag)] {
+        env.fake
+            .redirect_next("GET tags", 1, &at(&svc.put_blob(&body)));
+        let r = get(&tags_url(&env, "org/app")).await;
+        assert_error(&r, 502, "UNAVAILABLE", what);
+        assert!(!lossy(&r).contains("i-0123"), "{what}: {}", lossy(&r));
+    }
+    assert_eq!(svc.count("GET blob"), 4);
     env.shutdown().await;
 }
