@@ -252,6 +252,21 @@ mod tests {
         assert!(g.permit("other", addrs(&["10.0.0.1"])).await.is_err());
     }
 
+    #[tokio::test]
+    async fn names_are_checked_on_what_they_resolve_to() {
+        use tower_service::Service;
+        let mut r = Resolver {
+            guard: Some(Guard::new(&"https://8.8.8.8/".parse().expect("uri"))),
+        };
+        // Spellings of 127.0.0.1 that are no IP literal to hyper but resolve to loopback.
+        for name in ["localhost", "127.1", "2130706433", "0x7f.0.0.1"] {
+            let e = r.call(name.parse().expect("name")).await.expect_err(name);
+            assert!(refused(e.as_ref()).is_some(), "{name}: {e}");
+        }
+        let mut open = Resolver { guard: None };
+        assert!(open.call("localhost".parse().expect("name")).await.is_ok());
+    }
+
     #[test]
     fn ipv6_hosts_compare_without_brackets() {
         let g = Guard::new(&"https://[FD00::1]:5000/".parse().expect("uri"));
