@@ -11,7 +11,7 @@ use crate::registry::body::{self, Source};
 use crate::registry::{Blob, Registry, OUTCOME};
 use futures_util::TryStreamExt;
 use http::header::{
-    ACCEPT, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LINK, RANGE,
+    ACCEPT, ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE,
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -324,28 +324,17 @@ impl Handler {
                 let client = client.for_upstream(t.upstream.name());
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
-                let up = self
+                let list = self
                     .registry
                     .tags_list(&t, &client, query.pagination().as_deref())
                     .await?;
                 // Pagination: the upstream's `Link` names its own repository path; point it back
                 // at the name (and `ns`) this client used.
-                let link = up
-                    .headers()
-                    .get(LINK)
-                    .and_then(|v| v.to_str().ok())
+                let link = list
+                    .link
+                    .as_deref()
                     .map(|l| rewrite_link(l, t.repo.as_str(), name, query.ns.as_deref()));
-                let mut resp = Response::new(if head {
-                    empty()
-                } else {
-                    up.into_body().map_err(std::io::Error::other).boxed_unsync()
-                });
-                resp.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-                if let Some(l) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
-                    resp.headers_mut().insert(LINK, l);
-                }
-                Ok(resp)
+                Ok(super::tags::response(name, &list, link, head))
             }
             Route::Referrers { name, digest } => {
                 let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;

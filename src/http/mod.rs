@@ -8,6 +8,7 @@ pub mod range;
 mod referrers;
 pub mod route;
 pub mod server;
+mod tags;
 pub mod tls;
 pub mod token;
 

@@ -7,7 +7,8 @@
 //!   upstream's `tag_ttl`; after that they are revalidated with an upstream `HEAD` and
 //!   re-fetched only if the digest moved. When the upstream is unreachable or answers 5xx, the
 //!   cached resolution is served (stale-if-error).
-//! - Nothing here re-serializes a manifest: bytes out are bytes in.
+//! - Nothing here re-serializes a manifest: bytes out are bytes in. Tags lists are parsed
+//!   and re-emitted, never passed through ([`listing`]).
 //! - Nothing cached is returned to a client before [`authz::Authz`] (or the upstream, just
 //!   now, with that client's credentials) said the client may pull the repository, and a
 //!   blob is returned under a repository only if it is linked to it.
@@ -18,6 +19,7 @@ mod blob;
 pub mod body;
 pub mod capacity;
 pub mod fill;
+pub mod listing;
 pub mod location;
 mod manifest;
 pub mod origin;
@@ -31,16 +33,14 @@ mod tags;
 mod tee;
 pub mod uploads;
 
-use crate::auth::Client;
 use crate::config::Config;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::{Store, StoredManifest};
 use crate::upstream::Upstream;
 use fill::{Fill, Fills};
-use http::{HeaderMap, Method, StatusCode};
-use hyper::body::Incoming;
+use http::{HeaderMap, StatusCode};
 use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
@@ -229,29 +229,6 @@ impl Registry {
     pub fn forget_lookups(&self) {
         self.tags.invalidate_all();
         self.negative.invalidate_all();
-    }
-
-    /// The upstream's tag list, passed through (`query` carries `n` and `last`).
-    pub async fn tags_list(
-        &self,
-        t: &Target,
-        client: &Client,
-        query: Option<&str>,
-    ) -> Result<http::Response<Incoming>> {
-        let tail = match query {
-            Some(q) if !q.is_empty() => format!("tags/list?{q}"),
-            _ => "tags/list".to_string(),
-        };
-        let client = &t.upstream.effective_client(client);
-        self.send_as(
-            t,
-            client,
-            Method::GET,
-            &tail,
-            &HeaderMap::new(),
-            ErrorCode::NameUnknown,
-        )
-        .await
     }
 }
 

@@ -3,28 +3,77 @@
 //! Trust: the system's roots (loaded once per process) plus the upstream's `ca_file`, so a
 //! private registry with its own CA works without touching the system store. HTTP/2 is
 //! negotiated by ALPN where the upstream offers it.
+//!
+//! Invariants of an upstream's client ([`build_upstream`]):
+//! - The mTLS client certificate is offered only to the upstream's own host (the host of its
+//!   `url`, any port): a redirect target or a token realm elsewhere gets a TLS handshake
+//!   without it ([`Connector`] holds one TLS configuration with it and one without).
+//! - Connections keep the address policy of [`super::redirect`] (see [`super::guard`]).
 
+use super::guard::{Guard, Tcp};
 use bytes::Bytes;
+use http::Uri;
 use http_body_util::Empty;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, Empty<Bytes>>;
+pub type HttpClient = Client<Connector, Empty<Bytes>>;
 
 /// Errors of a streamed request body (a client's upload as it arrives).
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// A request body streamed to the upstream (pushes).
 pub type PushBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 /// The client for requests with bodies: same trust, same client certificate, own pool.
-pub type StreamingClient = Client<HttpsConnector<HttpConnector>, PushBody>;
+pub type StreamingClient = Client<Connector, PushBody>;
+
+/// TLS over the guarded TCP connector, choosing the TLS configuration by host: the one with
+/// the client certificate for the upstream's own host only.
+#[derive(Clone)]
+pub struct Connector {
+    /// The upstream's host (`None`: a client that is not an upstream's; every host is "own").
+    own: Option<Guard>,
+    with_cert: HttpsConnector<Tcp>,
+    without_cert: HttpsConnector<Tcp>,
+}
+
+impl Connector {
+    fn pick(&mut self, dst: &Uri) -> &mut HttpsConnector<Tcp> {
+        let own = match &self.own {
+            None => true,
+            Some(g) => dst.host().is_some_and(|h| g.is_own(h)),
+        };
+        if own {
+            &mut self.with_cert
+        } else {
+            &mut self.without_cert
+        }
+    }
+}
+
+impl tower_service::Service<Uri> for Connector {
+    type Response = MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>;
+    type Error = BoxError;
+    type Future = <HttpsConnector<Tcp> as tower_service::Service<Uri>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self.with_cert.poll_ready(cx) {
+            Poll::Ready(Ok(())) => self.without_cert.poll_ready(cx),
+            other => other,
+        }
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        self.pick(&dst).call(dst)
+    }
+}
 
 /// The system's trust roots, loaded once.
 fn system_roots() -> &'static Vec<CertificateDer<'static>> {
@@ -51,7 +100,8 @@ pub fn read_pem_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, Strin
     Ok(certs)
 }
 
-/// Builds the client for one upstream (`client_cert`: PEM chain and key for mutual TLS).
+/// Builds a client for any host (peers, the shared bucket, Wharf itself): no address
+/// policy; `client_cert` (PEM chain and key for mutual TLS) offered to every host.
 pub fn build(
     ca_file: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
@@ -60,25 +110,88 @@ pub fn build(
     build_with(ca_file, client_cert, connect_timeout)
 }
 
-/// As [`build`], for requests whose bodies stream (pushes).
-pub fn build_streaming(
-    ca_file: Option<&Path>,
-    client_cert: Option<(&Path, &Path)>,
-    connect_timeout: Duration,
-) -> Result<StreamingClient, String> {
-    build_with(ca_file, client_cert, connect_timeout)
-}
-
+/// As [`build`], for any body type.
 pub(crate) fn build_with<B>(
     ca_file: Option<&Path>,
     client_cert: Option<(&Path, &Path)>,
     connect_timeout: Duration,
-) -> Result<Client<HttpsConnector<HttpConnector>, B>, String>
+) -> Result<Client<Connector, B>, String>
 where
     B: http_body::Body + Send + 'static + Unpin,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    make(None, ca_file, client_cert, connect_timeout)
+}
+
+/// Builds the client of the upstream at `url` (any body type: pulls and pushes): the address
+/// policy of [`super::redirect`], the client certificate for `url`'s host only.
+pub fn build_upstream<B>(
+    url: &Uri,
+    ca_file: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+    connect_timeout: Duration,
+) -> Result<Client<Connector, B>, String>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    make(Some(Guard::new(url)), ca_file, client_cert, connect_timeout)
+}
+
+fn make<B>(
+    guard: Option<Guard>,
+    ca_file: Option<&Path>,
+    client_cert: Option<(&Path, &Path)>,
+    connect_timeout: Duration,
+) -> Result<Client<Connector, B>, String>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let roots = roots(ca_file)?;
+    let config = || -> Result<_, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("tls: {e}"))?
+            .with_root_certificates(roots.clone()))
+    };
+    let without = config()?.with_no_client_auth();
+    let with = match client_cert {
+        None => without.clone(),
+        Some((cert, key)) => {
+            let certs = read_pem_certs(cert)?;
+            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
+                .map_err(|e| format!("{}: cannot read a PEM private key: {e}", key.display()))?;
+            config()?
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("{}: unusable client certificate: {e}", cert.display()))?
+        }
+    };
+    let tcp = Tcp::new(guard.clone(), connect_timeout);
+    let https = |tls: rustls::ClientConfig| {
+        hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(tcp.clone())
+    };
+    let connector = Connector {
+        own: guard,
+        with_cert: https(with),
+        without_cert: https(without),
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector))
+}
+
+/// The system's roots plus those of `ca_file`.
+fn roots(ca_file: Option<&Path>) -> Result<Arc<RootCertStore>, String> {
     let mut roots = RootCertStore::empty();
     let (_added, _ignored) = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
@@ -88,33 +201,5 @@ where
                 .map_err(|e| format!("{}: unusable certificate: {e}", path.display()))?;
         }
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?
-        .with_root_certificates(roots);
-    let tls = match client_cert {
-        None => builder.with_no_client_auth(),
-        Some((cert, key)) => {
-            let certs = read_pem_certs(cert)?;
-            let key = rustls_pki_types::PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| format!("{}: cannot read a PEM private key: {e}", key.display()))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| format!("{}: unusable client certificate: {e}", cert.display()))?
-        }
-    };
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(connect_timeout));
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(https))
+    Ok(Arc::new(roots))
 }

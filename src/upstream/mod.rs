@@ -6,29 +6,32 @@
 //! - A bearer token is obtained once per (credentials, scope) and reused until shortly before it
 //!   expires; concurrent requests that need the same token wait for one token request.
 //! - Tokens and passwords are never logged or put in error messages.
+//! - Every pull request (manifests, blobs, tags lists) and token request keeps the redirect
+//!   and address policy of [`redirect`] (`send`, `guard`).
 
 pub mod breaker;
 pub mod challenge;
 pub mod client;
+mod guard;
 mod push;
 pub mod realm;
+pub(crate) mod redirect;
+mod send;
 pub(crate) mod token;
 
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};
 use crate::oci::RepoName;
-use bytes::Bytes;
 use challenge::Challenge;
-use http::header::{AUTHORIZATION, LOCATION, WWW_AUTHENTICATE};
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::Empty;
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 pub use push::Payload;
+use send::{describe, ForeignOrigin};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 pub use token::Credentials;
 
-const MAX_REDIRECTS: usize = 5;
 const RETRY_BASE: Duration = Duration::from_millis(100);
 
 /// How the upstream wants to be authenticated, learned from its first challenge.
@@ -82,13 +85,12 @@ impl Upstream {
             .client_cert
             .as_ref()
             .map(|(c, k)| (c.as_path(), k.as_path()));
-        let client = client::build(cfg.ca_file.as_deref(), client_cert, p.connect_timeout)
-            .map_err(|e| format!("upstream {}: {e}", cfg.name))?;
+        let (url, ca) = (&cfg.url, cfg.ca_file.as_deref());
+        let named = |e| format!("upstream {}: {e}", cfg.name);
+        let client =
+            client::build_upstream(url, ca, client_cert, p.connect_timeout).map_err(named)?;
         let push_client = if cfg.allow_push {
-            Some(
-                client::build_streaming(cfg.ca_file.as_deref(), client_cert, p.connect_timeout)
-                    .map_err(|e| format!("upstream {}: {e}", cfg.name))?,
-            )
+            Some(client::build_upstream(url, ca, client_cert, p.connect_timeout).map_err(named)?)
         } else {
             None
         };
@@ -395,129 +397,6 @@ impl Upstream {
             }
         }
     }
-
-    /// [`Self::send_once`] with retries: transport failures and 502/503/504 are retried with
-    /// jittered exponential backoff. Only requests without a body go through here, and no
-    /// byte of a response has reached a client yet, so a retry is always safe.
-    async fn send_following(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        auth: Option<&HeaderValue>,
-    ) -> Result<Response<Incoming>> {
-        let retries = self.cfg.policy.retries;
-        let mut attempt = 0u32;
-        loop {
-            let res = self.send_once(method, uri, headers, auth).await;
-            let retryable = match &res {
-                Ok(r) => matches!(r.status().as_u16(), 502..=504),
-                Err(Error::Unreachable { .. }) => true,
-                Err(_) => false,
-            };
-            if !retryable || attempt >= retries || self.breaker.is_open() {
-                return res;
-            }
-            let backoff = RETRY_BASE
-                .saturating_mul(1 << attempt.min(6))
-                .mul_f64(jitter());
-            tracing::debug!(
-                upstream = self.name(),
-                attempt,
-                backoff_ms = backoff.as_millis() as u64,
-                "retrying upstream request"
-            );
-            tokio::time::sleep(backoff).await;
-            attempt += 1;
-        }
-    }
-
-    /// One request with redirects followed (GET/HEAD only), `Authorization` kept only for the
-    /// upstream's own origin. Every attempt passes the circuit breaker.
-    async fn send_once(
-        &self,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        auth: Option<&HeaderValue>,
-    ) -> Result<Response<Incoming>> {
-        let mut uri = uri.clone();
-        for _ in 0..=MAX_REDIRECTS {
-            let same_origin = uri.scheme() == self.cfg.url.scheme()
-                && uri.authority() == self.cfg.url.authority();
-            let mut req = Request::builder()
-                .method(method.clone())
-                .uri(uri.clone())
-                .body(Empty::<Bytes>::new())
-                .map_err(Error::internal)?;
-            for (k, v) in headers {
-                req.headers_mut().append(k, v.clone());
-            }
-            if let (true, Some(a)) = (same_origin, auth) {
-                req.headers_mut().insert(AUTHORIZATION, a.clone());
-            }
-            if !self.breaker.allow() {
-                return Err(Error::unreachable(
-                    self.name(),
-                    "circuit breaker open after repeated failures",
-                ));
-            }
-            let timeout = self.cfg.policy.response_timeout;
-            let started = tokio::time::Instant::now();
-            let kind = crate::metrics::Metrics::upstream_kind(uri.path());
-            let count = |class: &str| self.count_request(method, kind, started, class);
-            let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    count("error");
-                    self.breaker.failure();
-                    return Err(Error::unreachable(self.name(), describe(&e)));
-                }
-                Err(_) => {
-                    count("error");
-                    self.breaker.failure();
-                    return Err(Error::unreachable(self.name(), "no response in time"));
-                }
-            };
-            count(crate::metrics::Metrics::status_class(
-                resp.status().as_u16(),
-            ));
-            self.note_ratelimit(resp.headers());
-            if resp.status().is_server_error() {
-                self.breaker.failure();
-            } else {
-                self.breaker.success();
-            }
-            if !resp.status().is_redirection() || resp.status() == StatusCode::NOT_MODIFIED {
-                let mut resp = resp;
-                if !same_origin {
-                    resp.extensions_mut().insert(ForeignOrigin);
-                }
-                return Ok(resp);
-            }
-            let Some(next) = resp
-                .headers()
-                .get(LOCATION)
-                .and_then(|l| l.to_str().ok())
-                .and_then(|l| resolve_location(&uri, l))
-            else {
-                return Err(Error::unreachable(
-                    self.name(),
-                    "redirect without a usable Location",
-                ));
-            };
-            tracing::debug!(upstream = self.name(), to = %redacted(&next), "following redirect");
-            uri = next;
-        }
-        // A loop is not transient: an upstream error (not retried), not "unreachable".
-        Err(Error::Upstream {
-            upstream: self.name().to_string(),
-            status: StatusCode::BAD_GATEWAY,
-            code: crate::oci::ErrorCode::Unavailable,
-            message: format!("more than {MAX_REDIRECTS} redirects"),
-            retry_after: None,
-        })
-    }
 }
 
 /// The count in a Docker Hub rate-limit header (`76;w=21600` → 76).
@@ -533,10 +412,6 @@ fn ratelimit_value(headers: &HeaderMap, name: &str) -> Option<i64> {
         .ok()
 }
 
-/// Marks a response that came from another origin than the upstream's (after a redirect).
-#[derive(Clone, Copy)]
-struct ForeignOrigin;
-
 /// A factor in [0.5, 1.5) from the clock's low bits: enough to spread retries apart.
 pub(crate) fn jitter() -> f64 {
     let nanos = std::time::SystemTime::now()
@@ -546,61 +421,9 @@ pub(crate) fn jitter() -> f64 {
     0.5 + f64::from(nanos % 1000) / 1000.0
 }
 
-/// Resolves a `Location` against the URI it came from (absolute, or absolute-path).
-fn resolve_location(base: &Uri, location: &str) -> Option<Uri> {
-    if location.starts_with("http://") || location.starts_with("https://") {
-        return location.parse().ok();
-    }
-    if location.starts_with('/') && !location.starts_with("//") {
-        let mut parts = base.clone().into_parts();
-        parts.path_and_query = Some(location.parse().ok()?);
-        return Uri::from_parts(parts).ok();
-    }
-    None
-}
-
-/// A URI without its query (pre-signed CDN URLs carry credentials there).
-fn redacted(uri: &Uri) -> String {
-    format!(
-        "{}://{}{}",
-        uri.scheme_str().unwrap_or(""),
-        uri.authority().map(|a| a.as_str()).unwrap_or(""),
-        uri.path()
-    )
-}
-
-/// The error chain of a client failure, which names the cause (connection refused, TLS).
-fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn locations_resolve_against_the_request() {
-        let base: Uri = "https://reg.example:5000/v2/a/blobs/sha256:ab"
-            .parse()
-            .expect("uri");
-        assert_eq!(
-            resolve_location(&base, "/other/path?x=1").map(|u| u.to_string()),
-            Some("https://reg.example:5000/other/path?x=1".to_string())
-        );
-        assert_eq!(
-            resolve_location(&base, "https://cdn.example/blob?sig=1").map(|u| u.to_string()),
-            Some("https://cdn.example/blob?sig=1".to_string())
-        );
-        assert_eq!(resolve_location(&base, "//evil/x"), None);
-        assert_eq!(resolve_location(&base, "relative"), None);
-    }
 
     #[test]
     fn docker_hub_rate_limit_headers_are_read() {
@@ -615,13 +438,5 @@ mod tests {
         assert_eq!(ratelimit_value(&h, "ratelimit-remaining"), Some(76));
         assert_eq!(ratelimit_value(&h, "ratelimit-bad"), None);
         assert_eq!(ratelimit_value(&h, "absent"), None);
-    }
-
-    #[test]
-    fn redacted_drops_the_query() {
-        let u: Uri = "https://cdn.example/blob?X-Amz-Signature=secret"
-            .parse()
-            .expect("uri");
-        assert_eq!(redacted(&u), "https://cdn.example/blob");
     }
 }

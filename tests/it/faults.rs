@@ -13,6 +13,10 @@
 //! | `429` with `Retry-After` | `status::a_429_is_passed_on_once_with_its_retry_after`; also `resilience::stale::a_429_serves_the_cached_copy_or_is_passed_through_with_retry_after` |
 //! | redirect loops | `redirect::a_redirect_loop_ends_after_five_hops_and_is_not_retried` |
 //! | redirects to another host, no `Authorization` forwarded | `redirect::a_redirect_to_another_host_gets_no_authorization` |
+//! | (issue 18) a tags list that is not one, reached through a redirect | `redirect::a_tags_list_is_re_emitted_not_streamed` |
+//! | (issue 18) a redirect to the admin listener (its `/metrics` as a tags list) | `redirect::a_tags_list_redirected_to_the_admin_metrics_is_refused_not_streamed` |
+//! | (issue 18) a redirect to a loopback service from an upstream of another kind | `redirect::an_upstream_on_0_0_0_0_cannot_send_wharf_to_loopback`, `redirect::a_loopback_upstream_cannot_reach_this_host_through_0_0_0_0` |
+//! | (issue 18) https → http, the client certificate to a redirect host | `redirect_tls::a_redirect_from_https_to_http_is_refused`, `redirect_tls::the_client_certificate_is_offered_only_to_the_upstreams_host` |
 //! | manifest over the size limit (4 MiB) | `manifest::a_manifest_over_4_mib_is_refused_and_one_of_4_mib_is_served` |
 //! | manifest whose digest does not match the request | `manifest::a_manifest_with_the_wrong_digest_is_refused` |
 //! | index referencing missing children | `manifest::an_index_with_missing_children_is_served_and_its_children_are_404` |
@@ -21,6 +25,7 @@
 mod blob;
 mod manifest;
 mod redirect;
+mod redirect_tls;
 mod status;
 
 use crate::support::scrape::{sample, scrape_settled};
@@ -46,6 +51,12 @@ impl Env {
     }
 
     pub async fn with_fake(fake: Fake, extra: &str) -> Env {
+        let url = fake.url();
+        Env::with_fake_at(fake, &url, extra).await
+    }
+
+    /// As [`Env::with_fake`], with the upstream configured at `url` (another way to `fake`).
+    pub async fn with_fake_at(fake: Fake, url: &str, extra: &str) -> Env {
         let dir = tempfile::tempdir().expect("tmp");
         let toml = format!(
             r#"
@@ -63,7 +74,7 @@ breaker_failures = 100
 "#,
             dir.path().display(),
             IDLE.as_millis(),
-            fake.url(),
+            url,
         );
         let w = support::wharf_toml(&toml).await;
         Env { fake, w, dir }

@@ -10,10 +10,8 @@ use object_store::client::{
 use object_store::ClientOptions;
 use std::time::Duration;
 
-type Inner = hyper_util::client::legacy::Client<
-    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-    HttpRequestBody,
->;
+type Inner =
+    hyper_util::client::legacy::Client<crate::upstream::client::Connector, HttpRequestBody>;
 
 /// How long the store may take to answer a request's headers.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(30);

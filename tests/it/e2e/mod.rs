@@ -38,7 +38,7 @@ mod dashboard;
 pub(crate) mod garage;
 mod images;
 mod metrics;
-mod mtls;
+pub(crate) mod mtls;
 mod podman;
 pub(crate) mod proc;
 mod prometheus;

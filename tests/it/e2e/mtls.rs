@@ -14,7 +14,7 @@ use super::wharf::Wharf;
 
 /// A client certificate (`extendedKeyUsage=clientAuth`) signed by the test CA in `dir`
 /// (made by [`make_certs`]): `client.pem` and `client-key.pem`.
-fn make_client_cert(dir: &Path) {
+pub(crate) fn make_client_cert(dir: &Path) {
     let ext = "basicConstraints=critical,CA:FALSE\n\
                keyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n";
     std::fs::write(dir.join("client-ext.cnf"), ext).expect("write client ext file");

@@ -1,4 +1,7 @@
-//! Redirects: loops end, and `Authorization` never leaves the upstream's own origin.
+//! Redirects: loops end, `Authorization` never leaves the upstream's own origin, an upstream
+//! cannot send Wharf into a network of another kind than its own (issue 18: this host, seen
+//! from an upstream reached through `0.0.0.0`, and the other way round), and what comes back
+//! through a redirect is checked (a tags list is parsed and re-emitted).
 
 use super::{assert_error, lossy, Env};
 use crate::support::{data, get, Fake};
@@ -88,5 +91,179 @@ async fn a_redirect_to_another_host_gets_no_authorization() {
     let before = (env.fake.total(), cdn.total());
     assert!(get(&env.blob("org/app", &d)).await.bytes().as_ref() == blob.as_slice());
     assert_eq!((env.fake.total(), cdn.total()), before);
+    env.shutdown().await;
+}
+
+/// The tags list URL of `repo` on the Wharf of `env`.
+fn tags_url(env: &Env, repo: &str) -> String {
+    format!("http://{}/v2/{repo}/tags/list", env.w.addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tags_list_redirected_to_the_admin_metrics_is_refused_not_streamed() {
+    // The issue's repro: `tags/list` answered with Wharf's own admin `/metrics`. A loopback
+    // upstream may reach loopback, so the request is made; what comes back is no tags list.
+    let env = Env::start("").await;
+    env.fake.put_image("org/app", "v1", &[b"layer"]);
+    let metrics = format!("http://{}/metrics", env.w.admin_addr);
+    env.fake.redirect_next("GET tags", 1, &metrics);
+    let r = get(&tags_url(&env, "org/app")).await;
+    assert_error(&r, 502, "UNAVAILABLE", "metrics as a tags list");
+    assert!(
+        !lossy(&r).contains("wharf_"),
+        "no metric reaches the client: {}",
+        lossy(&r)
+    );
+    assert!(
+        lossy(&r).contains("invalid tags list"),
+        "the message says why: {}",
+        lossy(&r)
+    );
+    assert_eq!(env.fake.count("GET tags"), 1, "not retried");
+    // Through `0.0.0.0` (this host under another name): refused before any connection.
+    let port = env.w.admin_addr.port();
+    env.fake
+        .redirect_next("GET tags", 1, &format!("http://0.0.0.0:{port}/metrics"));
+    let r = get(&tags_url(&env, "org/app")).await;
+    assert_error(&r, 502, "UNAVAILABLE", "metrics through 0.0.0.0");
+    assert!(
+        lossy(&r).contains("refused to connect to 0.0.0.0"),
+        "{}",
+        lossy(&r)
+    );
+    // The upstream's own answer is served.
+    let r = get(&tags_url(&env, "org/app")).await;
+    assert_eq!(r.status, 200, "{}", lossy(&r));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"name": "org/app", "tags": ["v1"]})
+    );
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tags_list_is_re_emitted_not_streamed() {
+    // A "service" on loopback whose answers the test controls: blobs of a second fake.
+    let svc = Fake::start().await;
+    let env = Env::start("").await;
+    env.fake.put_image("org/app", "v1", &[b"layer"]);
+    let at = |d: &str| format!("{}/v2/any/blobs/{d}", svc.url());
+    // A tags list with more in it than a tags list: only the tags come back, under the name
+    // the client asked for.
+    let padded = br#"{"name":"elsewhere/x","tags":["v1","v2"],"secret":"s3cr3t"}"#;
+    env.fake
+        .redirect_next("GET tags", 1, &at(&svc.put_blob(padded)));
+    let r = get(&tags_url(&env, "org/app")).await;
+    assert_eq!(r.status, 200, "{}", lossy(&r));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"name": "org/app", "tags": ["v1", "v2"]})
+    );
+    assert!(!lossy(&r).contains("s3cr3t"));
+    // A metadata service's JSON, an oversized list, a tag that is no tag: 502 each.
+    let metadata = br#"{"instance-id":"i-0123","iam":{"role":"admin"}}"#.to_vec();
+    let mut huge = br#"{"name":"org/app","tags":["#.to_vec();
+    while huge.len() <= 4 * 1024 * 1024 {
+        huge.extend_from_slice(br#""aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","#);
+    }
+    huge.extend_from_slice(br#""z"]}"#);
+    let bad_tag = br#"{"name":"org/app","tags":["v1","../../etc"]}"#.to_vec();
+    for (what, body) in [("metadata", metadata), ("huge", huge), ("bad tag", bad_tag)] {
+        env.fake
+            .redirect_next("GET tags", 1, &at(&svc.put_blob(&body)));
+        let r = get(&tags_url(&env, "org/app")).await;
+        assert_error(&r, 502, "UNAVAILABLE", what);
+        assert!(!lossy(&r).contains("i-0123"), "{what}: {}", lossy(&r));
+    }
+    assert_eq!(svc.count("GET blob"), 4);
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_upstream_cannot_reach_this_host_through_0_0_0_0() {
+    // A "metadata service" on this host, serving a valid manifest: the address is refused,
+    // not the content.
+    let svc = Fake::start().await;
+    let env = Env::start("").await;
+    env.fake.put_image("org/app", "v1", &[b"layer"]);
+    svc.put_image("org/app", "v1", &[b"layer"]);
+    let port = svc.url().rsplit(':').next().expect("port").to_string();
+    env.fake.redirect_next(
+        "GET manifest",
+        1,
+        &format!("http://0.0.0.0:{port}/v2/org/app/manifests/v1"),
+    );
+    let r = get(&env.manifest("org/app", "v1")).await;
+    assert_error(&r, 502, "UNAVAILABLE", "manifest through 0.0.0.0");
+    assert_eq!(svc.total(), 0, "the service was never asked");
+    assert_eq!(env.fake.count("GET manifest"), 1, "not retried");
+    // Loopback to loopback stays allowed (a registry and its storage on one host).
+    env.fake.redirect_next(
+        "GET manifest",
+        1,
+        &format!("{}/v2/org/app/manifests/v1", svc.url()),
+    );
+    let r = get(&env.manifest("org/app", "v1")).await;
+    assert_eq!(r.status, 200, "{}", lossy(&r));
+    assert_eq!(svc.count("GET manifest"), 1);
+    env.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_on_0_0_0_0_cannot_send_wharf_to_loopback() {
+    // The upstream is configured as `http://0.0.0.0:<port>` (unspecified, not loopback, the
+    // way a public upstream is not): its redirects to 127.0.0.1 or `localhost` are refused
+    // by address and by name, like a public registry's redirect to the admin listener.
+    let fake = Fake::start().await;
+    let port = fake.url().rsplit(':').next().expect("port").to_string();
+    let env = Env::with_fake_at(fake, &format!("http://0.0.0.0:{port}"), "").await;
+    let svc = Fake::start().await;
+    let blob = data(30_000, 142);
+    let d = env.fake.put_blob(&blob);
+    svc.put_blob(&blob);
+    let (_, m) = env.fake.put_image("org/app", "v1", &[b"layer"]);
+    svc.put_image("org/app", "v1", &[b"layer"]);
+    assert!(get(&env.manifest("org/app", "v1")).await.bytes().as_ref() == m.as_slice());
+
+    let svc_port = svc.url().rsplit(':').next().expect("port").to_string();
+    env.fake.redirect_next(
+        "GET blob",
+        1,
+        &format!("http://127.0.0.1:{svc_port}/v2/org/app/blobs/{d}"),
+    );
+    let r = get(&env.blob("org/app", &d)).await;
+    assert_error(&r, 502, "UNAVAILABLE", "blob to 127.0.0.1");
+    assert!(lossy(&r).contains("loopback address"), "{}", lossy(&r));
+    env.assert_blob_not_cached(&d, "refused redirect").await;
+    let tag = "v2";
+    env.fake.put_image("org/app", tag, &[b"layer2"]);
+    env.fake.redirect_next(
+        "GET manifest",
+        1,
+        &format!("http://localhost:{svc_port}/v2/org/app/manifests/v1"),
+    );
+    let r = get(&env.manifest("org/app", tag)).await;
+    assert_error(&r, 502, "UNAVAILABLE", "manifest to localhost");
+    env.fake.redirect_next(
+        "GET tags",
+        1,
+        &format!("http://{}/metrics", env.w.admin_addr),
+    );
+    let r = get(&tags_url(&env, "org/app")).await;
+    assert_error(&r, 502, "UNAVAILABLE", "tags list to the admin listener");
+    assert!(lossy(&r).contains("refused to connect"), "{}", lossy(&r));
+    assert_eq!(svc.total(), 0, "the loopback service was never asked");
+    assert_eq!(env.upstream_requests("GET", "error").await, 3.0);
+
+    // A redirect within the upstream's own host is followed, and the blob is served.
+    env.fake.redirect_next(
+        "GET blob",
+        1,
+        &format!("http://0.0.0.0:{port}/v2/other/blobs/{d}"),
+    );
+    let r = get(&env.blob("org/app", &d)).await;
+    assert_eq!(r.status, 200, "{}", lossy(&r));
+    assert!(r.bytes().as_ref() == blob.as_slice());
     env.shutdown().await;
 }
