@@ -6,6 +6,7 @@
 //! returned is opaque and stands for the client's session (see `crate::auth`). Neither the
 //! credentials nor the token are ever logged.
 
+use super::body::ClientBody;
 use super::{full, RespBody};
 use crate::auth::{self, form, Client, Sessions};
 use crate::error::{Error, Result};
@@ -15,8 +16,6 @@ use crate::upstream::Credentials;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use std::collections::HashSet;
 use std::time::SystemTime;
 
@@ -25,7 +24,7 @@ const MAX_FORM: usize = 64 * 1024;
 pub async fn handle(
     registry: &Registry,
     sessions: &Sessions,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<RespBody>> {
     let (creds, scopes) = match *req.method() {
         Method::GET | Method::HEAD => {
@@ -34,13 +33,12 @@ pub async fn handle(
             (creds, scopes_of(&pairs))
         }
         Method::POST => {
-            let body = Limited::new(req.into_body(), MAX_FORM)
-                .collect()
-                .await
-                .map_err(|_| {
-                    Error::client(ErrorCode::Unsupported, "token form too large or unreadable")
-                })?
-                .to_bytes();
+            let body = req.into_body().collect_small(MAX_FORM).await.map_err(|e| {
+                Error::client(
+                    ErrorCode::Unsupported,
+                    format!("token form too large or unreadable: {e}"),
+                )
+            })?;
             let text = std::str::from_utf8(&body)
                 .map_err(|_| Error::client(ErrorCode::Unsupported, "token form is not UTF-8"))?;
             let pairs = form::parse(text);
