@@ -117,6 +117,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         admin,
         registry.clone(),
         ready.clone(),
+        server::Limits::admin(&config.connections),
         async {
             let _ = admin_stopped.await;
         },
@@ -155,10 +156,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     };
     let store_for_exit = registry.store().clone();
     let registry_for_exit = registry.clone();
-    let limits = server::Limits {
-        max_connections: config.max_connections,
-        header_read_timeout: config.header_read_timeout,
-    };
+    let limits = server::Limits::registry(&config.connections);
     let task = tokio::spawn(async move {
         server::serve(listener, handler, acceptor, limits, async {
             let _ = stopped.await;

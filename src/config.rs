@@ -14,12 +14,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod cluster;
+mod connections;
 mod defaults;
 mod raw;
 mod units;
 mod upstream;
 
 pub use cluster::{peer_url, ClusterConfig, Peers, S3Config, StorageConfig};
+pub use connections::ConnectionLimits;
 pub use defaults::{EMBEDDED_DEFAULT, EXAMPLE};
 pub use units::{parse_duration, parse_size};
 
@@ -32,19 +34,13 @@ const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(600);
 const DEFAULT_AUTHZ_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_OFFLINE_GRACE: Duration = Duration::from_secs(24 * 3600);
-const DEFAULT_MAX_CONNECTIONS: u32 = 10_000;
-const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// Client connections open at once on the registry listener; more wait to be accepted.
-    /// > 0.
-    pub max_connections: u32,
-    /// How long a client connection may take to send a complete request head (its first
-    /// one included, whatever the protocol); > 0.
-    pub header_read_timeout: Duration,
+    /// What client connections may hold, on both listeners.
+    pub connections: ConnectionLimits,
     /// Never contact any upstream; serve the cache only.
     pub offline: bool,
     /// The admin listener: `/metrics`, `/healthz`, `/readyz`.
@@ -369,25 +365,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         }),
     };
     let offline = raw::boolean(&mut p, "offline", raw.offline.as_ref()).unwrap_or(false);
-    let max_connections = match raw::count(
-        &mut p,
-        "max_connections",
-        raw.max_connections.as_ref(),
-        1_000_000,
-    ) {
-        Some(0) => {
-            p.push("max_connections", "must be greater than 0");
-            DEFAULT_MAX_CONNECTIONS
-        }
-        Some(n) => n,
-        None => DEFAULT_MAX_CONNECTIONS,
-    };
-    let header_read_timeout = positive_duration(
-        &mut p,
-        "header_read_timeout",
-        raw.header_read_timeout.as_ref(),
-        DEFAULT_HEADER_READ_TIMEOUT,
-    );
+    let connections = connections::validate(&mut p, &raw);
     let default_admin = SocketAddr::new(DEFAULT_LISTEN.ip(), 5001);
     let admin_listen = match raw::string(&mut p, "admin_listen", raw.admin_listen.as_ref()) {
         None => default_admin,
@@ -534,8 +512,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
     }
     Ok(Config {
         listen,
-        max_connections,
-        header_read_timeout,
+        connections,
         offline,
         admin_listen,
         data_dir,

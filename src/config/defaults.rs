@@ -49,12 +49,32 @@ listen = "0.0.0.0:5000"
 # Client connections open at once on the registry listener; further clients wait in the
 # kernel's accept queue until one closes. Bounds what idle or hostile clients can hold.
 max_connections = 10000
+# Connections open at once from one client address (an IPv4 address, an IPv6 /64); more are
+# closed as soon as they are accepted, so that one host cannot take every slot. Behind a
+# reverse proxy or load balancer every client has the proxy's address: raise it to
+# max_connections there.
+max_connections_per_ip = 256
 # How long a client connection may take to send a complete request head, the first one
 # included (HTTP/1.1 and HTTP/2 alike); slower connections are closed (slowloris).
 header_read_timeout = "30s"
+# A connection with no request in flight for this long (HTTP/1.1 keep-alive, HTTP/2 with no
+# open stream) is closed gracefully. HTTP/1.1 connections also go after header_read_timeout.
+idle_timeout = "60s"
+# Longest wait for the next chunk of a request body (token forms, manifest and blob pushes);
+# a request whose body stalls is answered 408 and its connection closed. A token form must
+# arrive whole within this time.
+request_body_timeout = "30s"
+# HTTP/2: a PING goes out after this long without a frame from the client, and a client that
+# does not answer within http2_keepalive_timeout is disconnected (dead peers, and clients
+# that keep a stream open without reading).
+http2_keepalive_interval = "30s"
+http2_keepalive_timeout = "20s"
 
 # Address and port of the admin listener: /metrics (Prometheus), /healthz, /readyz.
 admin_listen = "0.0.0.0:5001"
+# Connections open at once on the admin listener (more wait to be accepted); it has the
+# timeouts above.
+admin_max_connections = 64
 
 # Directory holding the metadata database and the cached blobs.
 data_dir = "./wharf-data"

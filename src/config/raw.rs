@@ -14,7 +14,13 @@ use super::Problems;
 pub(super) struct RawConfig {
     pub listen: Option<Value>,
     pub max_connections: Option<Value>,
+    pub max_connections_per_ip: Option<Value>,
+    pub admin_max_connections: Option<Value>,
     pub header_read_timeout: Option<Value>,
+    pub idle_timeout: Option<Value>,
+    pub request_body_timeout: Option<Value>,
+    pub http2_keepalive_interval: Option<Value>,
+    pub http2_keepalive_timeout: Option<Value>,
     pub data_dir: Option<Value>,
     pub cache: Option<RawCache>,
     pub offline: Option<Value>,

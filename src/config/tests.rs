@@ -55,7 +55,13 @@ fn example_is_valid_and_documents_every_key() {
     for key in [
         "listen",
         "max_connections",
+        "max_connections_per_ip",
+        "admin_max_connections",
         "header_read_timeout",
+        "idle_timeout",
+        "request_body_timeout",
+        "http2_keepalive_interval",
+        "http2_keepalive_timeout",
         "data_dir",
         "max_size",
         "timeout",
@@ -352,24 +358,56 @@ fn cache_pins_and_watermarks() {
 
 #[test]
 fn connection_limits_are_validated() {
-    let c = Config::from_toml_str("max_connections = 3\nheader_read_timeout = \"2s\"\n").unwrap();
-    assert_eq!(c.max_connections, 3);
-    assert_eq!(c.header_read_timeout, Duration::from_secs(2));
-    let d = Config::from_toml_str("").unwrap();
+    let c = Config::from_toml_str(
+        "max_connections = 3\nheader_read_timeout = \"2s\"\nmax_connections_per_ip = 2\n\
+         admin_max_connections = 5\nidle_timeout = \"3s\"\nrequest_body_timeout = \"4s\"\n\
+         http2_keepalive_interval = \"6s\"\nhttp2_keepalive_timeout = \"7s\"\n",
+    )
+    .unwrap();
+    let l = &c.connections;
+    assert_eq!(l.max_connections, 3);
+    assert_eq!(l.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(l.max_connections_per_ip, 2);
+    assert_eq!(l.admin_max_connections, 5);
+    assert_eq!(l.idle_timeout, Duration::from_secs(3));
+    assert_eq!(l.request_body_timeout, Duration::from_secs(4));
+    assert_eq!(l.http2_keepalive_interval, Duration::from_secs(6));
+    assert_eq!(l.http2_keepalive_timeout, Duration::from_secs(7));
+    let d = Config::from_toml_str("").unwrap().connections;
     assert_eq!(d.max_connections, 10_000);
     assert_eq!(d.header_read_timeout, Duration::from_secs(30));
-    let e = Config::from_toml_str("max_connections = 0\nheader_read_timeout = \"0s\"\n")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("max_connections: must be greater than 0"), "{e}");
-    assert!(
-        e.contains("header_read_timeout: must be greater than 0"),
-        "{e}"
+    assert_eq!(d.max_connections_per_ip, 256);
+    assert_eq!(d.admin_max_connections, 64);
+    assert_eq!(d.idle_timeout, Duration::from_secs(60));
+    assert_eq!(d.request_body_timeout, Duration::from_secs(30));
+    assert_eq!(d.http2_keepalive_interval, Duration::from_secs(30));
+    assert_eq!(d.http2_keepalive_timeout, Duration::from_secs(20));
+    let errs = errors(
+        "max_connections = 0\nheader_read_timeout = \"0s\"\nmax_connections_per_ip = 0\n\
+         admin_max_connections = 0\nidle_timeout = \"0s\"\nrequest_body_timeout = \"0s\"\n\
+         http2_keepalive_interval = \"0s\"\nhttp2_keepalive_timeout = \"0s\"\n",
     );
-    let e = Config::from_toml_str("max_connections = -1\n")
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("max_connections"), "{e}");
+    for key in [
+        "max_connections",
+        "header_read_timeout",
+        "max_connections_per_ip",
+        "admin_max_connections",
+        "idle_timeout",
+        "request_body_timeout",
+        "http2_keepalive_interval",
+        "http2_keepalive_timeout",
+    ] {
+        assert!(has(&errs, key, "must be greater than 0"), "{key}: {errs:?}");
+    }
+    let errs = errors("max_connections = -1\nmax_connections_per_ip = \"many\"\n");
+    assert!(has(&errs, "max_connections", "whole number"), "{errs:?}");
+    assert!(
+        has(&errs, "max_connections_per_ip", "whole number"),
+        "{errs:?}"
+    );
+    let errs = errors("idle_timeout = 5\nrequest_body_timeout = \"soon\"\n");
+    assert!(has(&errs, "idle_timeout", "string"), "{errs:?}");
+    assert!(has(&errs, "request_body_timeout", "duration"), "{errs:?}");
 }
 
 #[test]

@@ -1,15 +1,14 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (the process answers), `/readyz`
 //! (the store is open and the registry listener is up). Kept off the registry port so that
-//! it can be firewalled separately.
+//! it can be firewalled separately. Served by the registry's accept loop (`server`) with a
+//! connection cap of its own (`admin_max_connections`) and the same timeouts.
 
+use super::body::ClientBody;
+use super::server::{self, Limits};
 use super::{full, RespBody};
 use crate::registry::Registry;
 use http::header::CONTENT_TYPE;
 use http::{HeaderValue, Request, Response, StatusCode};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -18,7 +17,7 @@ use tokio::net::TcpListener;
 /// Set once the registry listener accepts connections.
 pub type Ready = Arc<AtomicBool>;
 
-fn answer(registry: &Registry, ready: &Ready, req: &Request<Incoming>) -> Response<RespBody> {
+fn answer<B>(registry: &Registry, ready: &Ready, req: &Request<B>) -> Response<RespBody> {
     let (status, ctype, body): (StatusCode, &'static str, Vec<u8>) = match req.uri().path() {
         "/metrics" => {
             registry.refresh_gauges();
@@ -46,35 +45,17 @@ fn answer(registry: &Registry, ready: &Ready, req: &Request<Incoming>) -> Respon
     resp
 }
 
-/// Serves the admin endpoints on `listener` until `shutdown` completes.
+/// Serves the admin endpoints on `listener` under `limits` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     ready: Ready,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let stream = tokio::select! {
-            res = listener.accept() => match res {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            _ = &mut shutdown => break,
-        };
-        let (registry, ready) = (registry.clone(), ready.clone());
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let resp = answer(&registry, &ready, &req);
-                async move { Ok::<_, Infallible>(resp) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+    let handle = move |req: Request<ClientBody>| {
+        let resp = answer(&registry, &ready, &req);
+        async move { resp }
+    };
+    server::serve_with(listener, None, limits, handle, shutdown).await
 }

@@ -1,5 +1,6 @@
 //! Request handlers: a parsed [`Route`] in, a response out.
 
+use super::body::ClientBody;
 use super::error::into_response;
 use super::range::{content_range, unsatisfied_range, ByteRange};
 use super::route::{self, Query, Route};
@@ -15,7 +16,7 @@ use http::header::{
 };
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use std::sync::Arc;
 
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -75,7 +76,7 @@ impl Drop for GaugeGuard {
 }
 
 impl Handler {
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<RespBody> {
+    pub async fn handle(&self, req: Request<ClientBody>) -> Response<RespBody> {
         let started = std::time::Instant::now();
         let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let method = req.method().clone();
@@ -241,7 +242,7 @@ impl Handler {
 
     async fn dispatch(
         &self,
-        req: &Request<Incoming>,
+        req: &Request<ClientBody>,
         route: Result<Route<'_>>,
         labels: &mut Labels,
     ) -> Result<Response<RespBody>> {

@@ -1,6 +1,9 @@
-//! The hyper edge: the server loop, route parsing, handlers, errors and `Range`.
+//! The hyper edge: the server loop and connection rules, route parsing, handlers, errors and
+//! `Range`.
 
 pub mod admin;
+pub mod body;
+mod conn;
 pub mod error;
 pub mod handlers;
 mod push;

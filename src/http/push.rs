@@ -11,6 +11,7 @@
 //! - A cross-repository mount whose `from` names another upstream is forwarded without
 //!   `mount`/`from`: the upstream then opens an ordinary upload, as the spec allows.
 
+use super::body::ClientBody;
 use super::handlers::{Handler, Labels};
 use super::route::{Query, Route};
 use super::RespBody;
@@ -20,6 +21,7 @@ use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::registry::location::upstream_relative;
 use crate::registry::push::{Push, PushRequest};
 use crate::registry::{Registry, Target};
+use crate::upstream::client::BoxError;
 use http::header::{
     ACCEPT, CONTENT_RANGE, CONTENT_TYPE, LOCATION, SET_COOKIE, USER_AGENT, WWW_AUTHENTICATE,
 };
@@ -59,7 +61,7 @@ impl Handler {
     pub(super) async fn push(
         &self,
         parts: &Parts,
-        body: Incoming,
+        body: ClientBody,
         route: Route<'_>,
         labels: &mut Labels,
     ) -> Result<Response<RespBody>> {
@@ -146,7 +148,7 @@ impl Handler {
             method,
             path_and_query,
             headers,
-            body,
+            body: body.map_err(BoxError::from).boxed_unsync(),
             what,
         };
         let resp = self.registry.push(&t, &client, req).await?;

@@ -9,6 +9,7 @@
 //! check them with, it is an anonymous token. Checks are throttled (`auth::checks`). Neither
 //! the credentials nor the token are ever logged.
 
+use super::body::ClientBody;
 use super::{full, RespBody};
 use crate::auth::checks::Verdict;
 use crate::auth::{self, form, Client, Sessions};
@@ -19,8 +20,6 @@ use crate::upstream::Credentials;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use std::time::SystemTime;
 
 const MAX_FORM: usize = 64 * 1024;
@@ -28,7 +27,7 @@ const MAX_FORM: usize = 64 * 1024;
 pub async fn handle(
     registry: &Registry,
     sessions: &Sessions,
-    req: Request<Incoming>,
+    req: Request<ClientBody>,
 ) -> Result<Response<RespBody>> {
     let host = super::handlers::host_of(req.headers(), req.uri()).map(str::to_string);
     let (creds, scopes) = read_request(req).await?;
@@ -79,7 +78,7 @@ pub async fn handle(
 }
 
 /// The credentials and repository scopes a token request carries.
-async fn read_request(req: Request<Incoming>) -> Result<(Credentials, Vec<String>)> {
+async fn read_request(req: Request<ClientBody>) -> Result<(Credentials, Vec<String>)> {
     Ok(match *req.method() {
         Method::GET | Method::HEAD => {
             let pairs = form::parse(req.uri().query().unwrap_or(""));
@@ -87,13 +86,12 @@ async fn read_request(req: Request<Incoming>) -> Result<(Credentials, Vec<String
             (creds, scopes_of(&pairs))
         }
         Method::POST => {
-            let body = Limited::new(req.into_body(), MAX_FORM)
-                .collect()
-                .await
-                .map_err(|_| {
-                    Error::client(ErrorCode::Unsupported, "token form too large or unreadable")
-                })?
-                .to_bytes();
+            let body = req.into_body().collect_small(MAX_FORM).await.map_err(|e| {
+                Error::client(
+                    ErrorCode::Unsupported,
+                    format!("token form too large or unreadable: {e}"),
+                )
+            })?;
             let text = std::str::from_utf8(&body)
                 .map_err(|_| Error::client(ErrorCode::Unsupported, "token form is not UTF-8"))?;
             let pairs = form::parse(text);

@@ -18,11 +18,10 @@ use crate::auth::Client;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, Reference, RepoName};
 use crate::store::LinkKind;
-use crate::upstream::client::BoxError;
+use crate::upstream::client::PushBody;
 use crate::upstream::Payload;
 use http::header::{LOCATION, RANGE};
 use http::{HeaderMap, Method, Response, StatusCode};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
@@ -33,7 +32,8 @@ pub struct PushRequest {
     pub path_and_query: String,
     /// The client's headers worth forwarding.
     pub headers: HeaderMap,
-    pub body: Incoming,
+    /// The client's body (with its read timeout).
+    pub body: PushBody,
     pub what: Push,
 }
 
@@ -177,7 +177,7 @@ impl Registry {
         method: Method,
         path: &str,
         headers: &HeaderMap,
-        body: Incoming,
+        body: PushBody,
         u: Upload,
         scope: &str,
     ) -> Result<Response<Incoming>> {
@@ -200,7 +200,7 @@ impl Registry {
                 }
                 Payload::Empty
             }
-            (None, true) => Payload::Stream(body.map_err(BoxError::from).boxed_unsync()),
+            (None, true) => Payload::Stream(body),
             (None, false) => Payload::Empty,
         };
         let resp = self

@@ -19,10 +19,11 @@ use crate::oci::manifest::MAX_MANIFEST_SIZE;
 use crate::oci::{Digest, ErrorCode, Reference};
 use crate::store::keys::{tag_key, TagRecord};
 use crate::store::{now_ms, StoredManifest};
-use crate::upstream::client::BoxError;
+use crate::upstream::client::{BoxError, PushBody};
 use crate::upstream::Payload;
+use bytes::Bytes;
 use http::{HeaderMap, Method, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
@@ -34,7 +35,7 @@ impl Registry {
         client: &Client,
         path: &str,
         headers: &HeaderMap,
-        body: Incoming,
+        body: PushBody,
         reference: &Reference,
         content_type: Option<String>,
         scope: &str,
@@ -42,18 +43,13 @@ impl Registry {
         let declared = http_body::Body::size_hint(&body).exact();
         let small = declared.is_some_and(|n| n <= MAX_MANIFEST_SIZE as u64);
         let (payload, bytes) = if small {
-            let bytes = Limited::new(body, MAX_MANIFEST_SIZE)
-                .collect()
-                .await
-                .map_err(|e| {
-                    Error::client(ErrorCode::ManifestInvalid, format!("manifest body: {e}"))
-                })?
-                .to_bytes();
+            let bytes = read_small(body).await.map_err(|e| {
+                Error::client(ErrorCode::ManifestInvalid, format!("manifest body: {e}"))
+            })?;
             (Payload::Bytes(bytes.clone()), Some(bytes))
         } else {
             // Too large (or of unknown length) to cache: streamed, the upstream decides.
-            let stream = body.map_err(BoxError::from).boxed_unsync();
-            (Payload::Stream(stream), None)
+            (Payload::Stream(body), None)
         };
         let resp = self
             .send_push(t, client, Method::PUT, path, headers, payload, scope)
@@ -182,6 +178,21 @@ pub fn referrers_tag_digest(tag: &str) -> Option<Digest> {
     Digest::parse(&tag.replacen('-', ":", 1))
         .ok()
         .filter(|_| tag.starts_with("sha256-"))
+}
+
+/// The whole body, at most [`MAX_MANIFEST_SIZE`] bytes. (A loop rather than `Limited`: with a
+/// boxed error type, `Limited`'s bounds make the handler's future fail the `Send` check.)
+async fn read_small(mut body: PushBody) -> std::result::Result<Bytes, BoxError> {
+    let mut buf = Vec::new();
+    while let Some(frame) = body.frame().await {
+        if let Some(d) = frame?.data_ref() {
+            if buf.len() + d.len() > MAX_MANIFEST_SIZE {
+                return Err("length limit exceeded".into());
+            }
+            buf.extend_from_slice(d);
+        }
+    }
+    Ok(Bytes::from(buf))
 }
 
 #[cfg(test)]

@@ -11,7 +11,6 @@ use crate::upstream::client::{BoxError, PushBody};
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Incoming;
 use std::fs::File;
 use std::io::Write;
 use std::pin::Pin;
@@ -27,7 +26,7 @@ pub type Slot = Arc<Mutex<Option<Tee>>>;
 /// The client's body, streamed to the upstream through `tee`. When the body has gone through
 /// completely (all `declared` bytes, or its end), the tee is put in `slot`; if the body ends
 /// early, fails, or the tee is abandoned, `slot` stays empty.
-pub fn tee_body(body: Incoming, tee: Tee, slot: Slot, max_size: u64) -> PushBody {
+pub fn tee_body(body: PushBody, tee: Tee, slot: Slot, max_size: u64) -> PushBody {
     let declared = body.size_hint().exact();
     let state = TeeState {
         body,
@@ -52,7 +51,7 @@ pub fn tee_body(body: Incoming, tee: Tee, slot: Slot, max_size: u64) -> PushBody
             Some(Err(e)) => {
                 st.done = true;
                 st.tee = None;
-                Some((Err(BoxError::from(e)), st))
+                Some((Err(e), st))
             }
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
@@ -70,7 +69,7 @@ pub fn tee_body(body: Incoming, tee: Tee, slot: Slot, max_size: u64) -> PushBody
 }
 
 struct TeeState {
-    body: Incoming,
+    body: PushBody,
     tee: Option<Tee>,
     buf: Vec<u8>,
     declared: Option<u64>,

@@ -12,6 +12,11 @@
 //! | thousands of query parameters | `input::thousands_of_query_parameters_change_nothing` |
 //! | slowloris (header-read timeout, connection limit) | `slow::slowloris_connections_are_closed_and_bounded_by_max_connections` |
 //! | a client reading one byte per second | `slow::a_client_reading_one_byte_per_second_stalls_nobody_and_holds_little` |
+//! | idle HTTP/2 connections (after a first request) at `max_connections` (issue 18) | `conns::idle_http2_connections_are_closed_and_free_their_slots`; a stream in flight is never idle: `conns::a_request_in_flight_is_never_idle` |
+//! | HTTP/2 peers that never answer a ping (issue 18) | `conns::http2_peers_that_never_answer_a_ping_are_disconnected` |
+//! | stalled request bodies at `max_connections`: `/token` forms, manifest `PUT`s, upload `PATCH`es (issue 18) | `conns::stalled_token_forms_are_answered_408_and_free_their_slots`, `conns::stalled_push_bodies_are_answered_408` |
+//! | one address opening many connections (`max_connections_per_ip`, issue 18) | `conns::connections_past_the_per_address_cap_are_closed_at_once` |
+//! | the admin listener: silent connections, its own cap (issue 18) | `conns::the_admin_listener_times_out_silent_connections_and_has_its_own_cap` |
 //!
 //! Decisions: an invalid tag is `404 MANIFEST_UNKNOWN` (the spec has no tag error code); an
 //! unknown digest algorithm is `UNSUPPORTED` (the route's existing mapping, `405`); a `Range`
@@ -19,6 +24,7 @@
 //! whole blob served (RFC 9110 permits it); a syntactically valid but unsatisfiable one is `416
 //! RANGE_INVALID`.
 
+mod conns;
 mod input;
 mod slow;
 
