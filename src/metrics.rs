@@ -13,12 +13,13 @@ use prometheus::{
 pub const KINDS: [&str; 5] = ["manifest", "blob", "tags", "referrers", "token"];
 pub const RESULTS: [&str; 6] = ["hit", "miss", "stale", "coalesced", "denied", "error"];
 pub const SOURCES: [&str; 2] = ["cache", "upstream"];
-pub const FILL_RESULTS: [&str; 5] = [
+pub const FILL_RESULTS: [&str; 6] = [
     "committed",
     "digest_mismatch",
     "upstream_error",
     "aborted",
     "uncacheable",
+    "busy",
 ];
 pub const AUTHZ_RESULTS: [&str; 4] = ["allowed", "denied", "offline_allowed", "offline_denied"];
 pub const REVALIDATION_RESULTS: [&str; 3] = ["unchanged", "changed", "error"];

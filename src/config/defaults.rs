@@ -115,6 +115,11 @@ timeout = "1h"
 # Longest gap between two body chunks from an upstream before the fetch is abandoned.
 idle_timeout = "60s"
 
+# Blob fills (downloads into the cache) running at once, over all upstreams; clients asking
+# for a blob that is already being filled join that fill and do not count. A fill beyond
+# the cap waits for a slot for at most idle_timeout; its clients then get
+# 429 TOOMANYREQUESTS with Retry-After. A fill keeps going when its clients leave.
+max_concurrent = 64
 [auth]
 # Clients authenticate to Wharf with the Docker token flow: Wharf's /token endpoint takes
 # the client's upstream credentials (Basic), and misses are fetched upstream with them.

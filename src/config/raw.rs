@@ -63,6 +63,7 @@ pub(super) struct RawCluster {
 pub(super) struct RawFill {
     pub timeout: Option<Value>,
     pub idle_timeout: Option<Value>,
+    pub max_concurrent: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

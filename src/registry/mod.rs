@@ -26,6 +26,7 @@ mod push_manifest;
 pub mod referrers;
 mod shared;
 mod sink;
+mod slots;
 mod tags;
 mod tee;
 pub mod uploads;

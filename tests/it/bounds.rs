@@ -1,0 +1,55 @@
+//! What one burst of clients may cost (issue 18, findings 7 and 8): upstream requests for a
+//! tag in single flight, the metadata inside `cache.max_size`, `fill.max_concurrent`.
+//!
+//! | issue bullet | test |
+//! | --- | --- |
+//! | a global cap on concurrent fills | `fills::at_most_max_concurrent_fills_download_at_once`, `fills::a_fill_without_a_slot_gets_429_and_joiners_take_none` |
+
+mod fills;
+
+use crate::support::{self, Fake};
+use wharf::app::Running;
+
+/// A fake upstream and a Wharf in front of it (upstream `up.test`); `extra` goes inside
+/// `[[upstream]]`, `fill` inside `[fill]`, `cache` inside `[cache]`.
+pub struct Env {
+    pub fake: Fake,
+    pub w: Running,
+    _dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub async fn start(fake: Fake, extra: &str, fill: &str, cache: &str) -> Env {
+        let dir = tempfile::tempdir().expect("tmp");
+        let toml = format!(
+            r#"
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+data_dir = "{}"
+[cache]
+{cache}
+[fill]
+{fill}
+[[upstream]]
+name = "up.test"
+url = "{}"
+default = true
+retries = 0
+{extra}
+"#,
+            dir.path().display(),
+            fake.url()
+        );
+        let w = support::wharf_toml(&toml).await;
+        Env { fake, w, _dir: dir }
+    }
+
+    /// `http://<wharf>/v2/<path>`
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}/v2/{path}", self.w.addr)
+    }
+
+    pub async fn shutdown(self) {
+        self.w.shutdown().await;
+    }
+}
