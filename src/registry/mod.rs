@@ -6,7 +6,8 @@
 //! - Manifests by tag are served from the cache while the tag's resolution is younger than the
 //!   upstream's `tag_ttl`; after that they are revalidated with an upstream `HEAD` and
 //!   re-fetched only if the digest moved. When the upstream is unreachable or answers 5xx, the
-//!   cached resolution is served (stale-if-error).
+//!   cached resolution is served (stale-if-error). Concurrent requests for one tag share one
+//!   upstream request (`tag_flight`), each client authorized for itself.
 //! - Nothing here re-serializes a manifest: bytes out are bytes in.
 //! - Nothing cached is returned to a client before [`authz::Authz`] (or the upstream, just
 //!   now, with that client's credentials) said the client may pull the repository, and a
@@ -18,6 +19,7 @@ mod blob;
 pub mod body;
 pub mod capacity;
 pub mod fill;
+mod flight;
 pub mod location;
 mod manifest;
 pub mod origin;
@@ -27,6 +29,7 @@ pub mod referrers;
 mod shared;
 mod sink;
 mod slots;
+mod tag_flight;
 mod tags;
 mod tee;
 pub mod uploads;
@@ -80,6 +83,9 @@ pub struct Registry {
     revalidating: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
     /// Hot tag resolutions, keyed like the `tags` column family; RocksDB stays the truth.
     tags: moka::future::Cache<Vec<u8>, crate::store::keys::TagRecord>,
+    /// Tag `GET`s and revalidation `HEAD`s under way upstream (single flight).
+    tag_gets: tag_flight::TagGets,
+    tag_heads: tag_flight::TagHeads,
     /// Blob uploads being teed into the cache.
     uploads: uploads::Uploads,
     evictor: Arc<capacity::Evictor>,
@@ -183,6 +189,8 @@ impl Registry {
                 })
                 .build(),
             tags: moka::future::Cache::new(100_000),
+            tag_gets: Default::default(),
+            tag_heads: Default::default(),
             shared,
             redirect,
             bucket_down_until: Default::default(),
