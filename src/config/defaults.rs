@@ -130,7 +130,8 @@ token_ttl = "10m"
 authz_ttl = "5m"
 # With the upstream unreachable, cached content of a repository is served to a client
 # whose credentials were authorized for it within this period, or to anyone if the
-# repository was pullable anonymously when last checked.
+# repository was pullable anonymously when last checked. Stored decisions older than this
+# and authz_ttl are pruned at start-up and hourly (not "anonymous clients may pull it").
 offline_grace = "24h"
 
 # Upstream registries. A repository whose first path component is an upstream's

@@ -214,6 +214,11 @@ impl Registry {
         }
     }
 
+    /// Prunes the authorization decisions no rule uses any more (blocking).
+    pub fn prune_authz(&self) {
+        self.authz.prune_logged();
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }

@@ -8,6 +8,7 @@
 //!   by a cached manifest of, that repository.
 //! - `authz`: (keyed credential hash, upstream, repo) → when the upstream last said whether that
 //!   credential may pull that repository, and what it said (for serving while offline).
+//!   Expired decisions are pruned ([`Store::prune_authz`]).
 //!
 //! Invariants:
 //! - Blob files are the truth for blobs: a blob is served only if its file exists under
@@ -22,6 +23,7 @@ pub mod backend;
 pub mod blobs;
 pub mod evict;
 pub mod keys;
+mod prune;
 pub mod report;
 pub mod s3;
 mod unlink;
