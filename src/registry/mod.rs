@@ -156,6 +156,7 @@ impl Registry {
             cfg.cache.clone(),
             metrics.clone(),
         ));
+        let manifests = evictor.hot_manifests();
         Ok(Registry {
             authz: authz::Authz::new(&cfg.auth, store.clone()),
             negative: moka::future::Cache::builder()
@@ -182,12 +183,7 @@ impl Registry {
             store,
             upstreams,
             default_upstream,
-            manifests: moka::future::Cache::builder()
-                .max_capacity(64 * 1024 * 1024)
-                .weigher(|_, m: &Arc<StoredManifest>| {
-                    u32::try_from(m.bytes.len()).unwrap_or(u32::MAX)
-                })
-                .build(),
+            manifests,
             tags: moka::future::Cache::new(100_000),
             tag_gets: Default::default(),
             tag_heads: Default::default(),
@@ -207,6 +203,11 @@ impl Registry {
         m.cache_size_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         m.cache_blobs.set(i64::try_from(count).unwrap_or(i64::MAX));
+        let (bytes, count) = self.store.manifest_totals();
+        m.cache_manifest_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        m.cache_manifests
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
         for u in &self.upstreams {
             m.upstream_up
                 .with_label_values(&[u.name()])
