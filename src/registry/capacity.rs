@@ -8,6 +8,7 @@ use crate::config::CacheConfig;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::oci::Digest;
+use crate::store::usage::Evicted;
 use crate::store::{Store, StoredManifest};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -84,9 +85,8 @@ impl Evictor {
         });
     }
 
-    /// One eviction pass down to `target` bytes (blocking). Returns (blobs and manifests,
-    /// bytes) freed.
-    pub fn run_pass(&self, target: u64) -> Result<(u64, u64)> {
+    /// One eviction pass down to `target` bytes (blocking): what it freed.
+    pub fn run_pass(&self, target: u64) -> Result<Evicted> {
         let keep = self.store.pinned_digests(&self.cfg.pin)?;
         let e = self.store.evict_lru(target, &keep)?;
         let (count, bytes) = (
@@ -106,8 +106,8 @@ impl Evictor {
             );
         }
         if let (Some(f), false) = (self.forget.get(), e.manifests.is_empty()) {
-            f(e.manifests);
+            f(e.manifests.clone());
         }
-        Ok((count, bytes))
+        Ok(e)
     }
 }
