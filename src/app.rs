@@ -142,15 +142,24 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         }
     };
     ready.store(true, std::sync::atomic::Ordering::SeqCst);
-    // Last-access times are written in batches.
+    // Last-access times are written in batches; expired authorization decisions are pruned
+    // at start-up and hourly.
     let flusher = {
-        let store = registry.store().clone();
+        let registry = registry.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-            loop {
+            for n in 0u64.. {
                 tick.tick().await;
-                let s = store.clone();
-                let _ = tokio::task::spawn_blocking(move || s.flush_access()).await;
+                let r = registry.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    if let Err(e) = r.store().flush_access() {
+                        tracing::warn!(error = %e, "cannot write last-access times");
+                    }
+                    if n % 120 == 0 {
+                        r.prune_authz();
+                    }
+                })
+                .await;
             }
         })
     };

@@ -8,8 +8,14 @@ use std::path::{Path, PathBuf};
 /// `wharf gc`: one eviction pass on a stopped Wharf's data_dir.
 pub fn gc(cfg: &Config, to: Option<&str>) -> u8 {
     match gc_pass(cfg, to) {
-        Ok((n, bytes)) => {
-            println!("freed {n} blobs, {bytes} bytes");
+        Ok(e) => {
+            println!(
+                "freed {} blobs, {} bytes; {} manifests, {} bytes",
+                e.blobs,
+                e.blob_bytes,
+                e.manifests.len(),
+                e.manifest_bytes
+            );
             0
         }
         Err(e) => {
@@ -207,7 +213,7 @@ pub fn report(cfg: &Config, json: bool, images: bool) -> u8 {
 }
 
 /// One eviction pass on a stopped Wharf's data_dir.
-fn gc_pass(cfg: &Config, to: Option<&str>) -> Result<(u64, u64), String> {
+fn gc_pass(cfg: &Config, to: Option<&str>) -> Result<crate::store::usage::Evicted, String> {
     let target = match to {
         Some(s) => config::parse_size(s).map_err(|e| format!("--to: {e}"))?,
         None => (cfg.cache.max_size as f64 * cfg.cache.low_watermark) as u64,

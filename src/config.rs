@@ -31,6 +31,7 @@ const DEFAULT_DATA_DIR: &str = "./wharf-data";
 const DEFAULT_MAX_SIZE: u64 = 50 << 30;
 const DEFAULT_FILL_TIMEOUT: Duration = Duration::from_secs(3600);
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_FILL_MAX_CONCURRENT: u32 = 64;
 const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(600);
 const DEFAULT_AUTHZ_TTL: Duration = Duration::from_secs(300);
 const DEFAULT_OFFLINE_GRACE: Duration = Duration::from_secs(24 * 3600);
@@ -151,6 +152,8 @@ pub struct FillConfig {
     pub timeout: Duration,
     /// Longest gap between body chunks from upstream; > 0.
     pub idle_timeout: Duration,
+    /// Blob fills running at once (clients joining a running fill do not count); > 0.
+    pub max_concurrent: u32,
 }
 
 /// One upstream registry. `Debug` redacts the password.
@@ -449,6 +452,19 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
             rf.idle_timeout.as_ref(),
             DEFAULT_IDLE_TIMEOUT,
         ),
+        max_concurrent: match raw::count(
+            &mut p,
+            "fill.max_concurrent",
+            rf.max_concurrent.as_ref(),
+            100_000,
+        ) {
+            Some(0) => {
+                p.push("fill.max_concurrent", "must be greater than 0");
+                DEFAULT_FILL_MAX_CONCURRENT
+            }
+            Some(n) => n,
+            None => DEFAULT_FILL_MAX_CONCURRENT,
+        },
     };
     let tls = match raw.tls {
         None => None,

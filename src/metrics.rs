@@ -13,12 +13,13 @@ use prometheus::{
 pub const KINDS: [&str; 5] = ["manifest", "blob", "tags", "referrers", "token"];
 pub const RESULTS: [&str; 6] = ["hit", "miss", "stale", "coalesced", "denied", "error"];
 pub const SOURCES: [&str; 2] = ["cache", "upstream"];
-pub const FILL_RESULTS: [&str; 5] = [
+pub const FILL_RESULTS: [&str; 6] = [
     "committed",
     "digest_mismatch",
     "upstream_error",
     "aborted",
     "uncacheable",
+    "busy",
 ];
 pub const AUTHZ_RESULTS: [&str; 4] = ["allowed", "denied", "offline_allowed", "offline_denied"];
 pub const REVALIDATION_RESULTS: [&str; 3] = ["unchanged", "changed", "error"];
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub cache_size_bytes: IntGauge,
     pub cache_max_bytes: IntGauge,
     pub cache_blobs: IntGauge,
+    pub cache_manifest_bytes: IntGauge,
+    pub cache_manifests: IntGauge,
     pub evictions: IntCounter,
     pub evicted_bytes: IntCounter,
     pub disk_write_errors: IntCounter,
@@ -117,7 +120,9 @@ impl Metrics {
             cache_size_bytes: gauge(&r, "wharf_cache_size_bytes", "Bytes of verified blobs in the cache."),
             cache_max_bytes: gauge(&r, "wharf_cache_max_bytes", "Configured cache size bound."),
             cache_blobs: gauge(&r, "wharf_cache_blobs", "Verified blobs in the cache."),
-            evictions: counter(&r, "wharf_evictions_total", "Blobs evicted from the cache."),
+            cache_manifest_bytes: gauge(&r, "wharf_cache_manifest_bytes", "Bytes of manifests in the cache (cache.max_size bounds them and the blobs together)."),
+            cache_manifests: gauge(&r, "wharf_cache_manifests", "Manifests in the cache."),
+            evictions: counter(&r, "wharf_evictions_total", "Blobs and manifests evicted from the cache."),
             evicted_bytes: counter(&r, "wharf_evicted_bytes_total", "Bytes evicted from the cache."),
             disk_write_errors: counter(&r, "wharf_disk_write_errors_total", "Fills whose temp file could not be written (disk full): relayed from memory, not cached."),
             upstream_up: gauge_vec(&r, "wharf_upstream_up", "1 while Wharf sends requests to the upstream, 0 while its circuit breaker is open.", &["upstream"]),
@@ -253,6 +258,8 @@ mod tests {
             "wharf_cache_size_bytes",
             "wharf_cache_max_bytes",
             "wharf_cache_blobs",
+            "wharf_cache_manifest_bytes",
+            "wharf_cache_manifests",
             "wharf_evictions_total",
             "wharf_evicted_bytes_total",
             "wharf_upstream_up",

@@ -115,13 +115,14 @@ offline = false
 # ca_file = "/etc/wharf/internal-ca.pem"  # trusted for https:// peers, beside the system's roots
 
 [cache]
-# Upper bound for the cached blobs on disk; past it, cached blobs are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
+# Upper bound for the cached blobs and manifests together; past it, they are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
 # (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed
 # ("1.5TiB"); units are case-insensitive. Must be greater than 0.
 max_size = "50GiB"
-# When the cached blobs pass max_size * high_watermark, the least recently used blobs are
-# evicted until they are under max_size * low_watermark. Blobs being filled or read are
-# never evicted (a client that opened a blob keeps reading it). Manifests and tags are kept.
+# When the cached blobs and manifests pass max_size * high_watermark, the least recently
+# used of them are evicted until they are under max_size * low_watermark. Blobs being filled
+# or read are never evicted (a client that opened a blob keeps reading it). An evicted
+# manifest takes the tag resolutions pointing at it along; evicted content is fetched again.
 high_watermark = 0.9
 low_watermark = 0.8
 # Images whose blobs are never evicted: "<upstream>/<repo>:<tag pattern>", '*' matching
@@ -134,6 +135,11 @@ pin = []
 timeout = "1h"
 # Longest gap between two body chunks from an upstream before the fetch is abandoned.
 idle_timeout = "60s"
+# Blob fills (downloads into the cache) running at once, over all upstreams; clients asking
+# for a blob that is already being filled join that fill and do not count. A fill beyond
+# the cap waits for a slot for at most idle_timeout; its clients then get
+# 429 TOOMANYREQUESTS with Retry-After. A fill keeps going when its clients leave.
+max_concurrent = 64
 
 [auth]
 # Clients authenticate to Wharf with the Docker token flow: Wharf's /token endpoint takes
@@ -145,7 +151,8 @@ token_ttl = "10m"
 authz_ttl = "5m"
 # With the upstream unreachable, cached content of a repository is served to a client
 # whose credentials were authorized for it within this period, or to anyone if the
-# repository was pullable anonymously when last checked.
+# repository was pullable anonymously when last checked. Stored decisions older than this
+# and authz_ttl are pruned at start-up and hourly (not "anonymous clients may pull it").
 offline_grace = "24h"
 
 # Upstream registries. A repository whose first path component is an upstream's

@@ -69,6 +69,7 @@ pub(super) struct RawCluster {
 pub(super) struct RawFill {
     pub timeout: Option<Value>,
     pub idle_timeout: Option<Value>,
+    pub max_concurrent: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -22,6 +22,7 @@ fn embedded_default_is_valid() {
     assert_eq!(c.cache.max_size, 53_687_091_200);
     assert_eq!(c.fill.timeout, Duration::from_secs(3600));
     assert_eq!(c.fill.idle_timeout, Duration::from_secs(60));
+    assert_eq!(c.fill.max_concurrent, 64);
     let names: Vec<&str> = c.upstreams.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(
         names,
@@ -141,6 +142,7 @@ max_size = "0"
 [fill]
 timeout = "soon"
 idle_timeout = "0s"
+max_concurrent = 0
 [[upstream]]
 name = "a"
 url = "https://a.example"
@@ -157,6 +159,7 @@ url = "ftp://c.example"
     assert!(has(&errs, "cache.max_size", "greater than 0"));
     assert!(has(&errs, "fill.timeout", "soon"));
     assert!(has(&errs, "fill.idle_timeout", "greater than 0"));
+    assert!(has(&errs, "fill.max_concurrent", "greater than 0"));
     assert!(has(&errs, "upstream[1].url", "query"));
     assert!(has(&errs, "upstream[1].url", "path must be empty"));
     assert!(has(&errs, "upstream[1].default", "upstream[0] already is"));

@@ -9,6 +9,9 @@
 //!   unreachable cached content is served only to a credential authorized for that
 //!   repository within `offline_grace`, or to anyone if the repository was pullable
 //!   anonymously when last checked. A refusal overwrites an earlier permission.
+//! - Records older than both `authz_ttl` and `offline_grace` serve no rule any more and are
+//!   pruned ([`Authz::prune`], at start-up and hourly), except the anonymous permissions the
+//!   offline rule keeps using and the imported-content markers.
 
 use crate::auth::Client;
 use crate::config::AuthConfig;
@@ -110,6 +113,23 @@ impl Authz {
         Ok(true)
     }
 
+    /// Deletes the stored decisions no rule uses any more: older than `authz_ttl` and
+    /// `offline_grace`, except anonymous permissions. Returns how many went.
+    pub fn prune(&self) -> Result<u64> {
+        let age = self.ttl.max(self.offline_grace);
+        let cutoff = now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX));
+        self.store.prune_authz(cutoff, &[Client::anonymous().id])
+    }
+
+    /// [`Authz::prune`], logging what it did.
+    pub fn prune_logged(&self) {
+        match self.prune() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(records = n, "pruned expired authorization decisions"),
+            Err(e) => tracing::warn!(error = %e, "cannot prune authorization decisions"),
+        }
+    }
+
     /// With the upstream unreachable: may `client` get cached content of `repo`?
     pub fn offline_allows(&self, client: &Client, upstream: &str, repo: &str) -> Result<bool> {
         if let Some(r) = self.store.get_authz(&client.id, upstream, repo)? {
@@ -175,5 +195,61 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(5)).await;
         assert!(!c.is_fresh(&alice, "u", "private/app").await);
         assert!(c.offline_allows(&alice, "u", "private/app").expect("q"));
+    }
+
+    #[tokio::test]
+    async fn expired_decisions_are_pruned_but_not_anonymous_permissions_or_imports() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        let cfg = AuthConfig {
+            authz_ttl: Duration::from_millis(20),
+            offline_grace: Duration::from_millis(40),
+            ..AuthConfig::default()
+        };
+        let a = Authz::new(&cfg, store.clone());
+        let alice = Client::new(Credentials::basic("alice", "pw"));
+        let mallory = Client::new(Credentials::basic("alice", "wrong"));
+        let anon = Client::anonymous();
+        a.record(&alice, "u", "private/app", true)
+            .await
+            .expect("rec");
+        a.record(&mallory, "u", "private/app", false)
+            .await
+            .expect("rec");
+        a.record(&anon, "u", "public/app", true).await.expect("rec");
+        a.record(&anon, "u", "private/app", false)
+            .await
+            .expect("rec");
+        let layer = crate::oci::Digest::of(b"imported");
+        store
+            .mark_imported("u", "air/gapped", &[layer])
+            .expect("import");
+        assert_eq!(a.prune().expect("prune"), 0, "nothing is old yet");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // Past authz_ttl but within offline_grace: still needed offline.
+        assert_eq!(a.prune().expect("prune"), 0);
+        assert!(a.offline_allows(&alice, "u", "private/app").expect("q"));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let bob = Client::new(Credentials::basic("bob", "pw"));
+        a.record(&bob, "u", "private/app", true).await.expect("rec");
+        assert_eq!(
+            a.prune().expect("prune"),
+            3,
+            "alice's, mallory's, anonymous refusal"
+        );
+        let get = |c: &Client, repo: &str| store.get_authz(&c.id, "u", repo).expect("get");
+        assert!(get(&alice, "private/app").is_none());
+        assert!(get(&mallory, "private/app").is_none());
+        assert!(get(&anon, "private/app").is_none());
+        assert!(get(&anon, "public/app").is_some_and(|r| r.allowed), "kept");
+        assert!(get(&bob, "private/app").is_some(), "young: kept");
+        assert!(
+            store.is_imported("u", "air/gapped", &layer).expect("q"),
+            "kept"
+        );
+        // What the offline rule says did not change for anyone.
+        assert!(!a.offline_allows(&alice, "u", "private/app").expect("q"));
+        assert!(!a.offline_allows(&anon, "u", "private/app").expect("q"));
+        assert!(a.offline_allows(&mallory, "u", "public/app").expect("q"));
     }
 }

@@ -98,7 +98,9 @@ impl Registry {
             }
             let size = match fill.started().await {
                 Ok(size) => size,
-                Err(e) if !leader && !joined_failure => {
+                // (Not when Wharf itself is at `fill.max_concurrent`: another fill would wait
+                // for a slot as long again.)
+                Err(e) if !leader && !joined_failure && !is_busy(&e) => {
                     tracing::debug!(digest = %digest, error = %e, "joined fill failed; fetching with this client's own request");
                     joined_failure = true;
                     continue;
@@ -155,4 +157,16 @@ impl Registry {
             len,
         }))
     }
+}
+
+/// Whether a fill failed for want of a download slot (`fill.max_concurrent`), or the upstream
+/// is rate-limiting: either way, a second fill now would fare no better.
+fn is_busy(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Upstream {
+            code: ErrorCode::TooManyRequests,
+            ..
+        }
+    )
 }

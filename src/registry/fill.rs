@@ -5,6 +5,9 @@
 //!   to look up or insert, never across I/O).
 //! - A fill runs in its own task: a client that disconnects does not stop it. It is bounded by
 //!   the fill timeout and by the idle timeout between body chunks.
+//! - At most `fill.max_concurrent` fills download at once (`slots`: taken by the fill's
+//!   task, never by the clients that join it). A fill that gets no slot within the idle
+//!   timeout fails with `429 TOOMANYREQUESTS` and a `Retry-After`, before any byte is read.
 //! - Bytes reach readers only after they are written to the temp file; `written` in
 //!   [`FillState::Streaming`] never runs ahead of the file.
 //! - The blob is committed (fsync, rename, fsync dir, metadata) only if the byte count matches
@@ -118,7 +121,7 @@ impl Fill {
 pub struct Fills {
     inflight: Mutex<HashMap<Digest, Arc<Fill>>>,
     pub(super) store: Arc<Store>,
-    cfg: FillConfig,
+    pub(super) cfg: FillConfig,
     pub(super) metrics: Arc<crate::metrics::Metrics>,
     evictor: Arc<super::capacity::Evictor>,
     /// The bucket shared with other replicas (`[storage] backend = "s3"`).
@@ -126,6 +129,8 @@ pub struct Fills {
     pub(super) cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Uploads to the bucket under way (see `origin`).
     pub(super) sharing: std::sync::atomic::AtomicUsize,
+    /// Download slots (`fill.max_concurrent`, see `slots`).
+    pub(super) slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// What a fill needs to fetch its blob.
@@ -171,6 +176,7 @@ impl Fills {
         cluster: Option<Arc<crate::cluster::Cluster>>,
     ) -> Arc<Fills> {
         Arc::new(Fills {
+            slots: Arc::new(tokio::sync::Semaphore::new(cfg.max_concurrent as usize)),
             inflight: Mutex::new(HashMap::new()),
             store,
             cfg,
@@ -229,31 +235,13 @@ impl Fills {
                 fills: fills.clone(),
                 digest,
             };
-            let res = fills.run(&task_fill, &tx, &source).await;
+            let (res, busy) = match fills.slot(&source).await {
+                Ok(_slot) => (fills.run(&task_fill, &tx, &source).await, false),
+                Err(e) => (Err(e), true),
+            };
             let result = match &res {
-                Ok(f) => {
-                    let cached = &f.cached;
-                    if f.upstream_bytes > 0 {
-                        fills
-                            .metrics
-                            .upstream_bytes
-                            .with_label_values(&[source.upstream.name()])
-                            .inc_by(f.upstream_bytes);
-                    }
-                    if f.cached || f.oversized.is_some() {
-                        let (up, repo) = (source.upstream.name(), source.repo.as_str());
-                        if f.upstream_bytes > 0 {
-                            fills.share(digest, up, repo, f.oversized.clone());
-                        } else if let Some(owner) = &f.from_peer {
-                            fills.backstop(digest, f.size, up, repo, owner, f.oversized.clone());
-                        }
-                    }
-                    if *cached {
-                        "committed"
-                    } else {
-                        "uncacheable"
-                    }
-                }
+                _ if busy => "busy",
+                Ok(f) => fills.finished(digest, &source, f),
                 Err(Error::Upstream {
                     code: ErrorCode::DigestInvalid,
                     ..

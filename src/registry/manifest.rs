@@ -117,7 +117,8 @@ impl Registry {
     pub(super) fn link_manifest(&self, t: &Target, m: &StoredManifest) -> Result<()> {
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
         let links = m.refs().map(|r| r.links()).unwrap_or_default();
-        self.store.put_manifest(up, repo, m, &links, None)
+        self.store.put_manifest(up, repo, m, &links, None)?;
+        self.store.note_manifest(&m.digest, m.bytes.len() as u64)
     }
 
     pub(super) async fn cached_manifest(
@@ -125,10 +126,12 @@ impl Registry {
         digest: &Digest,
     ) -> Result<Option<Arc<StoredManifest>>> {
         if let Some(m) = self.manifests.get(digest).await {
+            self.store.touch_manifest(digest, m.bytes.len() as u64);
             return Ok(Some(m));
         }
         match self.store.get_manifest(digest)? {
             Some(m) => {
+                self.store.touch_manifest(digest, m.bytes.len() as u64);
                 let m = Arc::new(m);
                 self.manifests.insert(*digest, m.clone()).await;
                 Ok(Some(m))
@@ -231,9 +234,13 @@ impl Registry {
         });
         let store = self.store.clone();
         let (up_s, repo_s, m2) = (up.to_string(), t.repo.as_str().to_string(), m.clone());
-        tokio::task::spawn_blocking(move || store.put_manifest(&up_s, &repo_s, &m2, &links, None))
-            .await
-            .map_err(Error::internal)??;
+        tokio::task::spawn_blocking(move || {
+            store.put_manifest(&up_s, &repo_s, &m2, &links, None)?;
+            store.note_manifest(&m2.digest, m2.bytes.len() as u64)
+        })
+        .await
+        .map_err(Error::internal)??;
+        self.evictor.maybe_evict();
         self.manifests.insert(digest, m.clone()).await;
         self.share_manifest(t, &m);
         Ok(m)

@@ -6,7 +6,8 @@
 //! - Manifests by tag are served from the cache while the tag's resolution is younger than the
 //!   upstream's `tag_ttl`; after that they are revalidated with an upstream `HEAD` and
 //!   re-fetched only if the digest moved. When the upstream is unreachable or answers 5xx, the
-//!   cached resolution is served (stale-if-error).
+//!   cached resolution is served (stale-if-error). Concurrent requests for one tag share one
+//!   upstream request (`tag_flight`), each client authorized for itself.
 //! - Nothing here re-serializes a manifest: bytes out are bytes in. Tags lists are parsed
 //!   and re-emitted, never passed through ([`listing`]).
 //! - Nothing cached is returned to a client before [`authz::Authz`] (or the upstream, just
@@ -19,6 +20,7 @@ mod blob;
 pub mod body;
 pub mod capacity;
 pub mod fill;
+mod flight;
 pub mod listing;
 pub mod location;
 mod manifest;
@@ -29,6 +31,8 @@ pub mod referrers;
 mod resolve;
 mod shared;
 mod sink;
+mod slots;
+mod tag_flight;
 mod tags;
 mod tee;
 pub mod uploads;
@@ -80,6 +84,9 @@ pub struct Registry {
     revalidating: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
     /// Hot tag resolutions, keyed like the `tags` column family; RocksDB stays the truth.
     tags: moka::future::Cache<Vec<u8>, crate::store::keys::TagRecord>,
+    /// Tag `GET`s and revalidation `HEAD`s under way upstream (single flight).
+    tag_gets: tag_flight::TagGets,
+    tag_heads: tag_flight::TagHeads,
     /// Blob uploads being teed into the cache.
     uploads: uploads::Uploads,
     evictor: Arc<capacity::Evictor>,
@@ -153,6 +160,7 @@ impl Registry {
             cfg.cache.clone(),
             metrics.clone(),
         ));
+        let manifests = evictor.hot_manifests();
         Ok(Registry {
             authz: authz::Authz::new(&cfg.auth, store.clone()),
             negative: moka::future::Cache::builder()
@@ -179,13 +187,10 @@ impl Registry {
             store,
             upstreams,
             default_upstream,
-            manifests: moka::future::Cache::builder()
-                .max_capacity(64 * 1024 * 1024)
-                .weigher(|_, m: &Arc<StoredManifest>| {
-                    u32::try_from(m.bytes.len()).unwrap_or(u32::MAX)
-                })
-                .build(),
+            manifests,
             tags: moka::future::Cache::new(100_000),
+            tag_gets: Default::default(),
+            tag_heads: Default::default(),
             shared,
             redirect,
             bucket_down_until: Default::default(),
@@ -202,11 +207,21 @@ impl Registry {
         m.cache_size_bytes
             .set(i64::try_from(bytes).unwrap_or(i64::MAX));
         m.cache_blobs.set(i64::try_from(count).unwrap_or(i64::MAX));
+        let (bytes, count) = self.store.manifest_totals();
+        m.cache_manifest_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+        m.cache_manifests
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
         for u in &self.upstreams {
             m.upstream_up
                 .with_label_values(&[u.name()])
                 .set(i64::from(!u.breaker_open()));
         }
+    }
+
+    /// Prunes the authorization decisions no rule uses any more (blocking).
+    pub fn prune_authz(&self) {
+        self.authz.prune_logged();
     }
 
     pub fn store(&self) -> &Arc<Store> {

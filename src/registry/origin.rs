@@ -320,6 +320,35 @@ impl Fills {
             fills.share(digest, &up, &repo, oversized);
         });
     }
+
+    /// After a fill verified its blob: counts the upstream bytes and owes the bucket its
+    /// copy (an upload, or a watch on the owner's); the fill's result label.
+    pub(super) fn finished(
+        self: &Arc<Self>,
+        digest: Digest,
+        source: &Source,
+        f: &super::fill::Filled,
+    ) -> &'static str {
+        if f.upstream_bytes > 0 {
+            self.metrics
+                .upstream_bytes
+                .with_label_values(&[source.upstream.name()])
+                .inc_by(f.upstream_bytes);
+        }
+        if f.cached || f.oversized.is_some() {
+            let (up, repo) = (source.upstream.name(), source.repo.as_str());
+            if f.upstream_bytes > 0 {
+                self.share(digest, up, repo, f.oversized.clone());
+            } else if let Some(owner) = &f.from_peer {
+                self.backstop(digest, f.size, up, repo, owner, f.oversized.clone());
+            }
+        }
+        if f.cached {
+            "committed"
+        } else {
+            "uncacheable"
+        }
+    }
 }
 
 /// How long a backstop first waits before it looks at the bucket and the owner; the pause

@@ -115,7 +115,8 @@ impl Registry {
         let (up_s, repo_s, m2, tag2) = (up.to_string(), repo.to_string(), m.clone(), tag.clone());
         tokio::task::spawn_blocking(move || {
             let tag = tag2.as_ref().map(|(t, r)| (t.as_str(), *r));
-            store.put_manifest(&up_s, &repo_s, &m2, &links, tag)
+            store.put_manifest(&up_s, &repo_s, &m2, &links, tag)?;
+            store.note_manifest(&m2.digest, m2.bytes.len() as u64)
         })
         .await
         .map_err(Error::internal)??;

@@ -207,7 +207,8 @@ impl Registry {
         );
         let m2 = m.clone();
         let stored = tokio::task::spawn_blocking(move || {
-            store.put_manifest(&up_s, &repo_s, &m2, &refs, Some((&tag_s, rec)))
+            store.put_manifest(&up_s, &repo_s, &m2, &refs, Some((&tag_s, rec)))?;
+            store.note_manifest(&m2.digest, m2.bytes.len() as u64)
         })
         .await;
         if !matches!(stored, Ok(Ok(()))) {

@@ -1,7 +1,8 @@
 //! Manifests by tag: a cached resolution is served while it is younger than the upstream's
 //! `tag_ttl` (or the tag is immutable), then revalidated with an upstream `HEAD` and
 //! re-fetched only if the digest moved; with a shared bucket, a resolution another replica
-//! confirmed more recently is taken first.
+//! confirmed more recently is taken first. The upstream requests themselves are shared by
+//! concurrent callers (`tag_flight`).
 //!
 //! Invariants: see `manifest` (stored bytes are verified, never re-serialized); a failed
 //! revalidation serves the cached resolution only when the upstream is down or answers 5xx
@@ -50,9 +51,7 @@ impl Registry {
         if !acceptable(accept, &m.media_type) {
             // The tag resolves to a type this client does not take: ask with its own Accept
             // at once (one upstream GET, not a full-Accept GET first).
-            return self
-                .fetch_manifest(t, client, tag.as_str(), None, accept)
-                .await;
+            return self.shared_get(t, client, tag, accept).await;
         }
         let age_ms = u128::from(now_ms().saturating_sub(rec.checked_at_ms));
         let cfg = &t.upstream.cfg;
@@ -127,32 +126,9 @@ impl Registry {
         m: Arc<StoredManifest>,
         stale_ok: bool,
     ) -> Result<Arc<StoredManifest>> {
-        let (up, repo) = (t.upstream.name(), t.repo.as_str());
-        let head = self.head_tag(t, client, tag).await;
-        let outcome = match &head {
-            Ok(Some(d)) if *d == rec.digest => "unchanged",
-            Ok(_) => "changed",
-            Err(_) => "error",
-        };
-        self.metrics
-            .tag_revalidations
-            .with_label_values(&[up, outcome])
-            .inc();
+        let head = self.shared_head(t, client, tag, &rec).await;
         match head {
-            Ok(Some(d)) if d == rec.digest => {
-                tracing::debug!(
-                    upstream = up,
-                    repo,
-                    tag = tag.as_str(),
-                    "tag unchanged upstream"
-                );
-                let fresh = TagRecord {
-                    digest: d,
-                    checked_at_ms: now_ms(),
-                };
-                self.put_tag(up, repo, tag.as_str(), fresh).await?;
-                Ok(m)
-            }
+            Ok(Some(d)) if d == rec.digest => Ok(m),
             Ok(_) => match self.fetch_tag(t, client, tag, accept).await {
                 Err(e) if stale_ok && e.is_upstream_failure() => self
                     .offline(t, client, Some(&m.digest), e.clone())
@@ -169,7 +145,12 @@ impl Registry {
     /// The digest the upstream's tag points at now, from a `HEAD` with the client's
     /// credentials (Docker Hub does not count HEADs against its pull limit); `None` if the
     /// upstream did not say. A success is also an authorization decision.
-    async fn head_tag(&self, t: &Target, client: &Client, tag: &Tag) -> Result<Option<Digest>> {
+    pub(super) async fn head_tag(
+        &self,
+        t: &Target,
+        client: &Client,
+        tag: &Tag,
+    ) -> Result<Option<Digest>> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(media::MANIFEST_ACCEPT));
         let tail = format!("manifests/{}", tag.as_str());
@@ -190,8 +171,9 @@ impl Registry {
             .and_then(|v| Digest::parse(v).ok()))
     }
 
-    /// Fetches a tag's manifest and records the resolution (when the client's `Accept` did not
-    /// narrow what the upstream could send).
+    /// Fetches a tag's manifest and records the resolution (with the proxy's full `Accept`;
+    /// again with the client's own if that type is not one it takes). Concurrent callers
+    /// share each request (`tag_flight`).
     async fn fetch_tag(
         &self,
         t: &Target,
@@ -199,24 +181,20 @@ impl Registry {
         tag: &Tag,
         accept: &[String],
     ) -> Result<Arc<StoredManifest>> {
-        let m = self
-            .fetch_manifest(t, client, tag.as_str(), None, &[])
-            .await?;
+        let m = self.shared_get(t, client, tag, &[]).await?;
         if acceptable(accept, &m.media_type) {
-            let rec = TagRecord {
-                digest: m.digest,
-                checked_at_ms: now_ms(),
-            };
-            self.put_tag(t.upstream.name(), t.repo.as_str(), tag.as_str(), rec)
-                .await?;
             return Ok(m);
         }
-        self.fetch_manifest(t, client, tag.as_str(), None, accept)
-            .await
+        self.shared_get(t, client, tag, accept).await
     }
 
     /// A tag resolution: moka first, then RocksDB.
-    async fn get_tag(&self, up: &str, repo: &str, tag: &str) -> Result<Option<TagRecord>> {
+    pub(super) async fn get_tag(
+        &self,
+        up: &str,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<TagRecord>> {
         let key = tag_key(up, repo, tag);
         if let Some(r) = self.tags.get(&key).await {
             return Ok(Some(r));

@@ -7,7 +7,8 @@
 //!   watermark, never a pinned one. It only ever deletes committed files: a blob being
 //!   filled is still under `tmp/`, and a client that already opened a blob keeps reading it
 //!   through its file descriptor after the unlink.
-//! - Manifests and tags are never evicted; a blob evicted and asked for again is refetched.
+//! - Manifests are evicted with the blobs, by the same last-access order (see `usage`); a
+//!   blob or manifest evicted and asked for again is refetched.
 
 use super::{keys, Store, CF_BLOBS, CF_TAGS};
 use crate::config::Pin;
@@ -51,7 +52,7 @@ impl Store {
             }
         }
         self.db.write(batch)?;
-        Ok(())
+        self.flush_manifest_access()
     }
 
     /// Takes one blob of `size` bytes off the counters.
@@ -67,7 +68,7 @@ impl Store {
 
     /// Removes one blob: record first, then the file (a crash in between leaves a verified
     /// file without a record, which start-up records again), then the counters.
-    fn remove_blob(&self, digest: &Digest, size: u64) -> Result<()> {
+    pub(super) fn remove_blob(&self, digest: &Digest, size: u64) -> Result<()> {
         self.db.delete_cf(self.cf(CF_BLOBS)?, digest.as_bytes())?;
         match std::fs::remove_file(self.files.path(digest)) {
             Ok(()) => {}
@@ -78,38 +79,14 @@ impl Store {
         Ok(())
     }
 
-    /// Evicts least-recently-accessed blobs, except `keep`, until the total is at most
-    /// `target` bytes. Returns (blobs, bytes) removed.
+    /// Evicts least-recently-accessed blobs and manifests, except `keep`, until their total
+    /// is at most `target` bytes. Returns (blobs and manifests, bytes) removed.
     pub fn evict_to(&self, target: u64, keep: &HashSet<Digest>) -> Result<(u64, u64)> {
-        self.flush_access()?;
-        let mut all: Vec<(u64, Digest, u64)> = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(CF_BLOBS)?, rocksdb::IteratorMode::Start)
-        {
-            let (k, v) = item?;
-            let (Ok(bytes), Some(rec)) = (<[u8; 32]>::try_from(&k[..]), keys::decode_blob(&v))
-            else {
-                continue;
-            };
-            all.push((rec.last_access_s, Digest::from_bytes(bytes), rec.size));
-        }
-        all.sort();
-        let mut total = self.blob_totals().0;
-        let (mut count, mut freed) = (0u64, 0u64);
-        for (_, digest, size) in all {
-            if total <= target {
-                break;
-            }
-            if keep.contains(&digest) {
-                continue;
-            }
-            self.remove_blob(&digest, size)?;
-            total = total.saturating_sub(size);
-            count += 1;
-            freed += size;
-        }
-        Ok((count, freed))
+        let e = self.evict_lru(target, keep)?;
+        Ok((
+            e.blobs + e.manifests.len() as u64,
+            e.blob_bytes + e.manifest_bytes,
+        ))
     }
 
     /// Every digest reachable from the cached tags that `pins` name.

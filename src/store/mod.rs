@@ -11,6 +11,9 @@
 //!   `links` table; [`migrate`] converts it once.)
 //! - `authz`: (keyed credential hash, upstream, repo) → when the upstream last said whether that
 //!   credential may pull that repository, and what it said (for serving while offline).
+//!   Expired decisions are pruned ([`Store::prune_authz`]).
+//! - `manifest_use`: digest → size + coarse last access of a stored manifest (manifests count
+//!   in the cache's size and are evicted with the blobs: see [`usage`]).
 //!
 //! Invariants:
 //! - Blob files are the truth for blobs: a blob is served only if its file exists under
@@ -28,9 +31,11 @@ pub mod keys;
 mod links;
 pub use links::LinkKind;
 mod migrate;
+mod prune;
 pub mod report;
 pub mod s3;
 mod unlink;
+pub mod usage;
 
 use crate::error::Result;
 use crate::oci::Digest;
@@ -47,13 +52,15 @@ pub(crate) const CF_BLOBS: &str = "blobs";
 pub(crate) const CF_BLOB_LINKS: &str = "blob_links";
 pub(crate) const CF_MANIFEST_LINKS: &str = "manifest_links";
 const CF_AUTHZ: &str = "authz";
-const ALL_CFS: [&str; 6] = [
+const CF_MANIFEST_USE: &str = "manifest_use";
+const ALL_CFS: [&str; 7] = [
     CF_MANIFESTS,
     CF_TAGS,
     CF_BLOBS,
     CF_BLOB_LINKS,
     CF_MANIFEST_LINKS,
     CF_AUTHZ,
+    CF_MANIFEST_USE,
 ];
 
 /// The credential id of imported content ([`Store::mark_imported`]): credential ids are
@@ -70,6 +77,8 @@ pub struct Store {
     blob_count: std::sync::atomic::AtomicU64,
     /// Last access times not yet written (see `evict`).
     access: std::sync::Mutex<std::collections::HashMap<Digest, u64>>,
+    /// Manifest bytes and last accesses (see `usage`).
+    usage: usage::ManifestUsage,
 }
 
 /// Reads `data_dir/secret` (32 random bytes, created with mode 0600 on first start).
@@ -167,12 +176,14 @@ impl Store {
             blob_bytes: Default::default(),
             blob_count: Default::default(),
             access: Default::default(),
+            usage: Default::default(),
         };
         if legacy {
             store.migrate_links()?;
         }
         if reconcile {
             store.reconcile()?;
+            store.reconcile_manifests()?;
         }
         let (mut bytes, mut count) = (0u64, 0u64);
         for item in store

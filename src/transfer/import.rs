@@ -217,6 +217,7 @@ pub fn import(
                 },
             )),
         )?;
+        store.note_manifest(&root, top.0.bytes.len() as u64)?;
         summary.manifests += 1;
         summary.images.push(target.to_string());
     }
@@ -278,6 +279,7 @@ impl ImportCtx<'_> {
             if let Some((m, r)) = self.manifest(child, None, None)? {
                 self.store
                     .put_manifest(&target.upstream, &target.repo, &m, &r, None)?;
+                self.store.note_manifest(child, m.bytes.len() as u64)?;
                 self.summary.manifests += 1;
             }
             referenced.manifests.push(*child);

@@ -1,6 +1,8 @@
 //! Wharf's one integration test binary (every test binary links RocksDB, so there is one).
 //!
 //! - `auth`: client authentication and per-repository authorization.
+//! - `bounds`: what a burst of clients may cost: tag requests in single flight, manifests
+//!   inside `cache.max_size`, `fill.max_concurrent` (issue 18, findings 7 and 8).
 //! - `cluster`: replicas on a shared bucket (real Garage) in front of the fake upstream:
 //!   authorization of bucket content, redirects, a dead owner, a forged manifest.
 //! - `capacity`: eviction under the watermarks, pinned images, blobs larger than the cache.
@@ -18,6 +20,7 @@
 //!   `docker-registry`, `skopeo`) against the `wharf` binary that `cargo test` built.
 
 mod auth;
+mod bounds;
 mod capacity;
 mod cluster;
 mod deploy;

@@ -22,6 +22,8 @@ pub const WHARF_METRICS: &[(&str, &str)] = &[
     ("wharf_cache_size_bytes", "gauge"),
     ("wharf_cache_max_bytes", "gauge"),
     ("wharf_cache_blobs", "gauge"),
+    ("wharf_cache_manifest_bytes", "gauge"),
+    ("wharf_cache_manifests", "gauge"),
     ("wharf_evictions_total", "counter"),
     ("wharf_evicted_bytes_total", "counter"),
     ("wharf_upstream_up", "gauge"),

@@ -82,6 +82,7 @@ fn allowed(family: &str, label: &str) -> Option<Option<&'static [&'static str]>>
             "upstream_error",
             "aborted",
             "uncacheable",
+            "busy",
         ],
         ("wharf_tag_revalidations_total", "result") => &["unchanged", "changed", "error"],
         ("wharf_authz_decisions_total", "result") => {

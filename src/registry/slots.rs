@@ -1,0 +1,35 @@
+//! Download slots: at most `fill.max_concurrent` fills read from an upstream, the shared
+//! bucket or a peer at once.
+//!
+//! Invariants: a slot is taken by the fill's own task before it opens any origin and held
+//! until the fill ends (verification and commit included); clients that join a running
+//! fill take none. A fill waits at most the idle timeout for a slot (its clients get no
+//! byte meanwhile), then fails with `429 TOOMANYREQUESTS` and a `Retry-After` before it has
+//! read anything.
+
+use super::fill::{Fills, Source};
+use crate::error::{Error, Result};
+use crate::oci::ErrorCode;
+use http::StatusCode;
+use tokio::sync::OwnedSemaphorePermit;
+
+impl Fills {
+    /// A download slot, waited for at most the idle timeout (the fill's clients get nothing
+    /// meanwhile); past that, `429 TOOMANYREQUESTS` with a `Retry-After`.
+    pub(super) async fn slot(&self, src: &Source) -> Result<OwnedSemaphorePermit> {
+        let wait = self.slots.clone().acquire_owned();
+        match tokio::time::timeout(self.cfg.idle_timeout, wait).await {
+            Ok(Ok(permit)) => Ok(permit),
+            _ => Err(Error::Upstream {
+                upstream: src.upstream.name().to_string(),
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: ErrorCode::TooManyRequests,
+                message: format!(
+                    "Wharf is filling fill.max_concurrent = {} blobs already; try again shortly",
+                    self.cfg.max_concurrent
+                ),
+                retry_after: Some(std::time::Duration::from_secs(5)),
+            }),
+        }
+    }
+}
