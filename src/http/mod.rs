@@ -9,6 +9,7 @@ pub mod handlers;
 mod push;
 pub mod range;
 mod referrers;
+mod respond;
 pub mod route;
 pub mod server;
 mod tags;

@@ -267,3 +267,29 @@ async fn an_upstream_on_0_0_0_0_cannot_send_wharf_to_loopback() {
     assert!(r.bytes().as_ref() == blob.as_slice());
     env.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_services_json_after_a_redirect_is_no_manifest() {
+    // A "metadata service" on loopback, reached from a loopback upstream (the same kind of
+    // network, so the address policy lets the redirect through): its JSON has no media type
+    // and no manifest fields, so it is refused, never served or cached as a manifest.
+    let env = Env::start("retries = 0").await;
+    env.fake.put_image("org/app", "v1", &[b"layer"]);
+    let metadata = Fake::start().await;
+    let secret = br#"{"instance-id":"i-0123","iam":{"role":"admin","token":"s3cr3t"}}"#;
+    metadata.put_manifest("meta/data", Some("latest"), "application/json", secret);
+    let location = format!("{}/v2/meta/data/manifests/latest", metadata.url());
+    env.fake.redirect_next("GET manifest", 1, &location);
+    let r = get(&env.manifest("org/app", "v1")).await;
+    assert_error(&r, 502, "MANIFEST_INVALID", "metadata JSON as a manifest");
+    assert!(!lossy(&r).contains("s3cr3t"), "{}", lossy(&r));
+    assert_eq!(
+        metadata.count("GET manifest"),
+        1,
+        "the redirect was followed"
+    );
+    // Healed: the real manifest, asked for again.
+    let r = get(&env.manifest("org/app", "v1")).await;
+    assert_eq!(r.status, 200, "{}", lossy(&r));
+    env.shutdown().await;
+}
