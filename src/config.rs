@@ -17,12 +17,14 @@ mod cluster;
 mod connections;
 mod defaults;
 mod raw;
+mod sections;
 mod units;
 mod upstream;
 
 pub use cluster::{peer_url, ClusterConfig, Peers, S3Config, StorageConfig};
 pub use connections::ConnectionLimits;
 pub use defaults::{EMBEDDED_DEFAULT, EXAMPLE};
+use sections::positive_duration;
 pub use units::{parse_duration, parse_size};
 
 const DEFAULT_LISTEN: SocketAddr =
@@ -309,218 +311,19 @@ impl Problems {
     }
 }
 
-fn positive_duration(
-    p: &mut Problems,
-    key: &str,
-    v: Option<&toml::Value>,
-    default: Duration,
-) -> Duration {
-    let Some(s) = raw::string(p, key, v) else {
-        return default;
-    };
-    match parse_duration(&s) {
-        Ok(d) if d.is_zero() => {
-            p.push(key, "must be greater than 0");
-            default
-        }
-        Ok(d) => d,
-        Err(e) => {
-            p.push(key, e);
-            default
-        }
-    }
-}
-
-fn size(p: &mut Problems, key: &str, v: Option<&toml::Value>, default: u64) -> u64 {
-    let parsed = match v {
-        None => return default,
-        Some(toml::Value::String(s)) => parse_size(s),
-        Some(toml::Value::Integer(n)) => u64::try_from(*n)
-            .ok()
-            .filter(|&n| n > 0)
-            .ok_or_else(|| format!("size must be greater than 0, got {n}")),
-        Some(other) => Err(format!(
-            "expected a size like \"50GiB\" or a whole number of bytes, got {}",
-            raw::type_name(other)
-        )),
-    };
-    parsed.unwrap_or_else(|e| {
-        p.push(key, e);
-        default
-    })
-}
-
 fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigErrors> {
     let mut p = Problems::default();
     for key in unknown {
         p.push(key, "unknown key");
     }
-    let listen = match raw::string(&mut p, "listen", raw.listen.as_ref()) {
-        None => DEFAULT_LISTEN,
-        Some(s) => s.trim().parse().unwrap_or_else(|e| {
-            p.push(
-                "listen",
-                format!(
-                    "expected an address like \"0.0.0.0:5000\" or \"[::1]:5000\", got {s:?} ({e})"
-                ),
-            );
-            DEFAULT_LISTEN
-        }),
-    };
+    let (listen, admin_listen, data_dir) = sections::server(&mut p, &raw);
     let offline = raw::boolean(&mut p, "offline", raw.offline.as_ref()).unwrap_or(false);
     let connections = connections::validate(&mut p, &raw);
-    let default_admin = SocketAddr::new(DEFAULT_LISTEN.ip(), 5001);
-    let admin_listen = match raw::string(&mut p, "admin_listen", raw.admin_listen.as_ref()) {
-        None => default_admin,
-        Some(s) => s.trim().parse().unwrap_or_else(|e| {
-            p.push(
-                "admin_listen",
-                format!("expected an address like \"0.0.0.0:5001\", got {s:?} ({e})"),
-            );
-            default_admin
-        }),
-    };
-    let data_dir = match raw::string(&mut p, "data_dir", raw.data_dir.as_ref()) {
-        Some(s) if s.is_empty() => {
-            p.push("data_dir", "must not be empty");
-            PathBuf::from(DEFAULT_DATA_DIR)
-        }
-        Some(s) => PathBuf::from(s),
-        None => PathBuf::from(DEFAULT_DATA_DIR),
-    };
-    let rc = raw.cache.unwrap_or_default();
-    let fraction = |p: &mut Problems, key: &str, v: Option<&toml::Value>, default: f64| match v {
-        None => default,
-        Some(toml::Value::Float(f)) if *f > 0.0 && *f <= 1.0 => *f,
-        Some(other) => {
-            p.push(
-                key,
-                format!("expected a fraction in (0, 1] such as 0.9, got {other}"),
-            );
-            default
-        }
-    };
-    let high = fraction(
-        &mut p,
-        "cache.high_watermark",
-        rc.high_watermark.as_ref(),
-        0.9,
-    );
-    let low = fraction(
-        &mut p,
-        "cache.low_watermark",
-        rc.low_watermark.as_ref(),
-        0.8,
-    );
-    if low >= high {
-        p.push(
-            "cache.low_watermark",
-            format!("must be below cache.high_watermark ({high}), got {low}"),
-        );
-    }
-    let pin = raw::string_list(&mut p, "cache.pin", rc.pin.as_ref())
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| {
-            Pin::parse(s)
-                .map_err(|e| p.push(format!("cache.pin[{i}]"), e))
-                .ok()
-        })
-        .collect();
-    let cache = CacheConfig {
-        max_size: size(
-            &mut p,
-            "cache.max_size",
-            rc.max_size.as_ref(),
-            DEFAULT_MAX_SIZE,
-        ),
-        high_watermark: high,
-        low_watermark: low,
-        pin,
-    };
-    let rf = raw.fill.unwrap_or_default();
-    let fill = FillConfig {
-        timeout: positive_duration(
-            &mut p,
-            "fill.timeout",
-            rf.timeout.as_ref(),
-            DEFAULT_FILL_TIMEOUT,
-        ),
-        idle_timeout: positive_duration(
-            &mut p,
-            "fill.idle_timeout",
-            rf.idle_timeout.as_ref(),
-            DEFAULT_IDLE_TIMEOUT,
-        ),
-        max_concurrent: match raw::count(
-            &mut p,
-            "fill.max_concurrent",
-            rf.max_concurrent.as_ref(),
-            100_000,
-        ) {
-            Some(0) => {
-                p.push("fill.max_concurrent", "must be greater than 0");
-                DEFAULT_FILL_MAX_CONCURRENT
-            }
-            Some(n) => n,
-            None => DEFAULT_FILL_MAX_CONCURRENT,
-        },
-    };
-    let tls = match raw.tls {
-        None => None,
-        Some(t) => {
-            let cert = raw::string(&mut p, "tls.cert_file", t.cert_file.as_ref());
-            let key = raw::string(&mut p, "tls.key_file", t.key_file.as_ref());
-            match (cert, key) {
-                (Some(c), Some(k)) => {
-                    for (key, f) in [("tls.cert_file", &c), ("tls.key_file", &k)] {
-                        if !Path::new(f).is_file() {
-                            p.push(key, format!("{f}: no such file"));
-                        }
-                    }
-                    Some(TlsConfig {
-                        cert_file: PathBuf::from(c),
-                        key_file: PathBuf::from(k),
-                    })
-                }
-                _ => {
-                    p.push("tls", "cert_file and key_file are both required");
-                    None
-                }
-            }
-        }
-    };
-    let ra = raw.auth.unwrap_or_default();
-    let auth = AuthConfig {
-        token_ttl: positive_duration(
-            &mut p,
-            "auth.token_ttl",
-            ra.token_ttl.as_ref(),
-            DEFAULT_TOKEN_TTL,
-        ),
-        authz_ttl: positive_duration(
-            &mut p,
-            "auth.authz_ttl",
-            ra.authz_ttl.as_ref(),
-            DEFAULT_AUTHZ_TTL,
-        ),
-        offline_grace: positive_duration(
-            &mut p,
-            "auth.offline_grace",
-            ra.offline_grace.as_ref(),
-            DEFAULT_OFFLINE_GRACE,
-        ),
-    };
-    let upstreams = match &raw.upstream {
-        Some(list) => upstream::validate(&mut p, list),
-        None => match raw::parse(EMBEDDED_DEFAULT) {
-            Ok((builtin, _)) => upstream::validate(&mut p, &builtin.upstream.unwrap_or_default()),
-            Err(e) => {
-                p.push("upstream", format!("built-in upstreams are invalid: {e}"));
-                Vec::new()
-            }
-        },
-    };
+    let upstreams = sections::upstreams(&mut p, &raw);
+    let cache = sections::cache(&mut p, raw.cache.unwrap_or_default());
+    let fill = sections::fill(&mut p, raw.fill.unwrap_or_default());
+    let tls = raw.tls.and_then(|t| sections::tls(&mut p, t));
+    let auth = sections::auth(&mut p, raw.auth.unwrap_or_default());
     let storage = cluster::storage(&mut p, raw.storage);
     let cluster = cluster::cluster(&mut p, raw.cluster);
     if !p.0.is_empty() {
