@@ -9,7 +9,7 @@
 //!   password it tries.
 //! - Both tables are bounded in entries.
 
-use crate::upstream::Credentials;
+use super::Credentials;
 use moka::future::Cache;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -274,6 +274,21 @@ mod tests {
     }
 
     #[test]
+    fn wharfs_own_challenges_parse_back_with_no_injected_parameter() {
+        let evil = "repository:x\",realm=\"http://evil/token:pull";
+        let c = crate::auth::challenge("http://w:5000/token", Some(evil));
+        let parsed = parse(c.to_str().expect("ascii"));
+        assert_eq!(
+            parsed,
+            vec![Challenge::Bearer {
+                realm: "http://w:5000/token".into(),
+                service: Some("wharf".into()),
+                scope: Some(evil.into()),
+            }]
+        );
+    }
+
+    #[test]
     fn garbage_never_panics() {
         for v in [
             "",
