@@ -81,7 +81,7 @@ impl Handler {
         let path = req.uri().path().to_string();
         // Parsed once; dispatch and the challenge use the same route.
         let parsed = route::parse(&path);
-        let push = super::push::is_push(&method, parsed.as_ref().ok());
+        let push = route::is_push(&method, parsed.as_ref().ok());
         let kind = match &parsed {
             _ if path == "/token" => Some("token"),
             _ if push => None,

@@ -31,17 +31,6 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use std::sync::Arc;
 
-/// Whether a request is a push (handled here) rather than a read.
-pub(super) fn is_push(method: &Method, route: Option<&Route<'_>>) -> bool {
-    match route {
-        // Upload status (`GET`) belongs to the upload too.
-        Some(Route::Upload { .. }) => true,
-        Some(Route::Manifest { .. }) => *method == Method::PUT || *method == Method::DELETE,
-        Some(Route::Blob { .. }) => *method == Method::DELETE,
-        _ => false,
-    }
-}
-
 /// Request headers worth forwarding (bodies' lengths travel with the bodies).
 const FORWARDED: [HeaderName; 4] = [CONTENT_TYPE, CONTENT_RANGE, ACCEPT, USER_AGENT];
 
@@ -334,31 +323,5 @@ mod tests {
             h.insert(CONTENT_RANGE, HeaderValue::from_static(v));
             assert_eq!(content_range_start(&h), Some(start), "{v}");
         }
-    }
-
-    #[test]
-    fn pushes_are_told_from_reads() {
-        let d = Digest::of(b"x");
-        let blob = Route::Blob {
-            name: "a",
-            digest: d,
-        };
-        let manifest = Route::Manifest {
-            name: "a",
-            reference: crate::oci::Reference::Digest(d),
-        };
-        let upload = Route::Upload {
-            name: "a",
-            session: None,
-        };
-        assert!(is_push(&Method::GET, Some(&upload)));
-        assert!(is_push(&Method::PUT, Some(&manifest)));
-        assert!(is_push(&Method::DELETE, Some(&manifest)));
-        assert!(!is_push(&Method::GET, Some(&manifest)));
-        assert!(!is_push(&Method::POST, Some(&manifest)));
-        assert!(is_push(&Method::DELETE, Some(&blob)));
-        assert!(!is_push(&Method::PUT, Some(&blob)));
-        assert!(!is_push(&Method::DELETE, Some(&Route::Catalog)));
-        assert!(!is_push(&Method::PUT, None));
     }
 }

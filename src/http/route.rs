@@ -177,9 +177,48 @@ fn digest_error(e: DigestError) -> Error {
     }
 }
 
+/// Whether a request is a push (handled here) rather than a read.
+pub fn is_push(method: &http::Method, route: Option<&Route<'_>>) -> bool {
+    match route {
+        // Upload status (`GET`) belongs to the upload too.
+        Some(Route::Upload { .. }) => true,
+        Some(Route::Manifest { .. }) => {
+            *method == http::Method::PUT || *method == http::Method::DELETE
+        }
+        Some(Route::Blob { .. }) => *method == http::Method::DELETE,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pushes_are_told_from_reads() {
+        let d = crate::oci::Digest::of(b"x");
+        let blob = Route::Blob {
+            name: "a",
+            digest: d,
+        };
+        let manifest = Route::Manifest {
+            name: "a",
+            reference: crate::oci::Reference::Digest(d),
+        };
+        let upload = Route::Upload {
+            name: "a",
+            session: None,
+        };
+        assert!(is_push(&http::Method::GET, Some(&upload)));
+        assert!(is_push(&http::Method::PUT, Some(&manifest)));
+        assert!(is_push(&http::Method::DELETE, Some(&manifest)));
+        assert!(!is_push(&http::Method::GET, Some(&manifest)));
+        assert!(!is_push(&http::Method::POST, Some(&manifest)));
+        assert!(is_push(&http::Method::DELETE, Some(&blob)));
+        assert!(!is_push(&http::Method::PUT, Some(&blob)));
+        assert!(!is_push(&http::Method::DELETE, Some(&Route::Catalog)));
+        assert!(!is_push(&http::Method::PUT, None));
+    }
 
     const D: &str = "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae";
 
