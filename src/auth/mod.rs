@@ -121,7 +121,14 @@ pub struct Sessions {
     rng: ring::rand::SystemRandom,
     /// Throttling of upstream credential checks (`/token`).
     pub checks: checks::Checks,
+    /// The one anonymous session: anonymous tokens are not stored ([`ANONYMOUS_PREFIX`]).
+    anonymous: Arc<Client>,
 }
+
+/// What every anonymous token starts with: it stands for nothing anyone could not have by
+/// asking, so it is recognised by its form and costs no memory (a flood of anonymous token
+/// requests stores nothing).
+pub const ANONYMOUS_PREFIX: &str = "anon.";
 
 impl Sessions {
     pub fn new(ttl: Duration) -> Sessions {
@@ -130,9 +137,12 @@ impl Sessions {
             u32::try_from(k.len() + c.weight()).unwrap_or(u32::MAX)
         };
         Sessions {
+            // Least recently used first: a flood of new sessions must not keep the ones in use
+            // out (the default admission policy favours entries asked for before).
             tokens: Cache::builder()
                 .max_capacity(SESSIONS_BUDGET)
                 .weigher(weigh)
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .time_to_live(ttl)
                 .build(),
             clients: Cache::builder()
@@ -145,6 +155,7 @@ impl Sessions {
             ttl,
             rng: ring::rand::SystemRandom::new(),
             checks: checks::Checks::new(),
+            anonymous: Arc::new(Client::anonymous()),
         }
     }
 
@@ -169,6 +180,9 @@ impl Sessions {
         let mut raw = [0u8; 32];
         self.rng.fill(&mut raw).ok()?;
         let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        if client.is_anonymous() && client.upstreams.is_none() {
+            return Some(format!("{ANONYMOUS_PREFIX}{token}"));
+        }
         let client = self.intern(client).await;
         self.tokens.insert(token.clone(), client).await;
         Some(token)
@@ -182,6 +196,9 @@ impl Sessions {
         };
         let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
         if scheme.eq_ignore_ascii_case("bearer") {
+            if rest.trim().starts_with(ANONYMOUS_PREFIX) {
+                return Presented::Client(self.anonymous.clone());
+            }
             return match self.tokens.get(rest.trim()).await {
                 Some(c) => Presented::Client(c),
                 None => Presented::Invalid,

@@ -209,6 +209,21 @@ impl Handler {
         r
     }
 
+    /// `client` as `t`'s upstream sees it (see `auth`); Basic credentials sent with the request
+    /// itself go through the same throttled check as at `/token` before any upstream request
+    /// is made with them (Wharf's tokens were checked when issued).
+    pub(super) async fn checked(
+        &self,
+        client: &Arc<crate::auth::Client>,
+        t: &crate::registry::Target,
+    ) -> Result<Arc<crate::auth::Client>> {
+        let client = client.for_upstream(t.upstream.name());
+        if client.upstreams.is_none() && !client.is_anonymous() {
+            super::token::check(&self.sessions, &client.creds, &t.upstream, Some(&t.repo)).await?;
+        }
+        Ok(client)
+    }
+
     /// The `WWW-Authenticate` that sends this client to Wharf's `/token`.
     pub(super) fn challenge(
         &self,
@@ -272,7 +287,7 @@ impl Handler {
             Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
             Route::Manifest { name, reference } => {
                 let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = client.for_upstream(t.upstream.name());
+                let client = self.checked(&client, &t).await?;
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let accept: Vec<String> = req
@@ -296,7 +311,7 @@ impl Handler {
             }
             Route::Blob { name, digest } => {
                 let mut t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = client.for_upstream(t.upstream.name());
+                let client = self.checked(&client, &t).await?;
                 if let Some(v) = req.headers().get(crate::cluster::PEER_HEADER) {
                     if self.registry.from_itself(v.as_bytes()) {
                         let mut resp = Response::new(empty());
@@ -318,7 +333,7 @@ impl Handler {
             }
             Route::TagsList { name } => {
                 let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = client.for_upstream(t.upstream.name());
+                let client = self.checked(&client, &t).await?;
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let list = self
@@ -335,7 +350,7 @@ impl Handler {
             }
             Route::Referrers { name, digest } => {
                 let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = client.for_upstream(t.upstream.name());
+                let client = self.checked(&client, &t).await?;
                 labels.upstream = t.upstream.name().to_string();
                 labels.repo = t.repo.to_string();
                 let types = super::referrers::artifact_types(req.uri().query());

@@ -77,7 +77,7 @@ impl Handler {
             ));
         }
         let client = match self.sessions.identify(&parts.headers).await {
-            Presented::Client(c) => c.for_upstream(t.upstream.name()),
+            Presented::Client(c) => self.checked(&c, &t).await?,
             Presented::Nothing | Presented::Invalid => {
                 return Err(Error::client(
                     ErrorCode::Unauthorized,

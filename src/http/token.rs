@@ -15,8 +15,9 @@ use crate::auth::checks::Verdict;
 use crate::auth::{self, form, Client, Sessions};
 use crate::error::{Error, Result};
 use crate::oci::ErrorCode;
+use crate::oci::RepoName;
 use crate::registry::Registry;
-use crate::upstream::Credentials;
+use crate::upstream::{Credentials, Upstream};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -166,8 +167,8 @@ fn upstreams_of(registry: &Registry, host: Option<&str>, names: &[String]) -> Ve
 
 /// An upstream to check credentials with, and the repository to ask for (none: a login).
 struct Target {
-    upstream: std::sync::Arc<crate::upstream::Upstream>,
-    repo: Option<crate::oci::RepoName>,
+    upstream: std::sync::Arc<Upstream>,
+    repo: Option<RepoName>,
 }
 
 /// Checks `creds` with each upstream; the names of those they stand at. An upstream that
@@ -181,34 +182,55 @@ async fn check_credentials(
 ) -> Result<Vec<String>> {
     let mut names = Vec::new();
     for t in targets {
-        let up = t.upstream.name();
-        match sessions.checks.verdict(creds, up).await {
-            Verdict::Ask => {}
-            Verdict::Refused => return Err(refused(up)),
-            Verdict::Throttled(wait) => {
-                return Err(Error::Upstream {
-                    upstream: up.to_string(),
-                    status: StatusCode::TOO_MANY_REQUESTS,
-                    code: ErrorCode::TooManyRequests,
-                    message: "too many refused logins for this user name; try again later".into(),
-                    retry_after: Some(wait),
-                })
-            }
-        }
-        let res = t.upstream.login(creds, t.repo.as_ref()).await;
-        let was_refused = matches!(&res, Err(Error::Upstream { status, .. })
-            if *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN);
-        sessions.checks.done(creds, up, was_refused).await;
-        match res {
-            Ok(()) => {}
-            Err(_) if was_refused => return Err(refused(up)),
-            Err(e) => {
-                tracing::warn!(upstream = up, error = %e, "could not check credentials with the upstream");
-            }
-        }
-        names.push(up.to_string());
+        check(sessions, creds, &t.upstream, t.repo.as_ref()).await?;
+        names.push(t.upstream.name().to_string());
     }
     Ok(names)
+}
+
+/// Checks `creds` with `upstream` (for pulling `repo`; none: a login), throttled by
+/// `auth::checks`: `Ok` when the upstream accepted them (now or a moment ago) or could not be
+/// asked, a 401 when it refused them, a 429 when this user name is throttled.
+pub(super) async fn check(
+    sessions: &Sessions,
+    creds: &Credentials,
+    upstream: &Upstream,
+    repo: Option<&RepoName>,
+) -> Result<()> {
+    let up = upstream.name();
+    let attempt = match sessions.checks.verdict(creds, up).await {
+        Verdict::Ask(attempt) => attempt,
+        Verdict::Accepted => return Ok(()),
+        Verdict::Refused => return Err(refused(up)),
+        Verdict::Throttled(wait) => {
+            return Err(Error::Upstream {
+                upstream: up.to_string(),
+                status: StatusCode::TOO_MANY_REQUESTS,
+                code: ErrorCode::TooManyRequests,
+                message: "too many refused logins for this user name; try again later".into(),
+                retry_after: Some(wait),
+            })
+        }
+    };
+    let res = upstream.login(creds, repo).await;
+    let answer = match &res {
+        Ok(()) => Some(true),
+        Err(Error::Upstream { status, .. })
+            if *status == StatusCode::UNAUTHORIZED || *status == StatusCode::FORBIDDEN =>
+        {
+            Some(false)
+        }
+        Err(_) => None,
+    };
+    sessions.checks.done(creds, up, answer, attempt).await;
+    match (res, answer) {
+        (_, Some(false)) => Err(refused(up)),
+        (Err(e), _) => {
+            tracing::warn!(upstream = up, error = %e, "could not check credentials with the upstream");
+            Ok(())
+        }
+        (Ok(()), _) => Ok(()),
+    }
 }
 
 fn refused(upstream: &str) -> Error {

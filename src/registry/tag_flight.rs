@@ -9,15 +9,16 @@
 //!   an upstream `HEAD` with its own credentials, else the offline rule): a private tag
 //!   fetched for alice never reaches an anonymous client the upstream would refuse.
 //! - A shared request that failed is passed on only to clients with the same credentials, or
-//!   when the upstream itself failed (down, 5xx, rate-limiting); any other client makes its
-//!   own request (the refusal may have been about the first client's credentials).
+//!   when the upstream could not be reached at all; any other client makes its own request
+//!   (a refusal, a rate limit or a refused document may say what the first client's
+//!   credentials can see).
 //! - A request that starts just after another one ended first looks for that one's answer
 //!   (a resolution confirmed within `tag_ttl`), so a burst does not become two.
 
 use super::flight::Flights;
 use super::{Registry, Target};
 use crate::auth::Client;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode, Tag};
 use crate::store::keys::{tag_key, TagRecord};
 use crate::store::{now_ms, StoredManifest};
@@ -111,7 +112,11 @@ impl Registry {
         super::mark("coalesced");
         match shared.res {
             Ok(v) => Ok(Some(v)),
-            Err(e) if shared.by == client.id || e.is_upstream_failure() => Err(e),
+            // Another client's error is passed on only when it says nothing about the tag: a
+            // transport failure (the upstream unreachable). Anything else (a 502 for a bad
+            // document, a 429 for that account, a 401) could tell this client what the other
+            // credentials may see: it asks with its own.
+            Err(e) if shared.by == client.id || matches!(e, Error::Unreachable { .. }) => Err(e),
             Err(e) => {
                 tracing::debug!(upstream = t.upstream.name(), repo = t.repo.as_str(), tag = tag.as_str(), error = %e, "shared tag request failed for other credentials; asking with this client's own");
                 Ok(None)

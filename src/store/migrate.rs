@@ -123,7 +123,7 @@ impl Group {
 impl Store {
     /// Converts the legacy `links` table (see the module docs) and drops it.
     pub(super) fn migrate_links(&mut self) -> Result<()> {
-        let ambiguous = self.drop_ambiguous_manifests()?;
+        let ambiguous = self.ambiguous_manifests()?;
         let legacy = self.cf(CF_LEGACY_LINKS)?;
         let mut groups: HashMap<(String, String), Vec<Digest>> = HashMap::new();
         for item in self.db.iterator_cf(legacy, rocksdb::IteratorMode::Start) {
@@ -170,7 +170,15 @@ impl Store {
                 }
             }
         }
+        // Dropped before the ambiguous manifests are deleted: a crash in between leaves them
+        // stored but unlinked (never served without an upstream check), never the legacy
+        // table without the manifests that taint what they named.
         self.db.drop_cf(CF_LEGACY_LINKS)?;
+        let cf = self.cf(CF_MANIFESTS)?;
+        for d in ambiguous.keys() {
+            tracing::warn!(digest = %d, "deleting a cached manifest that is ambiguous");
+            self.db.delete_cf(cf, d.as_bytes())?;
+        }
         tracing::info!(
             kept,
             dropped,
@@ -180,8 +188,8 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes stored manifests the strict parser refuses; their digests and what they named.
-    fn drop_ambiguous_manifests(&self) -> Result<HashMap<Digest, Vec<Digest>>> {
+    /// The stored manifests the strict parser refuses, and what they named.
+    fn ambiguous_manifests(&self) -> Result<HashMap<Digest, Vec<Digest>>> {
         let cf = self.cf(CF_MANIFESTS)?;
         let mut out = HashMap::new();
         for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
@@ -192,13 +200,10 @@ impl Store {
             let d = Digest::from_bytes(bytes);
             if let Some(m) = self.get_manifest(&d)? {
                 if let Err(ManifestError::Ambiguous(why)) = m.refs() {
-                    tracing::warn!(digest = %d, why, "deleting a cached manifest that is ambiguous");
+                    tracing::info!(digest = %d, why, "a cached manifest is ambiguous");
                     out.insert(d, loose_refs(&m.bytes));
                 }
             }
-        }
-        for d in out.keys() {
-            self.db.delete_cf(cf, d.as_bytes())?;
         }
         Ok(out)
     }

@@ -213,8 +213,8 @@ mod tests {
         let refused = g
             .permit("metadata.example", addrs(&["169.254.169.254"]))
             .await
-            .expect_err("link-local");
-        assert_eq!(refused.class, Class::LinkLocal);
+            .expect_err("metadata");
+        assert_eq!(refused.class, Class::Metadata);
         assert!(
             refused.to_string().contains("metadata.example"),
             "{refused}"

@@ -35,13 +35,16 @@ pub enum Class {
     Loopback,
     /// 0.0.0.0/8, `::`: connecting there reaches this host too, under another name.
     Unspecified,
-    /// 169.254/16 (with the 169.254.169.254 metadata service), fe80::/10.
+    /// 169.254/16, fe80::/10.
     LinkLocal,
-    /// 10/8, 172.16/12, 192.168/16, 100.64/10 (CGNAT, with Alibaba's 100.100.100.200
-    /// metadata service), fc00::/7, fec0::/10.
+    /// 10/8, 172.16/12, 192.168/16, 100.64/10 (CGNAT),
+    /// fc00::/7, fec0::/10.
     Private,
     /// Multicast, broadcast, documentation, benchmarking, IETF and future-use ranges.
     Reserved,
+    /// A cloud metadata service (169.254.169.254, 169.254.170.2, 100.100.100.200,
+    /// fd00:ec2::254): never connected to, whatever the upstream's own address.
+    Metadata,
 }
 
 impl Class {
@@ -53,6 +56,7 @@ impl Class {
             Class::LinkLocal => "link-local",
             Class::Private => "private",
             Class::Reserved => "reserved",
+            Class::Metadata => "a cloud metadata service",
         }
     }
 }
@@ -67,7 +71,13 @@ pub fn classify(ip: IpAddr) -> Class {
 }
 
 fn classify_v4(ip: Ipv4Addr) -> Class {
-    let [a, b, c, _] = ip.octets();
+    let [a, b, c, d] = ip.octets();
+    if matches!(
+        (a, b, c, d),
+        (169, 254, 169, 254) | (169, 254, 170, 2) | (100, 100, 100, 200)
+    ) {
+        return Class::Metadata;
+    }
     match (a, b, c) {
         (0, ..) => Class::Unspecified,
         (127, ..) => Class::Loopback,
@@ -92,9 +102,13 @@ fn classify_v6(ip: Ipv6Addr) -> Class {
         return Class::Loopback;
     }
     let embedded = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    if s == [0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254] {
+        return Class::Metadata;
+    }
     match s[0] {
-        // NAT64 (64:ff9b::/96) reaches the IPv4 address in the last 32 bits.
-        0x64 if s[1] == 0xff9b && s[2..6] == [0; 4] => classify_v4(embedded(s[6], s[7])),
+        // NAT64 (64:ff9b::/96, and the local-use 64:ff9b:1::/48 within 64:ff9b::/32) reaches
+        // the IPv4 address in the last 32 bits.
+        0x64 if s[1] == 0xff9b => classify_v4(embedded(s[6], s[7])),
         // 6to4 (2002::/16) carries one in bits 16..48.
         0x2002 => classify_v4(embedded(s[1], s[2])),
         0x2001 if s[1] == 0x0db8 => Class::Reserved,
@@ -110,7 +124,7 @@ fn classify_v6(ip: Ipv6Addr) -> Class {
 /// Whether a connection to an address of class `target` is allowed for an upstream whose own
 /// host has addresses of the classes `upstream`.
 pub fn allowed(target: Class, upstream: &[Class]) -> bool {
-    target == Class::Public || upstream.contains(&target)
+    target == Class::Public || (target != Class::Metadata && upstream.contains(&target))
 }
 
 /// Splits `addrs` into those [`allowed`] for `upstream` and those refused.
@@ -184,7 +198,8 @@ mod tests {
             ("127.255.255.254", Loopback),
             ("0.0.0.0", Unspecified),
             ("0.1.2.3", Unspecified),
-            ("169.254.169.254", LinkLocal),
+            ("169.254.169.254", Metadata),
+            ("169.254.170.2", Metadata),
             ("169.254.0.1", LinkLocal),
             ("10.0.0.1", Private),
             ("10.255.255.255", Private),
@@ -192,7 +207,8 @@ mod tests {
             ("172.31.255.255", Private),
             ("192.168.1.1", Private),
             ("100.64.0.1", Private),
-            ("100.100.100.200", Private),
+            ("100.100.100.200", Metadata),
+            ("100.100.100.201", Private),
             ("100.127.255.255", Private),
             ("192.0.0.1", Reserved),
             ("192.0.2.1", Reserved),
@@ -218,10 +234,14 @@ mod tests {
             ("::127.0.0.1", Reserved),
             // IPv4 inside IPv6 is classified by the IPv4 address.
             ("::ffff:127.0.0.1", Loopback),
-            ("::ffff:169.254.169.254", LinkLocal),
+            ("::ffff:169.254.169.254", Metadata),
+            ("fd00:ec2::254", Metadata),
+            ("64:ff9b:1::a9fe:a9fe", Metadata),
+            ("64:ff9b:1::a00:1", Private),
             ("::ffff:10.1.2.3", Private),
             ("::ffff:8.8.8.8", Public),
-            ("64:ff9b::a9fe:a9fe", LinkLocal),
+            ("64:ff9b::a9fe:a9fe", Metadata),
+            ("64:ff9b::a9fe:1", LinkLocal),
             ("64:ff9b::808:808", Public),
             ("2002:7f00:1::1", Loopback),
             ("2002:0a00:0001::1", Private),
@@ -229,6 +249,13 @@ mod tests {
         ];
         for (addr, want) in cases {
             assert_eq!(class(addr), want, "{addr}");
+        }
+    }
+
+    #[test]
+    fn metadata_services_are_never_reached() {
+        for up in [[Private], [LinkLocal], [Metadata]] {
+            assert!(!allowed(Metadata, &up), "{up:?}");
         }
     }
 

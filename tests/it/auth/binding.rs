@@ -207,3 +207,37 @@ async fn token_requests_without_scope_check_credentials_and_refusals_are_throttl
     assert_eq!(fake.token_requests(Some(WRONG.0)), before);
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_credentials_on_registry_requests_are_throttled_like_logins() {
+    let fake = Fake::start_with_auth().await;
+    fake.put_image("private/app", "v1", &[b"secret"]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = support::wharf(dir.path(), "up.test", &fake.url(), "").await;
+    let url = format!("http://{}/v2/private/app/manifests/v1", w.addr);
+    let mut statuses = Vec::new();
+    for i in 0..20 {
+        let auth = basic("mallory", &format!("guess{i}"));
+        statuses.push(
+            raw("GET", &url, &[("authorization", &auth)])
+                .await
+                .status
+                .as_u16(),
+        );
+    }
+    let asked = fake.token_requests(Some("mallory"));
+    assert!(
+        asked <= 5,
+        "{asked} guesses reached the upstream: {statuses:?}"
+    );
+    assert!(statuses[15..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Good Basic credentials still work, checked once and then remembered.
+    let auth = basic(ALICE.0, ALICE.1);
+    for _ in 0..3 {
+        assert_eq!(
+            raw("GET", &url, &[("authorization", &auth)]).await.status,
+            200
+        );
+    }
+    w.shutdown().await;
+}
