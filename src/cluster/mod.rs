@@ -27,7 +27,8 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Marks a request sent by a peer replica (its value: the sender's instance id): answer it
 /// yourself, never forward it.

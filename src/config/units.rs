@@ -155,7 +155,7 @@ mod tests {
             "{e}"
         );
         assert!(e.contains("upstream[0].tag_ttl"), "{e}");
-        assert!(std::time::Instant::now()
+        assert!(tokio::time::Instant::now()
             .checked_add(MAX_DURATION)
             .is_some());
     }

@@ -73,7 +73,7 @@ impl Drop for GaugeGuard {
 
 impl Handler {
     pub async fn handle(&self, req: Request<ClientBody>) -> Response<RespBody> {
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let method = req.method().clone();
         let version = req.version();

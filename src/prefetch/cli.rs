@@ -9,7 +9,7 @@ use crate::upstream::Credentials;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 /// Exit status when some image failed.
 pub const EXIT_SOME_FAILED: u8 = 1;

@@ -253,6 +253,8 @@ pub const REDIRECT_TTL: Duration = Duration::from_secs(300);
 /// Per-entry expiry: the value is the entry's time to live.
 struct TtlIsValue;
 
+// moka's clock is std's: the trait names its `Instant`.
+#[allow(clippy::disallowed_types)]
 impl moka::Expiry<Vec<u8>, Duration> for TtlIsValue {
     fn expire_after_create(
         &self,

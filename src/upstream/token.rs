@@ -15,7 +15,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use crate::auth::Credentials;
 
@@ -47,8 +47,15 @@ pub struct Token {
 
 struct TokenExpiry;
 
+// moka's clock is std's: the trait names its `Instant`.
+#[allow(clippy::disallowed_types)]
 impl Expiry<TokenKey, Token> for TokenExpiry {
-    fn expire_after_create(&self, _k: &TokenKey, v: &Token, _at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _k: &TokenKey,
+        v: &Token,
+        _at: std::time::Instant,
+    ) -> Option<Duration> {
         Some(v.ttl)
     }
 }
