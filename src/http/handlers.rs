@@ -49,7 +49,7 @@ fn name_of<'r>(route: &Route<'r>) -> Option<&'r str> {
         | Route::TagsList { name }
         | Route::Referrers { name, .. }
         | Route::Upload { name, .. } => Some(*name),
-        Route::Base | Route::Catalog => None,
+        Route::Base | Route::Catalog | Route::Token => None,
     }
 }
 
@@ -83,7 +83,7 @@ impl Handler {
         let parsed = route::parse(&path);
         let push = route::is_push(&method, parsed.as_ref().ok());
         let kind = match &parsed {
-            _ if path == "/token" => Some("token"),
+            Ok(Route::Token) => Some("token"),
             _ if push => None,
             Ok(Route::Manifest { .. }) => Some("manifest"),
             Ok(Route::Blob { .. }) => Some("blob"),
@@ -94,7 +94,7 @@ impl Handler {
         let mut labels = Labels::default();
         let (resp, outcome) = OUTCOME
             .scope(std::cell::Cell::new("hit"), async {
-                let resp = if path == "/token" {
+                let resp = if matches!(parsed, Ok(Route::Token)) {
                     match super::token::handle(&self.registry, &self.sessions, req).await {
                         Ok(r) => r,
                         Err(e) => into_response(&e, head),
@@ -360,7 +360,7 @@ impl Handler {
                     .await?;
                 Ok(super::referrers::response(list, head))
             }
-            Route::Upload { .. } | Route::Catalog => Err(Error::client(
+            Route::Upload { .. } | Route::Catalog | Route::Token => Err(Error::client(
                 ErrorCode::Unsupported,
                 "this operation is not supported by the mirror",
             )),

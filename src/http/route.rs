@@ -36,6 +36,8 @@ pub enum Route<'a> {
     },
     /// `/v2/_catalog`
     Catalog,
+    /// `/token`: Wharf's own token endpoint (outside `/v2/`).
+    Token,
 }
 
 /// Query parameters Wharf understands.
@@ -101,6 +103,9 @@ fn not_found(path: &str) -> Error {
 pub fn parse(path: &str) -> Result<Route<'_>> {
     if path == "/v2/" || path == "/v2" {
         return Ok(Route::Base);
+    }
+    if path == "/token" {
+        return Ok(Route::Token);
     }
     let rest = path.strip_prefix("/v2/").ok_or_else(|| not_found(path))?;
     if rest == "_catalog" {
@@ -193,6 +198,13 @@ pub fn is_push(method: &http::Method, route: Option<&Route<'_>>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_token_endpoint_is_a_route() {
+        assert!(matches!(parse("/token"), Ok(Route::Token)));
+        assert!(parse("/token/x").is_err());
+        assert!(parse("/v2/token").is_err());
+    }
 
     #[test]
     fn pushes_are_told_from_reads() {
