@@ -18,10 +18,10 @@ fuzz_target!(|input: &str| {
                 assert_eq!(digest.to_string(), last);
                 assert!(!name.is_empty() && path.contains(name));
             }
-            Route::TagsList { name } | Route::Upload { name } => {
+            Route::TagsList { name } | Route::Upload { name, .. } => {
                 assert!(!name.is_empty() && path.contains(name));
             }
-            Route::Base | Route::Catalog => {}
+            Route::Base | Route::Catalog | Route::Token => {}
         }
     }
     let q = Query::parse(Some(query));
