@@ -2,6 +2,7 @@
 
 use super::body::ClientBody;
 use super::error::into_response;
+use super::observe::{Labels, Observed};
 use super::range::ByteRange;
 use super::respond::{blob_response, header, json_response, rewrite_link};
 use super::route::{self, Query, Route};
@@ -12,7 +13,6 @@ use crate::oci::ErrorCode;
 use crate::registry::{Registry, OUTCOME};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, RANGE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use http_body_util::BodyExt;
 use std::sync::Arc;
 
 const API_VERSION: (&str, &str) = ("docker-distribution-api-version", "registry/2.0");
@@ -53,44 +53,15 @@ fn name_of<'r>(route: &Route<'r>) -> Option<&'r str> {
     }
 }
 
-/// What a request turned out to be, for metrics and the request log.
-#[derive(Default)]
-pub(super) struct Labels {
-    pub(super) upstream: String,
-    pub(super) repo: String,
-}
-
-static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Decrements a gauge when dropped (with the response body it travels in).
-struct GaugeGuard(prometheus::IntGauge);
-
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 impl Handler {
     pub async fn handle(&self, req: Request<ClientBody>) -> Response<RespBody> {
-        let started = tokio::time::Instant::now();
-        let id = REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let method = req.method().clone();
-        let version = req.version();
         let head = method == Method::HEAD;
         let path = req.uri().path().to_string();
         // Parsed once; dispatch and the challenge use the same route.
         let parsed = route::parse(&path);
         let push = route::is_push(&method, parsed.as_ref().ok());
-        let kind = match &parsed {
-            Ok(Route::Token) => Some("token"),
-            _ if push => None,
-            Ok(Route::Manifest { .. }) => Some("manifest"),
-            Ok(Route::Blob { .. }) => Some("blob"),
-            Ok(Route::TagsList { .. }) => Some("tags"),
-            Ok(Route::Referrers { .. }) => Some("referrers"),
-            _ => None,
-        };
+        let observed = Observed::begin(&req, parsed.as_ref().ok(), push);
         let mut labels = Labels::default();
         let (resp, outcome) = OUTCOME
             .scope(std::cell::Cell::new("hit"), async {
@@ -128,62 +99,7 @@ impl Handler {
                 (resp, OUTCOME.with(|c| c.get()))
             })
             .await;
-        let status = resp.status();
-        let result = match status.as_u16() {
-            401 | 403 => "denied",
-            s if s >= 400 => "error",
-            _ => outcome,
-        };
-        let mut resp = resp;
-        if let Some(kind) = kind {
-            let m = &self.registry.metrics;
-            m.requests
-                .with_label_values(&[labels.upstream.as_str(), kind, result])
-                .inc();
-            if status.is_success() && !head && (kind == "blob" || kind == "manifest") {
-                let source = if matches!(outcome, "hit" | "stale") {
-                    "cache"
-                } else {
-                    "upstream"
-                };
-                let served = m
-                    .served_bytes
-                    .with_label_values(&[labels.upstream.as_str(), source]);
-                let ttfb = m.ttfb.with_label_values(&[kind, source]);
-                let waiter = (outcome == "coalesced" && kind == "blob").then(|| {
-                    m.fill_waiters.inc();
-                    GaugeGuard(m.fill_waiters.clone())
-                });
-                let mut first = true;
-                resp = resp.map(|body| {
-                    body.map_frame(move |f| {
-                        let _keep = &waiter;
-                        if let Some(d) = f.data_ref() {
-                            served.inc_by(d.len() as u64);
-                            if first {
-                                first = false;
-                                ttfb.observe(started.elapsed().as_secs_f64());
-                            }
-                        }
-                        f
-                    })
-                    .boxed_unsync()
-                });
-            }
-        }
-        tracing::info!(
-            id,
-            %method,
-            ?version,
-            kind = kind.unwrap_or(if push { "push" } else { "other" }),
-            upstream = %labels.upstream,
-            repo = %labels.repo,
-            result,
-            status = status.as_u16(),
-            bytes = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-            ms = started.elapsed().as_millis() as u64,
-            "request"
-        );
+        let mut resp = observed.finish(&self.registry.metrics, &labels, outcome, resp);
         resp.headers_mut()
             .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
         resp

@@ -12,7 +12,8 @@
 //!   `mount`/`from`: the upstream then opens an ordinary upload, as the spec allows.
 
 use super::body::ClientBody;
-use super::handlers::{Handler, Labels};
+use super::handlers::Handler;
+use super::observe::Labels;
 use super::route::{Query, Route};
 use super::RespBody;
 use crate::auth::Presented;

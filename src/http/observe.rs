@@ -1,0 +1,146 @@
+//! Request observation: the `kind` a request is counted under, the `wharf_requests_total`
+//! result, the served-bytes, time-to-first-byte and fill-waiter metrics metered as the body
+//! goes out, and the one request log line. Label values come from the route and the outcome,
+//! never from request text (the upstream label is a configured name).
+
+use super::body::ClientBody;
+use super::route::Route;
+use super::RespBody;
+use crate::metrics::Metrics;
+use http::header::CONTENT_LENGTH;
+use http::{Method, Request, Response, Version};
+use http_body_util::BodyExt;
+
+/// What a request turned out to be, for metrics and the request log.
+#[derive(Default)]
+pub(super) struct Labels {
+    pub(super) upstream: String,
+    pub(super) repo: String,
+}
+
+static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Decrements a gauge when dropped (with the response body it travels in).
+struct GaugeGuard(prometheus::IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// A request being observed, from its head to its response.
+pub(super) struct Observed {
+    id: u64,
+    started: tokio::time::Instant,
+    method: Method,
+    version: Version,
+    push: bool,
+    /// The `kind` label (`None`: not counted in `wharf_requests_total`).
+    kind: Option<&'static str>,
+}
+
+impl Observed {
+    pub(super) fn begin(
+        req: &Request<ClientBody>,
+        route: Option<&Route<'_>>,
+        push: bool,
+    ) -> Observed {
+        let kind = match route {
+            Some(Route::Token) => Some("token"),
+            _ if push => None,
+            Some(Route::Manifest { .. }) => Some("manifest"),
+            Some(Route::Blob { .. }) => Some("blob"),
+            Some(Route::TagsList { .. }) => Some("tags"),
+            Some(Route::Referrers { .. }) => Some("referrers"),
+            _ => None,
+        };
+        Observed {
+            id: REQUEST_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            started: tokio::time::Instant::now(),
+            method: req.method().clone(),
+            version: req.version(),
+            push,
+            kind,
+        }
+    }
+
+    /// Counts the answer, meters its body, and logs the request.
+    pub(super) fn finish(
+        self,
+        m: &Metrics,
+        labels: &Labels,
+        outcome: &'static str,
+        mut resp: Response<RespBody>,
+    ) -> Response<RespBody> {
+        let status = resp.status();
+        let result = match status.as_u16() {
+            401 | 403 => "denied",
+            s if s >= 400 => "error",
+            _ => outcome,
+        };
+        let head = self.method == Method::HEAD;
+        if let Some(kind) = self.kind {
+            m.requests
+                .with_label_values(&[labels.upstream.as_str(), kind, result])
+                .inc();
+            if status.is_success() && !head && (kind == "blob" || kind == "manifest") {
+                resp = self.metered(m, labels, kind, outcome, resp);
+            }
+        }
+        tracing::info!(
+            id = self.id,
+            method = %self.method,
+            version = ?self.version,
+            kind = self.kind.unwrap_or(if self.push { "push" } else { "other" }),
+            upstream = %labels.upstream,
+            repo = %labels.repo,
+            result,
+            status = status.as_u16(),
+            bytes = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+            ms = self.started.elapsed().as_millis() as u64,
+            "request"
+        );
+        resp
+    }
+
+    /// The body, counting served bytes and the time to its first byte as it goes out (and a
+    /// fill waiter while it lasts).
+    fn metered(
+        &self,
+        m: &Metrics,
+        labels: &Labels,
+        kind: &'static str,
+        outcome: &'static str,
+        resp: Response<RespBody>,
+    ) -> Response<RespBody> {
+        let source = if matches!(outcome, "hit" | "stale") {
+            "cache"
+        } else {
+            "upstream"
+        };
+        let served = m
+            .served_bytes
+            .with_label_values(&[labels.upstream.as_str(), source]);
+        let ttfb = m.ttfb.with_label_values(&[kind, source]);
+        let waiter = (outcome == "coalesced" && kind == "blob").then(|| {
+            m.fill_waiters.inc();
+            GaugeGuard(m.fill_waiters.clone())
+        });
+        let (started, mut first) = (self.started, true);
+        resp.map(|body| {
+            body.map_frame(move |f| {
+                let _keep = &waiter;
+                if let Some(d) = f.data_ref() {
+                    served.inc_by(d.len() as u64);
+                    if first {
+                        first = false;
+                        ttfb.observe(started.elapsed().as_secs_f64());
+                    }
+                }
+                f
+            })
+            .boxed_unsync()
+        })
+    }
+}
