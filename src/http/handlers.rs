@@ -174,84 +174,28 @@ impl Handler {
         labels: &mut Labels,
     ) -> Result<Response<RespBody>> {
         let route = route?;
-        let query = Query::parse(req.uri().query());
         let method = req.method();
-        let read = method == Method::GET || method == Method::HEAD;
-        if !read {
+        if method != Method::GET && method != Method::HEAD {
             return Err(Error::client(
                 ErrorCode::Unsupported,
                 format!("{method} is not supported on this endpoint"),
             ));
         }
         let head = method == Method::HEAD;
-        let host = host_of(req.headers(), req.uri());
-        let client = match self.sessions.identify(req.headers()).await {
-            Presented::Client(c) => c,
-            // A peer replica asking for an anonymous client: anyone may get an anonymous
-            // token from /token, so this grants nothing a client could not have.
-            Presented::Nothing if req.headers().contains_key(crate::cluster::PEER_HEADER) => {
-                std::sync::Arc::new(crate::auth::Client::anonymous())
-            }
-            Presented::Nothing | Presented::Invalid => {
-                return Err(Error::client(
-                    ErrorCode::Unauthorized,
-                    "authentication required: get a token from the realm in WWW-Authenticate",
-                ))
-            }
-        };
+        let client = self.client_of(req).await?;
         match route {
             Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
             Route::Manifest { name, reference } => {
-                let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = self.checked(&client, &t).await?;
-                labels.upstream = t.upstream.name().to_string();
-                labels.repo = t.repo.to_string();
-                let accept: Vec<String> = req
-                    .headers()
-                    .get_all(ACCEPT)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .collect();
-                let m = self
-                    .registry
-                    .manifest(&t, &client, &reference, &accept)
-                    .await?;
-                let mut resp = Response::new(if head { empty() } else { full(m.bytes.clone()) });
-                let h = resp.headers_mut();
-                h.insert(CONTENT_TYPE, header(&m.media_type)?);
-                h.insert(CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
-                h.insert(DIGEST_HEADER, header(&m.digest.to_string())?);
-                h.insert(ETAG, header(&format!("\"{}\"", m.digest))?);
-                Ok(resp)
+                let (t, client) = self.target(req, name, &client, labels).await?;
+                self.manifest(req, &t, &client, &reference, head).await
             }
             Route::Blob { name, digest } => {
-                let mut t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = self.checked(&client, &t).await?;
-                if let Some(v) = req.headers().get(crate::cluster::PEER_HEADER) {
-                    if self.registry.from_itself(v.as_bytes()) {
-                        let mut resp = Response::new(empty());
-                        *resp.status_mut() = crate::cluster::LOOP_STATUS;
-                        return Ok(resp);
-                    }
-                    t.via_peer = true;
-                }
-                labels.upstream = t.upstream.name().to_string();
-                labels.repo = t.repo.to_string();
-                let range = req
-                    .headers()
-                    .get(RANGE)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(ByteRange::parse);
-                let blob = self.registry.blob(&t, &client, &digest, head).await?;
-                crate::registry::mark_blob(&blob);
-                blob_response(blob, &digest, range, head)
+                let (t, client) = self.target(req, name, &client, labels).await?;
+                self.blob(req, t, &client, &digest, head).await
             }
             Route::TagsList { name } => {
-                let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = self.checked(&client, &t).await?;
-                labels.upstream = t.upstream.name().to_string();
-                labels.repo = t.repo.to_string();
+                let (t, client) = self.target(req, name, &client, labels).await?;
+                let query = Query::parse(req.uri().query());
                 let list = self
                     .registry
                     .tags_list(&t, &client, query.pagination().as_deref())
@@ -265,10 +209,7 @@ impl Handler {
                 Ok(super::tags::response(name, &list, link, head))
             }
             Route::Referrers { name, digest } => {
-                let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
-                let client = self.checked(&client, &t).await?;
-                labels.upstream = t.upstream.name().to_string();
-                labels.repo = t.repo.to_string();
+                let (t, client) = self.target(req, name, &client, labels).await?;
                 let types = super::referrers::artifact_types(req.uri().query());
                 let list = self
                     .registry
@@ -281,5 +222,94 @@ impl Handler {
                 "this operation is not supported by the mirror",
             )),
         }
+    }
+
+    /// Who a read request is: a Wharf token, Basic credentials, or (from a peer replica, for
+    /// an anonymous client) anonymous; nothing or an unknown token is a 401.
+    async fn client_of(&self, req: &Request<ClientBody>) -> Result<Arc<crate::auth::Client>> {
+        match self.sessions.identify(req.headers()).await {
+            Presented::Client(c) => Ok(c),
+            // A peer replica asking for an anonymous client: anyone may get an anonymous
+            // token from /token, so this grants nothing a client could not have.
+            Presented::Nothing if req.headers().contains_key(crate::cluster::PEER_HEADER) => {
+                Ok(Arc::new(crate::auth::Client::anonymous()))
+            }
+            Presented::Nothing | Presented::Invalid => Err(Error::client(
+                ErrorCode::Unauthorized,
+                "authentication required: get a token from the realm in WWW-Authenticate",
+            )),
+        }
+    }
+
+    /// The request's target for repository `name` (its `Host` and `ns=` too), the client as
+    /// that upstream sees it, and the labels that name them.
+    async fn target(
+        &self,
+        req: &Request<ClientBody>,
+        name: &str,
+        client: &Arc<crate::auth::Client>,
+        labels: &mut Labels,
+    ) -> Result<(crate::registry::Target, Arc<crate::auth::Client>)> {
+        let query = Query::parse(req.uri().query());
+        let host = host_of(req.headers(), req.uri());
+        let t = self.registry.resolve_at(host, name, query.ns.as_deref())?;
+        let client = self.checked(client, &t).await?;
+        labels.upstream = t.upstream.name().to_string();
+        labels.repo = t.repo.to_string();
+        Ok((t, client))
+    }
+
+    async fn manifest(
+        &self,
+        req: &Request<ClientBody>,
+        t: &crate::registry::Target,
+        client: &crate::auth::Client,
+        reference: &crate::oci::Reference,
+        head: bool,
+    ) -> Result<Response<RespBody>> {
+        let accept: Vec<String> = req
+            .headers()
+            .get_all(ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let m = self
+            .registry
+            .manifest(t, client, reference, &accept)
+            .await?;
+        let mut resp = Response::new(if head { empty() } else { full(m.bytes.clone()) });
+        let h = resp.headers_mut();
+        h.insert(CONTENT_TYPE, header(&m.media_type)?);
+        h.insert(CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
+        h.insert(DIGEST_HEADER, header(&m.digest.to_string())?);
+        h.insert(ETAG, header(&format!("\"{}\"", m.digest))?);
+        Ok(resp)
+    }
+
+    async fn blob(
+        &self,
+        req: &Request<ClientBody>,
+        mut t: crate::registry::Target,
+        client: &crate::auth::Client,
+        digest: &crate::oci::Digest,
+        head: bool,
+    ) -> Result<Response<RespBody>> {
+        if let Some(v) = req.headers().get(crate::cluster::PEER_HEADER) {
+            if self.registry.from_itself(v.as_bytes()) {
+                let mut resp = Response::new(empty());
+                *resp.status_mut() = crate::cluster::LOOP_STATUS;
+                return Ok(resp);
+            }
+            t.via_peer = true;
+        }
+        let range = req
+            .headers()
+            .get(RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(ByteRange::parse);
+        let blob = self.registry.blob(&t, client, digest, head).await?;
+        crate::registry::mark_blob(&blob);
+        blob_response(blob, digest, range, head)
     }
 }
