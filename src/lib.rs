@@ -1,11 +1,16 @@
 //! Wharf: a pull-through caching proxy (mirror) for OCI container registries.
 //!
-//! Layout (the request path runs top to bottom):
+//! Layout (the request path runs top to bottom; `ARCHITECTURE.md` at the repository root is
+//! the full map, with the invariants and the tests that guard them):
 //!
 //! - [`http`]: the hyper edge. Parses every request once into a [`http::route::Route`],
 //!   picks the upstream, maps errors to the OCI JSON envelope, handles `Range`.
 //! - [`registry`]: the pull-through policy: hit, miss, stale tag, single-flight fills.
-//! - [`upstream`]: the client for upstream registries: TLS, token dance, redirects.
+//! - [`upstream`]: the client for upstream registries: TLS, token dance, realms, redirects
+//!   and the address policy.
+//! - [`auth`]: client identity (credentials, Wharf's tokens, throttled checks).
+//! - [`cluster`]: replicas sharing a bucket (owners, peers).
+//! - [`metrics`], [`error`]: the metric handles; errors tagged by origin.
 //! - [`store`]: RocksDB metadata and verified blob files on disk.
 //! - [`oci`]: pure protocol vocabulary (digests, names, references, media types, errors).
 //! - [`config`]: the TOML configuration, its defaults and its validation.
