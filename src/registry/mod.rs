@@ -20,6 +20,7 @@ mod blob;
 pub mod body;
 pub mod capacity;
 pub mod fill;
+mod fill_state;
 mod flight;
 pub mod listing;
 pub mod location;

@@ -1,0 +1,92 @@
+//! The state of one fill as its readers see it: a watch channel of [`FillState`] and the
+//! temp file the bytes go to (see `fill` for the invariants: `written` never runs ahead of
+//! the file; readers finish only after `Verified`).
+
+use crate::error::{Error, Result};
+use crate::oci::Digest;
+use std::fs::File;
+use std::sync::{Arc, Mutex, OnceLock};
+use tokio::sync::watch;
+
+#[derive(Debug, Clone)]
+pub enum FillState {
+    /// Waiting for the upstream's response headers.
+    Starting,
+    /// Receiving: `written` bytes are in the temp file; `size` from `Content-Length`.
+    Streaming {
+        size: Option<u64>,
+        written: u64,
+    },
+    /// The bytes match the digest; the commit (fsync, rename, metadata) is under way.
+    /// Readers may finish.
+    Verified {
+        size: u64,
+    },
+    /// Verified and committed.
+    Committed {
+        size: u64,
+    },
+    Failed(Error),
+}
+
+pub struct Fill {
+    pub digest: Digest,
+    pub(super) file: OnceLock<Arc<File>>,
+    pub(super) state: watch::Receiver<FillState>,
+    /// Bytes that could not be written to disk.
+    pub(super) spill: Mutex<super::sink::Spill>,
+}
+
+impl Fill {
+    pub fn subscribe(&self) -> watch::Receiver<FillState> {
+        self.state.clone()
+    }
+
+    /// The temp file; set before the state leaves `Starting`.
+    pub fn file(&self) -> Option<Arc<File>> {
+        self.file.get().cloned()
+    }
+
+    /// Waits until the bytes are verified: `Ok(size)` (committed or being committed), or the
+    /// fill's error.
+    pub async fn verified(&self) -> Result<u64> {
+        let mut rx = self.state.clone();
+        loop {
+            match &*rx.borrow_and_update() {
+                FillState::Verified { size } | FillState::Committed { size } => return Ok(*size),
+                FillState::Failed(e) => return Err(e.clone()),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return match &*rx.borrow() {
+                    FillState::Verified { size } | FillState::Committed { size } => Ok(*size),
+                    FillState::Failed(e) => Err(e.clone()),
+                    _ => Err(Error::internal("fill ended unexpectedly")),
+                };
+            }
+        }
+    }
+
+    /// Waits until the upstream answered: `Ok(size)` once streaming (or already committed),
+    /// or the fill's error.
+    pub async fn started(&self) -> Result<Option<u64>> {
+        let mut rx = self.state.clone();
+        loop {
+            match &*rx.borrow_and_update() {
+                FillState::Starting => {}
+                FillState::Streaming { size, .. } => return Ok(*size),
+                FillState::Verified { size } | FillState::Committed { size } => {
+                    return Ok(Some(*size))
+                }
+                FillState::Failed(e) => return Err(e.clone()),
+            }
+            if rx.changed().await.is_err() {
+                return match &*rx.borrow() {
+                    FillState::Verified { size } | FillState::Committed { size } => Ok(Some(*size)),
+                    FillState::Failed(e) => Err(e.clone()),
+                    _ => Err(Error::internal("fill ended unexpectedly")),
+                };
+            }
+        }
+    }
+}
