@@ -5,7 +5,8 @@
 //!
 //! - [`http`]: the hyper edge. Parses every request once into a [`http::route::Route`],
 //!   picks the upstream, maps errors to the OCI JSON envelope, handles `Range`.
-//! - [`registry`]: the pull-through policy: hit, miss, stale tag, single-flight fills.
+//! - [`registry`]: the pull-through policy: a facade over its parts (access, manifests,
+//!   blobs and fills, referrers, pushes, the shared bucket).
 //! - [`upstream`]: the client for upstream registries: TLS, token dance, realms, redirects
 //!   and the address policy.
 //! - [`auth`]: client identity (credentials, Wharf's tokens, throttled checks).

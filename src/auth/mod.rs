@@ -4,7 +4,7 @@
 //! would give the upstream; Wharf's `/token` endpoint exchanges them for a short-lived opaque
 //! token that stands for that client session ([`Client`]). Misses are fetched upstream with
 //! those credentials, and cached content is served only after the upstream has said (recently)
-//! that those credentials may pull the repository (see `registry::authz`).
+//! that those credentials may pull the repository (see `registry::access::authz`).
 //!
 //! Invariants:
 //! - Credentials live only in memory, inside [`Client`], for the token's lifetime; they are

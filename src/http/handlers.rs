@@ -10,7 +10,7 @@ use super::{empty, full, RespBody};
 use crate::auth::{Presented, Sessions};
 use crate::error::{Error, Result};
 use crate::oci::ErrorCode;
-use crate::registry::{Registry, OUTCOME};
+use crate::registry::{Outcome, Registry, Served};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, RANGE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use std::sync::Arc;
@@ -63,42 +63,33 @@ impl Handler {
         let push = route::is_push(&method, parsed.as_ref().ok());
         let observed = Observed::begin(&req, parsed.as_ref().ok(), push);
         let mut labels = Labels::default();
-        let (resp, outcome) = OUTCOME
-            .scope(std::cell::Cell::new("hit"), async {
-                let resp = if matches!(parsed, Ok(Route::Token)) {
-                    match super::token::handle(&self.registry, &self.sessions, req).await {
-                        Ok(r) => r,
-                        Err(e) => into_response(&e, head),
-                    }
-                } else if let (true, Ok(route)) = (push, &parsed) {
-                    let (parts, body) = req.into_parts();
-                    match self.push(&parts, body, route.clone(), &mut labels).await {
-                        Ok(r) => r,
-                        Err(e) => self.error_response(
-                            &parts.headers,
-                            &parts.uri,
-                            Some(route),
-                            &e,
-                            head,
-                            true,
-                        ),
-                    }
-                } else {
-                    match self.dispatch(&req, parsed.clone(), &mut labels).await {
-                        Ok(r) => r,
-                        Err(e) => self.error_response(
-                            req.headers(),
-                            req.uri(),
-                            parsed.as_ref().ok(),
-                            &e,
-                            head,
-                            false,
-                        ),
-                    }
-                };
-                (resp, OUTCOME.with(|c| c.get()))
-            })
-            .await;
+        let resp = if matches!(parsed, Ok(Route::Token)) {
+            match super::token::handle(&self.registry, &self.sessions, req).await {
+                Ok(r) => r,
+                Err(e) => into_response(&e, head),
+            }
+        } else if let (true, Ok(route)) = (push, &parsed) {
+            let (parts, body) = req.into_parts();
+            match self.push(&parts, body, route.clone(), &mut labels).await {
+                Ok(r) => r,
+                Err(e) => {
+                    self.error_response(&parts.headers, &parts.uri, Some(route), &e, head, true)
+                }
+            }
+        } else {
+            match self.dispatch(&req, parsed.clone(), &mut labels).await {
+                Ok(r) => r,
+                Err(e) => self.error_response(
+                    req.headers(),
+                    req.uri(),
+                    parsed.as_ref().ok(),
+                    &e,
+                    head,
+                    false,
+                ),
+            }
+        };
+        let outcome = labels.outcome.as_str();
         let mut resp = observed.finish(&self.registry.metrics, &labels, outcome, resp);
         resp.headers_mut()
             .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));
@@ -187,11 +178,15 @@ impl Handler {
             Route::Base => Ok(json_response(StatusCode::OK, b"{}".to_vec(), head)),
             Route::Manifest { name, reference } => {
                 let (t, client) = self.target(req, name, &client, labels).await?;
-                self.manifest(req, &t, &client, &reference, head).await
+                let (resp, outcome) = self.manifest(req, &t, &client, &reference, head).await?;
+                labels.outcome = outcome;
+                Ok(resp)
             }
             Route::Blob { name, digest } => {
                 let (t, client) = self.target(req, name, &client, labels).await?;
-                self.blob(req, t, &client, &digest, head).await
+                let (resp, outcome) = self.blob(req, t, &client, &digest, head).await?;
+                labels.outcome = outcome;
+                Ok(resp)
             }
             Route::TagsList { name } => {
                 let (t, client) = self.target(req, name, &client, labels).await?;
@@ -215,7 +210,8 @@ impl Handler {
                     .registry
                     .referrers(&t, &client, &digest, &types)
                     .await?;
-                Ok(super::referrers::response(list, head))
+                labels.outcome = list.outcome;
+                Ok(super::referrers::response(list.value, head))
             }
             Route::Upload { .. } | Route::Catalog | Route::Token => Err(Error::client(
                 ErrorCode::Unsupported,
@@ -266,7 +262,7 @@ impl Handler {
         client: &crate::auth::Client,
         reference: &crate::oci::Reference,
         head: bool,
-    ) -> Result<Response<RespBody>> {
+    ) -> Result<(Response<RespBody>, Outcome)> {
         let accept: Vec<String> = req
             .headers()
             .get_all(ACCEPT)
@@ -274,7 +270,7 @@ impl Handler {
             .filter_map(|v| v.to_str().ok())
             .map(str::to_string)
             .collect();
-        let m = self
+        let Served { value: m, outcome } = self
             .registry
             .manifest(t, client, reference, &accept)
             .await?;
@@ -284,7 +280,7 @@ impl Handler {
         h.insert(CONTENT_LENGTH, HeaderValue::from(m.bytes.len()));
         h.insert(DIGEST_HEADER, header(&m.digest.to_string())?);
         h.insert(ETAG, header(&format!("\"{}\"", m.digest))?);
-        Ok(resp)
+        Ok((resp, outcome))
     }
 
     async fn blob(
@@ -294,12 +290,12 @@ impl Handler {
         client: &crate::auth::Client,
         digest: &crate::oci::Digest,
         head: bool,
-    ) -> Result<Response<RespBody>> {
+    ) -> Result<(Response<RespBody>, Outcome)> {
         if let Some(v) = req.headers().get(crate::cluster::PEER_HEADER) {
             if self.registry.from_itself(v.as_bytes()) {
                 let mut resp = Response::new(empty());
                 *resp.status_mut() = crate::cluster::LOOP_STATUS;
-                return Ok(resp);
+                return Ok((resp, Outcome::Hit));
             }
             t.via_peer = true;
         }
@@ -309,7 +305,7 @@ impl Handler {
             .and_then(|v| v.to_str().ok())
             .and_then(ByteRange::parse);
         let blob = self.registry.blob(&t, client, digest, head).await?;
-        crate::registry::mark_blob(&blob);
-        blob_response(blob, digest, range, head)
+        let outcome = blob.outcome();
+        Ok((blob_response(blob, digest, range, head)?, outcome))
     }
 }

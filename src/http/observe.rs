@@ -12,10 +12,21 @@ use http::{Method, Request, Response, Version};
 use http_body_util::BodyExt;
 
 /// What a request turned out to be, for metrics and the request log.
-#[derive(Default)]
 pub(super) struct Labels {
     pub(super) upstream: String,
     pub(super) repo: String,
+    /// How a successful read was answered (a plain hit unless the registry said otherwise).
+    pub(super) outcome: crate::registry::Outcome,
+}
+
+impl Default for Labels {
+    fn default() -> Labels {
+        Labels {
+            upstream: String::new(),
+            repo: String::new(),
+            outcome: crate::registry::Outcome::Hit,
+        }
+    }
 }
 
 static REQUEST_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);

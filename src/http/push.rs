@@ -20,7 +20,7 @@ use crate::auth::Presented;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::registry::location::upstream_relative;
-use crate::registry::push::{Push, PushRequest};
+use crate::registry::pushes::{Push, PushRequest};
 use crate::registry::{Registry, Target};
 use crate::upstream::client::BoxError;
 use http::header::{
@@ -29,7 +29,6 @@ use http::header::{
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use std::sync::Arc;
 
 /// Request headers worth forwarding (bodies' lengths travel with the bodies).
@@ -148,17 +147,16 @@ impl Handler {
 
 /// The upstream's answer for the client.
 fn relay(
-    resp: Response<Incoming>,
+    resp: crate::registry::pushes::Answer,
     t: &Target,
     name: &str,
     ns: Option<&str>,
     challenge: HeaderValue,
 ) -> Response<RespBody> {
-    let (p, body) = resp.into_parts();
-    let mut out = Response::new(body.map_err(std::io::Error::other).boxed_unsync());
-    *out.status_mut() = p.status;
+    let mut out = Response::new(resp.body);
+    *out.status_mut() = resp.status;
     let h = out.headers_mut();
-    for (k, v) in &p.headers {
+    for (k, v) in &resp.headers {
         if HOP_BY_HOP.contains(&k.as_str()) || k == WWW_AUTHENTICATE || k == SET_COOKIE {
             continue;
         }
@@ -174,7 +172,7 @@ fn relay(
         }
         h.append(k.clone(), v.clone());
     }
-    if p.status == StatusCode::UNAUTHORIZED {
+    if resp.status == StatusCode::UNAUTHORIZED {
         h.insert(WWW_AUTHENTICATE, challenge);
     }
     out

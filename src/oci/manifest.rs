@@ -318,6 +318,26 @@ pub fn parse_refs(bytes: &[u8]) -> Result<ManifestRefs, ManifestError> {
     parse(bytes, None)
 }
 
+/// Checks a manifest an upstream (or a pushing client) served as `content_type`: it must
+/// parse strictly as one kind (see [`parse`]) with a valid media type. Returns the media type
+/// to store and serve it with, and what it references.
+pub fn accept(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> std::result::Result<(String, ManifestRefs), String> {
+    let refs = parse(bytes, content_type).map_err(|e| format!("unusable manifest: {e}"))?;
+    let Some(media_type) = refs.media_type.clone() else {
+        return Err(
+            "not a manifest: no mediaType, no manifest media type served, and no manifest fields"
+                .into(),
+        );
+    };
+    if !super::media::is_valid(&media_type) {
+        return Err("the manifest's mediaType is not a media type".into());
+    }
+    Ok((media_type, refs))
+}
+
 #[cfg(test)]
 #[path = "manifest_tests.rs"]
 mod tests;

@@ -8,8 +8,8 @@
 //! and reaches no client. Other fields of the upstream's answer are dropped; the `name` a
 //! client sees is the one it asked for (as in `Link`, see `http::tags`).
 
-use super::manifest::{read_body, BodyError};
-use super::{Registry, Target};
+use super::access::Access;
+use super::target::{content_length, read_body, BodyError, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
 use crate::oci::{ErrorCode, Tag};
@@ -28,48 +28,48 @@ pub struct TagsList {
     pub link: Option<String>,
 }
 
-impl Registry {
-    /// The upstream's tag list for `t` (`query` carries `n` and `last`), checked.
-    pub async fn tags_list(
-        &self,
-        t: &Target,
-        client: &Client,
-        query: Option<&str>,
-    ) -> Result<TagsList> {
-        let tail = match query {
-            Some(q) if !q.is_empty() => format!("tags/list?{q}"),
-            _ => "tags/list".to_string(),
-        };
-        let client = &t.upstream.effective_client(client);
-        let resp = self
-            .send_as(
-                t,
-                client,
-                Method::GET,
-                &tail,
-                &HeaderMap::new(),
-                ErrorCode::NameUnknown,
-            )
-            .await?;
-        let up = t.upstream.name();
-        let link = resp
-            .headers()
-            .get(LINK)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if super::content_length(resp.headers()).is_some_and(|n| n > MAX_TAGS_LIST as u64) {
-            return Err(invalid(up, too_large()));
-        }
-        let bytes = match read_body(resp.into_body(), self.fills.idle_timeout()).await {
-            Ok(b) => b,
-            Err(BodyError::TooLarge) => return Err(invalid(up, too_large())),
-            Err(BodyError::Broken(e)) => {
-                return Err(Error::unreachable(up, format!("tags list body: {e}")))
-            }
-        };
-        let tags = parse(&bytes).map_err(|e| invalid(up, e))?;
-        Ok(TagsList { tags, link })
+/// The upstream's tag list for `t` (`query` carries `n` and `last`), checked; asked with
+/// `client`'s credentials through `access`, stalling at most `idle` between chunks.
+pub async fn tags_list(
+    access: &Access,
+    t: &Target,
+    client: &Client,
+    query: Option<&str>,
+    idle: std::time::Duration,
+) -> Result<TagsList> {
+    let tail = match query {
+        Some(q) if !q.is_empty() => format!("tags/list?{q}"),
+        _ => "tags/list".to_string(),
+    };
+    let client = &t.upstream.effective_client(client);
+    let resp = access
+        .send_as(
+            t,
+            client,
+            Method::GET,
+            &tail,
+            &HeaderMap::new(),
+            ErrorCode::NameUnknown,
+        )
+        .await?;
+    let up = t.upstream.name();
+    let link = resp
+        .headers()
+        .get(LINK)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if content_length(resp.headers()).is_some_and(|n| n > MAX_TAGS_LIST as u64) {
+        return Err(invalid(up, too_large()));
     }
+    let bytes = match read_body(resp.into_body(), MAX_TAGS_LIST, idle).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge) => return Err(invalid(up, too_large())),
+        Err(BodyError::Broken(e)) => {
+            return Err(Error::unreachable(up, format!("tags list body: {e}")))
+        }
+    };
+    let tags = parse(&bytes).map_err(|e| invalid(up, e))?;
+    Ok(TagsList { tags, link })
 }
 
 fn too_large() -> String {

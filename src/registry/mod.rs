@@ -1,133 +1,83 @@
 //! The pull-through policy: what is served from the cache, what goes upstream, and when.
 //!
+//! [`Registry`] is a thin facade: its methods are what `http` needs (resolve, manifest, blob,
+//! tags, referrers, push) and each hands the request to the part that owns it:
+//!
+//! - [`Routes`] (`resolve`): which upstream and repository a request is for.
+//! - [`Access`] (`access/`): authorization decisions, links, the offline rule, imports.
+//! - [`Manifests`] (`manifests/`): the manifest cache, tag resolution and revalidation,
+//!   remembered 404s, what pushes change.
+//! - [`Blobs`] (`blobs`) over [`Fills`] (`fill/`: one download per digest, verified).
+//! - [`Referrers`] (`referrers`), tags lists (`listing`), [`Pushes`] (`pushes/`).
+//! - [`Bucket`] (`bucket`): the bucket shared with other replicas, which the parts read
+//!   through and write behind.
+//!
+//! Parts talk through their methods, never each other's fields; results come back as domain
+//! types ([`Served`] says how a read was answered), never as hyper bodies from an upstream.
+//!
 //! - Blobs and manifests by digest are immutable: served from the cache when present, fetched
-//!   once otherwise (blobs through a single-flight [`fill::Fills`], manifests through a
-//!   coalescing moka load).
+//!   once otherwise (blobs through a single-flight [`Fills`], manifests through a coalescing
+//!   moka load).
 //! - Manifests by tag are served from the cache while the tag's resolution is younger than the
 //!   upstream's `tag_ttl`; after that they are revalidated with an upstream `HEAD` and
 //!   re-fetched only if the digest moved. When the upstream is unreachable or answers 5xx, the
 //!   cached resolution is served (stale-if-error). Concurrent requests for one tag share one
-//!   upstream request (`tag_flight`), each client authorized for itself.
+//!   upstream request (`manifests::tag_flight`), each client authorized for itself.
 //! - Nothing here re-serializes a manifest: bytes out are bytes in. Tags lists are parsed
 //!   and re-emitted, never passed through ([`listing`]).
-//! - Nothing cached is returned to a client before [`authz::Authz`] (or the upstream, just
-//!   now, with that client's credentials) said the client may pull the repository, and a
-//!   blob is returned under a repository only if it is linked to it.
+//! - Nothing cached is returned to a client before [`Access`] (or the upstream, just now,
+//!   with that client's credentials) said the client may pull the repository, and a blob is
+//!   returned under a repository only if it is linked to it.
 
-mod access;
-pub mod authz;
-mod blob;
+pub mod access;
+pub mod blobs;
 pub mod body;
+pub mod bucket;
 pub mod capacity;
 pub mod fill;
-mod fill_state;
-mod flight;
 pub mod listing;
 pub mod location;
-mod manifest;
-pub mod origin;
-pub mod push;
-mod push_manifest;
+pub mod manifests;
+pub mod pushes;
 pub mod referrers;
 mod resolve;
-mod shared;
-mod sink;
-mod slots;
-mod tag_flight;
-mod tags;
-mod tee;
-pub mod uploads;
+pub mod served;
+pub mod target;
 
-use crate::config::Config;
-use crate::error::Error;
+pub use access::Access;
+pub use blobs::{Blob, Blobs};
+pub use bucket::Bucket;
+pub use fill::Fills;
+pub use manifests::Manifests;
+pub use pushes::Pushes;
+pub use referrers::Referrers;
+pub use resolve::Routes;
+pub use served::{Outcome, Served};
+pub use target::Target;
+
+use crate::auth::Client;
+use crate::cluster::Cluster;
+use crate::config::{Config, StorageConfig};
+use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::oci::{Digest, ErrorCode, RepoName};
+use crate::oci::{Digest, Reference};
 use crate::store::{Store, StoredManifest};
 use crate::upstream::Upstream;
-use fill::{Fill, Fills};
-use http::{HeaderMap, StatusCode};
-use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
-tokio::task_local! {
-    /// How the current request was answered (`hit`, `miss`, `stale`, `coalesced`), for the
-    /// `wharf_requests_total` metric; set by the code paths that know.
-    pub static OUTCOME: std::cell::Cell<&'static str>;
-}
-
-/// Marks the current request's outcome (no-op outside a request scope).
-pub(crate) fn mark(outcome: &'static str) {
-    let _ = OUTCOME.try_with(|c| c.set(outcome));
-}
-
-/// Marks a blob request's outcome from how it is answered.
-pub fn mark_blob(b: &Blob) {
-    mark(match b {
-        Blob::Cached { .. } | Blob::Redirect { .. } => "hit",
-        Blob::Filling { leader: true, .. } | Blob::Head { .. } => "miss",
-        Blob::Filling { leader: false, .. } => "coalesced",
-    });
-}
-
 pub struct Registry {
     store: Arc<Store>,
-    upstreams: Vec<Arc<Upstream>>,
-    default_upstream: Option<usize>,
-    fills: Arc<Fills>,
-    /// Hot manifests by digest (bounded by bytes).
-    manifests: moka::future::Cache<Digest, Arc<StoredManifest>>,
-    authz: authz::Authz,
+    routes: Routes,
+    access: Arc<Access>,
+    manifests: Arc<Manifests>,
+    blobs: Blobs,
+    referrers: Arc<Referrers>,
+    pushes: Pushes,
+    cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
-    /// Upstream 404s for manifests, remembered for the upstream's `negative_ttl`.
-    negative: moka::future::Cache<Vec<u8>, Duration>,
-    /// Tags being revalidated in the background.
-    revalidating: std::sync::Mutex<std::collections::HashSet<Vec<u8>>>,
-    /// Hot tag resolutions, keyed like the `tags` column family; RocksDB stays the truth.
-    tags: moka::future::Cache<Vec<u8>, crate::store::keys::TagRecord>,
-    /// Tag `GET`s and revalidation `HEAD`s under way upstream (single flight).
-    tag_gets: tag_flight::TagGets,
-    tag_heads: tag_flight::TagHeads,
-    /// Blob uploads being teed into the cache.
-    uploads: uploads::Uploads,
-    evictor: Arc<capacity::Evictor>,
-    /// Referrers lists, keyed like tags with the subject digest as the tag.
-    referrers: moka::future::Cache<Vec<u8>, Arc<referrers::Cached>>,
-    /// The bucket shared with other replicas (`[storage] backend = "s3"`).
-    shared: Option<Arc<crate::store::s3::S3Store>>,
-    /// Answer GETs of blobs in the bucket with a pre-signed URL.
-    redirect: bool,
-    /// Until when (ms since the epoch) the bucket is not asked, after a failure.
-    bucket_down_until: std::sync::atomic::AtomicU64,
-    cluster: Option<Arc<crate::cluster::Cluster>>,
-}
-
-/// Where a request goes: an upstream and the repository name as that upstream knows it.
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub upstream: Arc<Upstream>,
-    pub repo: RepoName,
-    /// The request came from a peer replica: never forward it to another.
-    pub via_peer: bool,
-    /// The upstream was chosen by the request's `Host` (`upstream.hosts`): names are not
-    /// prefixed with an upstream there.
-    pub by_host: bool,
-}
-
-/// How a blob request will be answered.
-pub enum Blob {
-    /// From a committed file.
-    Cached { file: Arc<File>, len: u64 },
-    /// From a fill in progress (`size` when the upstream sent `Content-Length`).
-    Filling {
-        fill: Arc<Fill>,
-        size: Option<u64>,
-        leader: bool,
-    },
-    /// A `HEAD` answered without a body.
-    Head { size: Option<u64> },
-    /// A `307` to a pre-signed URL of the shared bucket.
-    Redirect { url: String },
+    /// The longest gap between two chunks of an upstream's body (`fill.idle_timeout`).
+    idle: Duration,
 }
 
 impl Registry {
@@ -136,24 +86,17 @@ impl Registry {
         store: Arc<Store>,
         metrics: Arc<Metrics>,
     ) -> std::result::Result<Registry, String> {
-        let mut upstreams = Vec::new();
-        for u in &cfg.upstreams {
-            upstreams.push(Arc::new(Upstream::new(
-                u.clone(),
-                cfg.offline,
-                metrics.clone(),
-            )?));
-        }
-        let default_upstream = cfg.upstreams.iter().position(|u| u.default);
-        let (shared, redirect) = match &cfg.storage {
-            crate::config::StorageConfig::Filesystem => (None, false),
-            crate::config::StorageConfig::S3(s) => (
-                Some(Arc::new(crate::store::s3::S3Store::new(s)?)),
+        let routes = routes(cfg, &metrics)?;
+        let bucket = match &cfg.storage {
+            StorageConfig::Filesystem => None,
+            StorageConfig::S3(s) => Some(Bucket::new(
+                Arc::new(crate::store::s3::S3Store::new(s)?),
                 s.redirect,
-            ),
+                metrics.clone(),
+            )),
         };
         let cluster = match &cfg.cluster {
-            Some(c) => Some(crate::cluster::Cluster::start(c)?),
+            Some(c) => Some(Cluster::start(c)?),
             None => None,
         };
         let evictor = Arc::new(capacity::Evictor::new(
@@ -161,59 +104,149 @@ impl Registry {
             cfg.cache.clone(),
             metrics.clone(),
         ));
-        let manifests = evictor.hot_manifests();
-        Ok(Registry {
-            authz: authz::Authz::new(&cfg.auth, store.clone()),
-            negative: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .expire_after(TtlIsValue)
-                .support_invalidation_closures()
-                .build(),
-            revalidating: std::sync::Mutex::new(std::collections::HashSet::new()),
-            fills: Fills::new(
-                store.clone(),
-                cfg.fill.clone(),
-                metrics.clone(),
-                evictor.clone(),
-                shared.clone(),
-                cluster.clone(),
-            ),
-            uploads: uploads::Uploads::new(store.clone(), cfg.cache.max_size),
+        let idle = cfg.fill.idle_timeout;
+        let access = Arc::new(Access::new(
+            &cfg.auth,
+            store.clone(),
+            metrics.clone(),
+            bucket.clone(),
+        ));
+        let manifests = Arc::new(Manifests::new(
+            store.clone(),
+            access.clone(),
+            bucket.clone(),
+            evictor.clone(),
+            metrics.clone(),
+            idle,
+        ));
+        let fills = Fills::new(
+            store.clone(),
+            cfg.fill.clone(),
+            metrics.clone(),
+            evictor.clone(),
+            bucket.clone(),
+            cluster.clone(),
+        );
+        let referrers = Arc::new(Referrers::new(access.clone(), idle));
+        let pushes = Pushes::new(pushes::Parts {
+            store: store.clone(),
+            access: access.clone(),
+            manifests: manifests.clone(),
+            referrers: referrers.clone(),
+            fills: fills.clone(),
             evictor,
-            referrers: moka::future::Cache::builder()
-                .max_capacity(referrers::CACHE_BYTES)
-                .weigher(|_, c: &Arc<referrers::Cached>| c.weight())
-                .build(),
-            metrics,
+            metrics: metrics.clone(),
+            max_size: cfg.cache.max_size,
+        });
+        let blobs = Blobs::new(
+            store.clone(),
+            access.clone(),
+            fills,
+            bucket,
+            cluster.clone(),
+        );
+        Ok(Registry {
             store,
-            upstreams,
-            default_upstream,
+            routes,
+            access,
             manifests,
-            tags: moka::future::Cache::new(100_000),
-            tag_gets: Default::default(),
-            tag_heads: Default::default(),
-            shared,
-            redirect,
-            bucket_down_until: Default::default(),
+            blobs,
+            referrers,
+            pushes,
             cluster,
+            metrics,
+            idle,
         })
+    }
+
+    /// [`Self::resolve_at`] for a request without `Host` routing.
+    pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target> {
+        self.routes.resolve_at(None, name, ns)
+    }
+
+    /// Picks the upstream and the repository for a name as the client wrote it (see
+    /// `resolve`). Docker Hub's single-segment names get `library/`.
+    pub fn resolve_at(&self, host: Option<&str>, name: &str, ns: Option<&str>) -> Result<Target> {
+        self.routes.resolve_at(host, name, ns)
+    }
+
+    /// The upstream a request without a repository (a `/token` without scope) is about.
+    pub fn default_for(&self, host: Option<&str>) -> Result<Arc<Upstream>> {
+        self.routes.default_for(host)
+    }
+
+    /// The configured name of the upstream called `name` (its name or an alias).
+    pub fn upstream_name(&self, name: &str) -> Option<String> {
+        self.routes.upstream_name(name)
+    }
+
+    /// The manifest for `reference` in `t`, acceptable to a client that sent `accept`, if the
+    /// upstream lets `client` pull it.
+    pub async fn manifest(
+        &self,
+        t: &Target,
+        client: &Client,
+        reference: &Reference,
+        accept: &[String],
+    ) -> Result<Served<Arc<StoredManifest>>> {
+        self.manifests.manifest(t, client, reference, accept).await
+    }
+
+    /// A blob: from the cache, from a fill in progress, or from a fill this call starts.
+    pub async fn blob(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: &Digest,
+        head: bool,
+    ) -> Result<Blob> {
+        self.blobs.blob(t, client, digest, head).await
+    }
+
+    /// The upstream's tag list for `t` (`query` carries `n` and `last`), checked.
+    pub async fn tags_list(
+        &self,
+        t: &Target,
+        client: &Client,
+        query: Option<&str>,
+    ) -> Result<listing::TagsList> {
+        listing::tags_list(&self.access, t, client, query, self.idle).await
+    }
+
+    /// The referrers of `digest` in `t`, filtered by `artifact_types` (any; none: all).
+    pub async fn referrers(
+        &self,
+        t: &Target,
+        client: &Client,
+        digest: &Digest,
+        artifact_types: &[String],
+    ) -> Result<Served<referrers::ReferrersList>> {
+        self.referrers.list(t, client, digest, artifact_types).await
+    }
+
+    /// Forwards a push to the target's upstream; returns the upstream's answer as it is.
+    pub async fn push(
+        &self,
+        t: &Target,
+        client: &Client,
+        req: pushes::PushRequest,
+    ) -> Result<pushes::Answer> {
+        self.pushes.push(t, client, req).await
     }
 
     /// Sets the gauges that mirror live state; called at scrape time.
     pub fn refresh_gauges(&self) {
         let m = &self.metrics;
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         m.fills_in_progress
-            .set(i64::try_from(self.fills.count()).unwrap_or(i64::MAX));
+            .set(gauge(self.blobs.fills().count() as u64));
         let (bytes, count) = self.store.blob_totals();
-        m.cache_size_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        m.cache_blobs.set(i64::try_from(count).unwrap_or(i64::MAX));
+        m.cache_size_bytes.set(gauge(bytes));
+        m.cache_blobs.set(gauge(count));
         let (bytes, count) = self.store.manifest_totals();
-        m.cache_manifest_bytes
-            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
-        m.cache_manifests
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
-        for u in &self.upstreams {
+        m.cache_manifest_bytes.set(gauge(bytes));
+        m.cache_manifests.set(gauge(count));
+        for u in self.routes.all() {
             m.upstream_up
                 .with_label_values(&[u.name()])
                 .set(i64::from(!u.breaker_open()));
@@ -222,7 +255,7 @@ impl Registry {
 
     /// Prunes the authorization decisions no rule uses any more (blocking).
     pub fn prune_authz(&self) {
-        self.authz.prune_logged();
+        self.access.prune();
     }
 
     pub fn store(&self) -> &Arc<Store> {
@@ -236,75 +269,27 @@ impl Registry {
     }
 
     /// At shutdown: lets fills in flight finish (at most `limit`).
-    pub async fn drain_fills(&self, limit: std::time::Duration) {
-        self.fills.drain(limit).await;
+    pub async fn drain_fills(&self, limit: Duration) {
+        self.blobs.fills().drain(limit).await;
     }
 
     /// Forgets hot tag resolutions and remembered upstream 404s (after an import changed
     /// the store underneath); RocksDB stays the truth.
     pub fn forget_lookups(&self) {
-        self.tags.invalidate_all();
-        self.negative.invalidate_all();
+        self.manifests.forget_lookups();
     }
 }
 
-/// How long a pre-signed blob URL stays valid.
-pub const REDIRECT_TTL: Duration = Duration::from_secs(300);
-
-/// Per-entry expiry: the value is the entry's time to live.
-struct TtlIsValue;
-
-// moka's clock is std's: the trait names its `Instant`.
-#[allow(clippy::disallowed_types)]
-impl moka::Expiry<Vec<u8>, Duration> for TtlIsValue {
-    fn expire_after_create(
-        &self,
-        _k: &Vec<u8>,
-        v: &Duration,
-        _at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(*v)
+/// The configured upstreams, built.
+fn routes(cfg: &Config, metrics: &Arc<Metrics>) -> std::result::Result<Routes, String> {
+    let mut upstreams = Vec::new();
+    for u in &cfg.upstreams {
+        upstreams.push(Arc::new(Upstream::new(
+            u.clone(),
+            cfg.offline,
+            metrics.clone(),
+        )?));
     }
-}
-
-/// Maps an upstream's non-success status to our error: 404 keeps its meaning (`not_found`
-/// says which code), 401/403/429 pass through, anything else is a bad gateway.
-pub(crate) fn upstream_error(
-    upstream: &str,
-    status: StatusCode,
-    headers: &HeaderMap,
-    not_found: ErrorCode,
-) -> Error {
-    let (code, message) = match status {
-        StatusCode::NOT_FOUND => (not_found, "not found upstream".to_string()),
-        StatusCode::UNAUTHORIZED => (
-            ErrorCode::Unauthorized,
-            "the upstream requires authentication".to_string(),
-        ),
-        StatusCode::FORBIDDEN => (ErrorCode::Denied, "the upstream denied access".to_string()),
-        StatusCode::TOO_MANY_REQUESTS => (
-            ErrorCode::TooManyRequests,
-            "the upstream is rate-limiting".to_string(),
-        ),
-        s => (ErrorCode::Unavailable, format!("the upstream answered {s}")),
-    };
-    let retry_after = headers
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    Error::Upstream {
-        upstream: upstream.to_string(),
-        status,
-        code,
-        message,
-        retry_after,
-    }
-}
-
-pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse().ok())
+    let default = cfg.upstreams.iter().position(|u| u.default);
+    Ok(Routes::new(upstreams, default))
 }

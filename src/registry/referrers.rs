@@ -11,7 +11,9 @@
 //! - `artifactType` filtering happens here on the whole list, so one upstream request serves
 //!   every filter; an unfiltered answer is the upstream's bytes when it came in one page.
 
-use super::{Registry, Target};
+use super::access::Access;
+use super::served::{Outcome, Served};
+use super::target::{read_body, BodyError, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
 use crate::oci::manifest::MAX_MANIFEST_SIZE;
@@ -27,7 +29,7 @@ use tokio::time::Instant;
 /// Pages of an upstream's paginated referrers list that are followed and merged.
 const MAX_PAGES: usize = 16;
 /// Bytes of referrers lists kept in memory.
-pub(super) const CACHE_BYTES: u64 = 32 * 1024 * 1024;
+const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 /// A referrers list as sent to a client.
 pub struct ReferrersList {
@@ -85,40 +87,59 @@ fn index<T: serde::Serialize>(manifests: Vec<T>) -> Result<Bytes> {
         .map_err(Error::internal)
 }
 
-impl Registry {
+/// Referrers lists, kept in memory per (upstream, repository, subject digest).
+pub struct Referrers {
+    access: Arc<Access>,
+    /// Keyed like tags, with the subject digest as the tag.
+    lists: moka::future::Cache<Vec<u8>, Arc<Cached>>,
+    /// The longest gap between two chunks of an upstream's body (`fill.idle_timeout`).
+    idle: std::time::Duration,
+}
+
+impl Referrers {
+    pub fn new(access: Arc<Access>, idle: std::time::Duration) -> Referrers {
+        Referrers {
+            access,
+            lists: moka::future::Cache::builder()
+                .max_capacity(CACHE_BYTES)
+                .weigher(|_, c: &Arc<Cached>| c.weight())
+                .build(),
+            idle,
+        }
+    }
+
     /// The referrers of `digest` in `t`, filtered by `artifact_types` (any of them; none: all).
-    pub async fn referrers(
+    pub async fn list(
         &self,
         t: &Target,
         client: &Client,
         digest: &Digest,
         artifact_types: &[String],
-    ) -> Result<ReferrersList> {
+    ) -> Result<Served<ReferrersList>> {
         let client = &t.upstream.effective_client(client);
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
         let key = tag_key(up, repo, &digest.to_string());
-        let cached = self.referrers.get(&key).await;
+        let cached = self.lists.get(&key).await;
         let ttl = t.upstream.cfg.referrers_ttl;
         if let Some(c) = &cached {
-            if c.at.elapsed() < ttl && self.authz.is_fresh(client, up, repo).await {
-                return c.answer(artifact_types);
+            if c.at.elapsed() < ttl && self.access.is_fresh(client, t).await {
+                return c.answer(artifact_types).map(Served::hit);
             }
         }
-        match self.fetch_referrers(t, client, digest).await {
+        match self.fetch(t, client, digest).await {
             Ok(fresh) => {
-                super::mark("miss");
                 let fresh = Arc::new(fresh);
-                self.referrers.insert(key, fresh.clone()).await;
-                fresh.answer(artifact_types)
+                self.lists.insert(key, fresh.clone()).await;
+                let list = fresh.answer(artifact_types)?;
+                Ok(Served::new(list, Outcome::Miss))
             }
             Err(e) if e.is_upstream_failure() => {
                 let window = ttl + t.upstream.cfg.policy.stale_if_error;
                 match cached.filter(|c| c.at.elapsed() <= window) {
                     Some(c) => {
-                        self.offline(t, client, None, e.clone())?;
-                        super::mark("stale");
+                        self.access.offline(t, client, None, e.clone())?;
                         tracing::warn!(upstream = up, repo, digest = %digest, error = %e, "upstream failing; serving a cached referrers list");
-                        c.answer(artifact_types)
+                        Ok(Served::new(c.answer(artifact_types)?, Outcome::Stale))
                     }
                     None => Err(e),
                 }
@@ -128,18 +149,13 @@ impl Registry {
     }
 
     /// Drops the cached list of `digest` in `t` (someone pushed a referrer through Wharf).
-    pub(super) async fn invalidate_referrers(&self, t: &Target, digest: &Digest) {
+    pub async fn invalidate(&self, t: &Target, digest: &Digest) {
         let key = tag_key(t.upstream.name(), t.repo.as_str(), &digest.to_string());
-        self.referrers.invalidate(&key).await;
+        self.lists.invalidate(&key).await;
     }
 
     /// The upstream's referrers API, all pages; the tag schema where the API answers 404.
-    async fn fetch_referrers(
-        &self,
-        t: &Target,
-        client: &Client,
-        digest: &Digest,
-    ) -> Result<Cached> {
+    async fn fetch(&self, t: &Target, client: &Client, digest: &Digest) -> Result<Cached> {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static(media::OCI_INDEX));
         let mut tail = format!("referrers/{digest}");
@@ -147,6 +163,7 @@ impl Registry {
         let mut first = None;
         for page in 0..MAX_PAGES {
             let resp = match self
+                .access
                 .send_as(
                     t,
                     client,
@@ -164,7 +181,7 @@ impl Registry {
                 Err(e) => return Err(e),
             };
             let next = next_page(resp.headers(), &t.upstream.cfg.url, t.repo.as_str());
-            let bytes = read_index(t, resp.into_body(), self.fills.idle_timeout()).await?;
+            let bytes = read_index(t, resp.into_body(), self.idle).await?;
             manifests.extend(parse_index(t, &bytes)?);
             first.get_or_insert(bytes);
             match next {
@@ -197,6 +214,7 @@ impl Registry {
         headers.insert(ACCEPT, HeaderValue::from_static(media::OCI_INDEX));
         let tail = format!("manifests/sha256-{}", digest.hex());
         match self
+            .access
             .send_as(
                 t,
                 client,
@@ -208,7 +226,7 @@ impl Registry {
             .await
         {
             Ok(resp) => {
-                let bytes = read_index(t, resp.into_body(), self.fills.idle_timeout()).await?;
+                let bytes = read_index(t, resp.into_body(), self.idle).await?;
                 let manifests = parse_index(t, &bytes)?;
                 Ok(Cached {
                     raw: bytes,
@@ -243,11 +261,12 @@ async fn read_index(
     body: hyper::body::Incoming,
     idle: std::time::Duration,
 ) -> Result<Bytes> {
-    use super::manifest::{read_body, BodyError};
-    read_body(body, idle).await.map_err(|e| match e {
-        BodyError::TooLarge => bad(t, format!("referrers list over {MAX_MANIFEST_SIZE} bytes")),
-        BodyError::Broken(m) => bad(t, format!("referrers list: {m}")),
-    })
+    read_body(body, MAX_MANIFEST_SIZE, idle)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => bad(t, format!("referrers list over {MAX_MANIFEST_SIZE} bytes")),
+            BodyError::Broken(m) => bad(t, format!("referrers list: {m}")),
+        })
 }
 
 /// The `manifests` of an image index.

@@ -10,16 +10,25 @@
 //! - `ns=` must name a configured upstream; the challenge scope then carries that upstream's
 //!   configured name, never the request's text (`http::handlers`).
 
-use super::{Registry, Target};
+use super::target::Target;
 use crate::error::{Error, Result};
 use crate::oci::{ErrorCode, RepoName};
 use crate::upstream::Upstream;
 use std::sync::Arc;
 
-impl Registry {
-    /// [`Self::resolve_at`] for a request without `Host` routing.
-    pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target> {
-        self.resolve_at(None, name, ns)
+/// The configured upstreams, and which one a request goes to.
+pub struct Routes {
+    upstreams: Vec<Arc<Upstream>>,
+    default: Option<usize>,
+}
+
+impl Routes {
+    pub fn new(upstreams: Vec<Arc<Upstream>>, default: Option<usize>) -> Routes {
+        Routes { upstreams, default }
+    }
+
+    pub fn all(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
     }
 
     /// Picks the upstream and the repository for a name as the client wrote it (see the
@@ -70,7 +79,7 @@ impl Registry {
         if let Some(u) = host.and_then(|h| self.upstream_for_host(h)) {
             return Ok(u);
         }
-        self.default_upstream
+        self.default
             .and_then(|i| self.upstreams.get(i))
             .cloned()
             .ok_or_else(|| {
@@ -86,7 +95,7 @@ impl Registry {
         self.find_upstream(name).map(|u| u.name().to_string())
     }
 
-    pub(super) fn find_upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+    fn find_upstream(&self, name: &str) -> Option<Arc<Upstream>> {
         self.upstreams.iter().find(|u| u.cfg.matches(name)).cloned()
     }
 

@@ -7,7 +7,7 @@
 //! | concurrent revalidations of a stale tag cost one `HEAD` | `tags::sixty_concurrent_revalidations_cost_one_head` |
 //! | a client joining another's tag request is authorized for itself | `tags::a_client_joining_alices_request_for_a_private_tag_is_refused` |
 //! | manifests count in the cache's size and are evicted | `metadata::manifests_count_in_max_size_and_the_least_recently_used_are_evicted` |
-//! | expired authorization records are pruned | `registry::authz::tests::expired_decisions_are_pruned_but_not_anonymous_permissions_or_imports` (unit) |
+//! | expired authorization records are pruned | `registry::access::authz::tests::expired_decisions_are_pruned_but_not_anonymous_permissions_or_imports` (unit) |
 //! | a global cap on concurrent fills | `fills::at_most_max_concurrent_fills_download_at_once`, `fills::a_fill_without_a_slot_gets_429_and_joiners_take_none` |
 
 mod fills;

@@ -5,29 +5,59 @@
 //! Invariant: `Sink::written` counts bytes that are in the file (or the spill) and in the
 //! hasher, never more; a fill resumed from another source continues from exactly there.
 
-use super::fill::{Fill, FillState, Fills};
+use super::source::FillBody;
+use super::state::{Fill, FillState};
 use crate::error::{Error, Result};
 use crate::oci::digest::Hasher;
 use http_body_util::BodyExt;
 use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 
 /// Bytes gathered from the source before one write to the temp file.
 const WRITE_BATCH: usize = 256 * 1024;
 
-impl Fills {
+/// Where a fill's bytes go: the temp file, or, once the disk refused a write (full), memory
+/// only, so that the clients still get every byte (the blob is then not cached).
+pub(super) struct Sink<'a> {
+    fill: &'a Fill,
+    file: &'a Arc<File>,
+    pub(super) hasher: Hasher,
+    pub(super) written: u64,
+    /// False once the disk refused a write: the rest is in memory only.
+    pub(super) disk_ok: bool,
+    metrics: &'a crate::metrics::Metrics,
+}
+
+impl<'a> Sink<'a> {
+    pub(super) fn new(
+        fill: &'a Fill,
+        file: &'a Arc<File>,
+        metrics: &'a crate::metrics::Metrics,
+    ) -> Sink<'a> {
+        Sink {
+            fill,
+            file,
+            hasher: Hasher::new(),
+            written: 0,
+            disk_ok: true,
+            metrics,
+        }
+    }
+
     /// Copies the body into the sink in batches, hashing as it goes; publishes progress
     /// after each write. `size` is the whole blob's (the sink may hold its start already).
-    pub(super) async fn stream_to_file(
-        &self,
-        sink: &mut Sink<'_>,
-        mut body: super::origin::FillBody,
+    pub(super) async fn stream(
+        &mut self,
+        mut body: FillBody,
         size: Option<u64>,
         tx: &watch::Sender<FillState>,
         upstream: &str,
+        idle: Duration,
     ) -> Result<()> {
+        let sink = self;
         let upstream_err = |m: String| Error::Unreachable {
             upstream: upstream.to_string(),
             message: m,
@@ -47,7 +77,7 @@ impl Fills {
                                 written: sink.written,
                             });
                         }
-                        tokio::time::timeout(self.idle_timeout(), next)
+                        tokio::time::timeout(idle, next)
                             .await
                             .map_err(|_| upstream_err("upstream body stalled".into()))?
                     }
@@ -91,35 +121,6 @@ impl Fills {
         }
         Ok(())
     }
-}
-
-/// Where a fill's bytes go: the temp file, or, once the disk refused a write (full), memory
-/// only, so that the clients still get every byte (the blob is then not cached).
-pub(super) struct Sink<'a> {
-    fill: &'a Fill,
-    file: &'a Arc<File>,
-    pub(super) hasher: Hasher,
-    pub(super) written: u64,
-    /// False once the disk refused a write: the rest is in memory only.
-    pub(super) disk_ok: bool,
-    metrics: &'a crate::metrics::Metrics,
-}
-
-impl<'a> Sink<'a> {
-    pub(super) fn new(
-        fill: &'a Fill,
-        file: &'a Arc<File>,
-        metrics: &'a crate::metrics::Metrics,
-    ) -> Sink<'a> {
-        Sink {
-            fill,
-            file,
-            hasher: Hasher::new(),
-            written: 0,
-            disk_ok: true,
-            metrics,
-        }
-    }
 
     /// Hashes and stores one batch; hands the buffer back (cleared) for reuse.
     async fn flush(&mut self, buf: Vec<u8>) -> Result<Vec<u8>> {
@@ -152,41 +153,6 @@ impl<'a> Sink<'a> {
         }
         self.written += n;
         Ok(Vec::with_capacity(WRITE_BATCH))
-    }
-}
-
-/// Bytes of a fill kept in memory after the disk refused them: contiguous from `start`.
-#[derive(Default)]
-pub struct Spill {
-    pub start: Option<u64>,
-    pub chunks: Vec<bytes::Bytes>,
-}
-
-impl Fill {
-    /// Up to `n` bytes at `offset` from memory, if the fill spilled at or before `offset`;
-    /// otherwise how many bytes from `offset` may be read from the file.
-    pub fn spilled(&self, offset: u64, n: u64) -> Result<std::result::Result<bytes::Bytes, u64>> {
-        let s = self
-            .spill
-            .lock()
-            .map_err(|_| Error::internal("spill poisoned"))?;
-        let Some(start) = s.start else {
-            return Ok(Err(n));
-        };
-        if offset < start {
-            return Ok(Err(n.min(start - offset)));
-        }
-        let mut at = start;
-        for c in &s.chunks {
-            let end = at + c.len() as u64;
-            if offset < end {
-                let from = (offset - at) as usize;
-                let to = (from as u64 + n).min(c.len() as u64) as usize;
-                return Ok(Ok(c.slice(from..to)));
-            }
-            at = end;
-        }
-        Ok(Ok(bytes::Bytes::new()))
     }
 }
 

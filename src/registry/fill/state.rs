@@ -34,7 +34,7 @@ pub struct Fill {
     pub(super) file: OnceLock<Arc<File>>,
     pub(super) state: watch::Receiver<FillState>,
     /// Bytes that could not be written to disk.
-    pub(super) spill: Mutex<super::sink::Spill>,
+    pub(super) spill: Mutex<Spill>,
 }
 
 impl Fill {
@@ -88,5 +88,40 @@ impl Fill {
                 };
             }
         }
+    }
+}
+
+/// Bytes of a fill kept in memory after the disk refused them: contiguous from `start`.
+#[derive(Default)]
+pub struct Spill {
+    pub start: Option<u64>,
+    pub chunks: Vec<bytes::Bytes>,
+}
+
+impl Fill {
+    /// Up to `n` bytes at `offset` from memory, if the fill spilled at or before `offset`;
+    /// otherwise how many bytes from `offset` may be read from the file.
+    pub fn spilled(&self, offset: u64, n: u64) -> Result<std::result::Result<bytes::Bytes, u64>> {
+        let s = self
+            .spill
+            .lock()
+            .map_err(|_| Error::internal("spill poisoned"))?;
+        let Some(start) = s.start else {
+            return Ok(Err(n));
+        };
+        if offset < start {
+            return Ok(Err(n.min(start - offset)));
+        }
+        let mut at = start;
+        for c in &s.chunks {
+            let end = at + c.len() as u64;
+            if offset < end {
+                let from = (offset - at) as usize;
+                let to = (from as u64 + n).min(c.len() as u64) as usize;
+                return Ok(Ok(c.slice(from..to)));
+            }
+            at = end;
+        }
+        Ok(Ok(bytes::Bytes::new()))
     }
 }

@@ -16,10 +16,12 @@
 //!   (a resolution confirmed within `tag_ttl`), so a burst does not become two.
 
 use super::flight::Flights;
-use super::{Registry, Target};
+use super::Manifests;
 use crate::auth::Client;
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode, Tag};
+use crate::registry::served::{Outcome, Served};
+use crate::registry::target::Target;
 use crate::store::keys::{tag_key, TagRecord};
 use crate::store::{now_ms, StoredManifest};
 use std::sync::Arc;
@@ -31,8 +33,8 @@ pub(super) struct Shared<T> {
     by: [u8; 32],
 }
 
-pub(super) type TagGets = Flights<Vec<u8>, Shared<Arc<StoredManifest>>>;
-pub(super) type TagHeads = Flights<Vec<u8>, Shared<Option<Digest>>>;
+pub(super) type TagGets = Flights<Vec<u8>, Shared<Served<Arc<StoredManifest>>>>;
+pub(super) type TagHeads = Flights<Vec<u8>, Shared<Served<Option<Digest>>>>;
 
 fn flight_key(t: &Target, tag: &Tag, what: &str) -> Vec<u8> {
     let mut k = tag_key(t.upstream.name(), t.repo.as_str(), tag.as_str());
@@ -41,7 +43,7 @@ fn flight_key(t: &Target, tag: &Tag, what: &str) -> Vec<u8> {
     k
 }
 
-impl Registry {
+impl Manifests {
     /// The tag's manifest from the upstream, one `GET` shared by concurrent callers. With
     /// `accept` empty (the proxy's full list) the resolution is recorded.
     pub(super) async fn shared_get(
@@ -50,7 +52,7 @@ impl Registry {
         client: &Client,
         tag: &Tag,
         accept: &[String],
-    ) -> Result<Arc<StoredManifest>> {
+    ) -> Result<Served<Arc<StoredManifest>>> {
         let key = flight_key(t, tag, &format!("GET {}", accept.join(",")));
         let op = || async {
             Shared {
@@ -61,10 +63,14 @@ impl Registry {
         let (shared, ran) = self.tag_gets.run(key, op).await;
         match self.joined(t, client, tag, shared, ran)? {
             Some(m) => {
-                self.authorize_tag(t, client, tag, Some(&m.digest)).await?;
+                self.authorize_tag(t, client, tag, Some(&m.value.digest))
+                    .await?;
                 Ok(m)
             }
-            None => self.get_once(t, client, tag, accept).await,
+            None => Ok(self
+                .get_once(t, client, tag, accept)
+                .await?
+                .after(Outcome::Coalesced)),
         }
     }
 
@@ -76,7 +82,7 @@ impl Registry {
         client: &Client,
         tag: &Tag,
         rec: &TagRecord,
-    ) -> Result<Option<Digest>> {
+    ) -> Result<Served<Option<Digest>>> {
         let key = flight_key(t, tag, "HEAD");
         let op = || async {
             Shared {
@@ -87,15 +93,18 @@ impl Registry {
         let (shared, ran) = self.tag_heads.run(key, op).await;
         match self.joined(t, client, tag, shared, ran)? {
             Some(d) => {
-                self.authorize_tag(t, client, tag, d.as_ref().or(Some(&rec.digest)))
-                    .await?;
+                let digest = d.value.as_ref().or(Some(&rec.digest));
+                self.authorize_tag(t, client, tag, digest).await?;
                 Ok(d)
             }
-            None => self.head_once(t, client, tag, rec).await,
+            None => Ok(self
+                .head_once(t, client, tag, rec)
+                .await?
+                .after(Outcome::Coalesced)),
         }
     }
 
-    /// What a caller does with a shared result: `Ok(Some)` to authorize and use,
+    /// What a caller does with a shared result: `Ok(Some)` to authorize and use (coalesced),
     /// `Ok(None)` to make its own request, `Err` to pass on. A result this caller produced
     /// itself is passed on as it is.
     fn joined<T>(
@@ -103,15 +112,14 @@ impl Registry {
         t: &Target,
         client: &Client,
         tag: &Tag,
-        shared: Shared<T>,
+        shared: Shared<Served<T>>,
         ran: bool,
-    ) -> Result<Option<T>> {
+    ) -> Result<Option<Served<T>>> {
         if ran {
             return shared.res.map(Some);
         }
-        super::mark("coalesced");
         match shared.res {
-            Ok(v) => Ok(Some(v)),
+            Ok(v) => Ok(Some(Served::new(v.value, Outcome::Coalesced))),
             // Another client's error is passed on only when it says nothing about the tag: a
             // transport failure (the upstream unreachable). Anything else (a 502 for a bad
             // document, a 429 for that account, a 401) could tell this client what the other
@@ -137,7 +145,8 @@ impl Registry {
         digest: Option<&Digest>,
     ) -> Result<()> {
         let tail = format!("manifests/{}", tag.as_str());
-        self.ensure_authorized(t, client, digest, &tail, ErrorCode::ManifestUnknown)
+        self.access
+            .ensure_authorized(t, client, digest, &tail, ErrorCode::ManifestUnknown)
             .await
     }
 
@@ -149,29 +158,26 @@ impl Registry {
         client: &Client,
         tag: &Tag,
         accept: &[String],
-    ) -> Result<Arc<StoredManifest>> {
-        let (up, repo) = (t.upstream.name(), t.repo.as_str());
+    ) -> Result<Served<Arc<StoredManifest>>> {
         if accept.is_empty() {
-            if let Some(r) = self.get_tag(up, repo, tag.as_str()).await? {
+            if let Some(r) = self.get_tag(t, tag.as_str()).await? {
                 if self.confirmed_lately(t, &r) {
-                    if let Some(m) = self.cached_manifest(&r.digest).await? {
+                    if let Some(m) = self.cached(&r.digest).await? {
                         self.authorize_tag(t, client, tag, Some(&m.digest)).await?;
-                        return Ok(m);
+                        return Ok(Served::hit(m));
                     }
                 }
             }
         }
-        let m = self
-            .fetch_manifest(t, client, tag.as_str(), None, accept)
-            .await?;
+        let m = self.fetch(t, client, tag.as_str(), None, accept).await?;
         if accept.is_empty() {
             let rec = TagRecord {
                 digest: m.digest,
                 checked_at_ms: now_ms(),
             };
-            self.put_tag(up, repo, tag.as_str(), rec).await?;
+            self.put_tag(t, tag.as_str(), rec).await?;
         }
-        Ok(m)
+        Ok(Served::new(m, Outcome::Miss))
     }
 
     /// One revalidation `HEAD` of the tag (unless another request just confirmed it).
@@ -181,12 +187,12 @@ impl Registry {
         client: &Client,
         tag: &Tag,
         rec: &TagRecord,
-    ) -> Result<Option<Digest>> {
+    ) -> Result<Served<Option<Digest>>> {
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
-        if let Some(r) = self.get_tag(up, repo, tag.as_str()).await? {
+        if let Some(r) = self.get_tag(t, tag.as_str()).await? {
             if r.checked_at_ms > rec.checked_at_ms && self.confirmed_lately(t, &r) {
                 self.authorize_tag(t, client, tag, Some(&r.digest)).await?;
-                return Ok(Some(r.digest));
+                return Ok(Served::hit(Some(r.digest)));
             }
         }
         let head = self.head_tag(t, client, tag).await;
@@ -211,9 +217,9 @@ impl Registry {
                     digest: *d,
                     checked_at_ms: now_ms(),
                 };
-                self.put_tag(up, repo, tag.as_str(), fresh).await?;
+                self.put_tag(t, tag.as_str(), fresh).await?;
             }
         }
-        head
+        head.map(Served::hit)
     }
 }

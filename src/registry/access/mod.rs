@@ -1,31 +1,69 @@
-//! Authorization of cached content for one request: links, fresh decisions, the upstream's
-//! answer with the client's own credentials, the offline rule, imported content.
+//! [`Access`]: authorization of cached content for one request: links, fresh decisions, the
+//! upstream's answer with the client's own credentials, the offline rule, imported content.
+//! It owns the decisions ([`authz::Authz`]) and is the one way the registry's parts send a
+//! pull request upstream with a client's credentials ([`Access::send_as`]).
 //!
 //! Invariant (the module's reason to exist): nothing cached is returned to a client before
-//! [`super::authz::Authz`] (or the upstream, just now, with that client's credentials) said the
+//! [`authz::Authz`] (or the upstream, just now, with that client's credentials) said the
 //! client may pull the repository, or the digest was imported into it; and a digest is served
 //! under a repository only if it is linked to it as what it is served as (a blob link for a
 //! blob, a manifest link for a manifest).
 
-use super::{upstream_error, Registry, Target};
+pub mod authz;
+
+use super::bucket::Bucket;
+use super::target::{upstream_error, Target};
 use crate::auth::Client;
+use crate::config::AuthConfig;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
 use crate::oci::{Digest, ErrorCode};
 use crate::store::LinkKind;
+use crate::store::Store;
 use http::{HeaderMap, Method, StatusCode};
 use hyper::body::Incoming;
+use std::sync::Arc;
 
-impl Registry {
+/// Who may have what: decisions, links, imports, the offline rule.
+pub struct Access {
+    store: Arc<Store>,
+    authz: authz::Authz,
+    metrics: Arc<Metrics>,
+    bucket: Option<Arc<Bucket>>,
+}
+
+impl Access {
+    pub fn new(
+        cfg: &AuthConfig,
+        store: Arc<Store>,
+        metrics: Arc<Metrics>,
+        bucket: Option<Arc<Bucket>>,
+    ) -> Access {
+        Access {
+            authz: authz::Authz::new(cfg, store.clone()),
+            store,
+            metrics,
+            bucket,
+        }
+    }
+
+    /// Whether `client` has a fresh positive decision for `t`'s repository.
+    pub async fn is_fresh(&self, client: &Client, t: &Target) -> bool {
+        self.authz
+            .is_fresh(client, t.upstream.name(), t.repo.as_str())
+            .await
+    }
+
+    /// Prunes the decisions no rule uses any more (blocking).
+    pub fn prune(&self) {
+        self.authz.prune_logged();
+    }
+
     /// May `client` have the cached (or someone else's in-flight) blob `digest` under `t`?
     /// It must be linked to the repository and the client authorized for it; otherwise the
     /// upstream is asked (a `HEAD` of the blob under that repository, with the client's
     /// credentials), which also establishes the link.
-    pub(super) async fn authorize_blob(
-        &self,
-        t: &Target,
-        client: &Client,
-        digest: &Digest,
-    ) -> Result<()> {
+    pub async fn authorize_blob(&self, t: &Target, client: &Client, digest: &Digest) -> Result<()> {
         let tail = format!("blobs/{digest}");
         if self
             .authorize_linked(t, client, LinkKind::Blob, digest, &tail)
@@ -42,7 +80,7 @@ impl Registry {
     /// Unlinked content is checked with the upstream (a `HEAD` of `tail` with the client's
     /// credentials). `Ok(true)` means the upstream just confirmed an unlinked digest: the
     /// caller links it.
-    pub(crate) async fn authorize_linked(
+    pub async fn authorize_linked(
         &self,
         t: &Target,
         client: &Client,
@@ -60,7 +98,11 @@ impl Registry {
                 .await?;
             return Ok(false);
         }
-        if self.shared_link(t, kind, digest).await {
+        let shared = match &self.bucket {
+            Some(b) => b.has_link(kind, up, repo, digest).await,
+            None => false,
+        };
+        if shared {
             // Another replica linked it: authorized like a local link, then linked here.
             self.ensure_authorized(t, client, Some(digest), tail, not_found)
                 .await?;
@@ -81,7 +123,7 @@ impl Registry {
     /// Ensures `client` may pull from `t` before something cached is served: a fresh decision,
     /// else an upstream `HEAD` of `tail` with the client's credentials, else (upstream
     /// failing) the offline rule.
-    pub(crate) async fn ensure_authorized(
+    pub async fn ensure_authorized(
         &self,
         t: &Target,
         client: &Client,
@@ -108,18 +150,18 @@ impl Registry {
     /// Whether another replica recently saw the upstream let anonymous clients pull `t`
     /// (only ever consulted for an anonymous client).
     async fn adopted_anonymous(&self, t: &Target, client: &Client) -> bool {
-        if !client.is_anonymous() || self.shared.is_none() {
+        let Some(bucket) = self.bucket.as_ref().filter(|_| client.is_anonymous()) else {
             return false;
-        }
+        };
         let (up, repo) = (t.upstream.name(), t.repo.as_str());
-        match self.shared_anonymous(up, repo).await {
+        match bucket.anonymous(up, repo).await {
             Some(at) => self.authz.adopt(client, up, repo, at).await,
             None => false,
         }
     }
 
     /// Whether `digest` was imported into `t` (`wharf import`): served to anyone.
-    pub(crate) fn imported(&self, t: &Target, digest: Option<&Digest>) -> Result<bool> {
+    pub fn imported(&self, t: &Target, digest: Option<&Digest>) -> Result<bool> {
         match digest {
             Some(d) => self
                 .store
@@ -130,7 +172,7 @@ impl Registry {
 
     /// With the upstream failing: serve cached content only under the offline rule (or
     /// because `digest` was imported).
-    pub(crate) fn offline(
+    pub fn offline(
         &self,
         t: &Target,
         client: &Client,
@@ -176,7 +218,7 @@ impl Registry {
     }
 
     /// Asks the upstream whether `client` may have `tail` (a `HEAD`), recording the answer.
-    pub(super) async fn probe(
+    async fn probe(
         &self,
         t: &Target,
         client: &Client,
@@ -196,7 +238,7 @@ impl Registry {
     /// Sends `method tail` to the target's upstream with `client`'s credentials. A success
     /// is recorded as a positive decision for the client; any other status becomes the
     /// error (a 401/403 recorded as a refusal).
-    pub(crate) async fn send_as(
+    pub async fn send_as(
         &self,
         t: &Target,
         client: &Client,
@@ -220,7 +262,7 @@ impl Registry {
     }
 
     /// Records an upstream decision about `client` pulling from `t`.
-    pub(crate) async fn record(&self, t: &Target, client: &Client, allowed: bool) -> Result<()> {
+    pub async fn record(&self, t: &Target, client: &Client, allowed: bool) -> Result<()> {
         self.metrics
             .authz_decisions
             .with_label_values(&[
@@ -232,15 +274,19 @@ impl Registry {
             .authz
             .record(client, t.upstream.name(), t.repo.as_str(), allowed)
             .await?;
-        if written && client.is_anonymous() {
-            self.share_anonymous(t.upstream.name(), t.repo.as_str(), allowed);
+        if let Some(b) = self
+            .bucket
+            .as_ref()
+            .filter(|_| written && client.is_anonymous())
+        {
+            b.share_anonymous(t.upstream.name(), t.repo.as_str(), allowed);
         }
         Ok(())
     }
 
     /// The error for an upstream's non-success answer to `client`; a 401/403 is remembered
     /// as a refusal.
-    pub(crate) async fn refused(
+    pub async fn refused(
         &self,
         t: &Target,
         client: &Client,

@@ -8,41 +8,41 @@
 //! revalidation serves the cached resolution only when the upstream is down or answers 5xx
 //! (stale-if-error), never after a 404 or an auth refusal.
 
-use super::manifest::{acceptable, stale, DIGEST_HEADER};
-use super::{Registry, Target};
+use super::{acceptable, stale, Manifests};
 use crate::auth::Client;
 use crate::error::Result;
-use crate::oci::{media, Digest, ErrorCode, Tag};
+use crate::oci::{ErrorCode, Tag};
+use crate::registry::served::{Outcome, Served};
+use crate::registry::target::Target;
 use crate::store::keys::{tag_key, TagRecord};
 use crate::store::{now_ms, StoredManifest};
-use http::header::ACCEPT;
-use http::{HeaderMap, HeaderValue, Method};
 use std::sync::Arc;
 
-impl Registry {
-    pub(super) async fn manifest_by_tag(
+/// A manifest as served.
+type ServedManifest = Served<Arc<StoredManifest>>;
+
+impl Manifests {
+    pub(super) async fn by_tag(
         self: &Arc<Self>,
         t: &Target,
         client: &Client,
         tag: &Tag,
         accept: &[String],
-    ) -> Result<Arc<StoredManifest>> {
-        let up = t.upstream.name();
-        let repo = t.repo.as_str();
-        let mut rec = self.get_tag(up, repo, tag.as_str()).await?;
+    ) -> Result<ServedManifest> {
+        let mut rec = self.get_tag(t, tag.as_str()).await?;
         // Missing or due for revalidation here: another replica may have confirmed it since.
         let due = |r: &TagRecord| {
             u128::from(now_ms().saturating_sub(r.checked_at_ms))
                 >= t.upstream.cfg.tag_ttl.as_millis()
         };
-        if self.shared.is_some() && rec.as_ref().is_none_or(due) {
+        if self.bucket.is_some() && rec.as_ref().is_none_or(due) {
             let newer_than = rec.map(|r| r.checked_at_ms);
-            if let Some(r) = self.shared_tag(t, tag.as_str(), newer_than).await {
+            if let Some(r) = self.tag_from_bucket(t, tag.as_str(), newer_than).await {
                 rec = Some(r);
             }
         }
         let cached = match rec {
-            Some(r) => self.cached_manifest(&r.digest).await?.map(|m| (r, m)),
+            Some(r) => self.cached(&r.digest).await?.map(|m| (r, m)),
             None => None,
         };
         let Some((rec, m)) = cached else {
@@ -57,20 +57,20 @@ impl Registry {
         let cfg = &t.upstream.cfg;
         if age_ms < cfg.tag_ttl.as_millis() || t.upstream.is_immutable(tag.as_str()) {
             let tail = format!("manifests/{}", tag.as_str());
-            self.ensure_authorized(
-                t,
-                client,
-                Some(&m.digest),
-                &tail,
-                ErrorCode::ManifestUnknown,
-            )
-            .await?;
-            return Ok(m);
+            self.access
+                .ensure_authorized(
+                    t,
+                    client,
+                    Some(&m.digest),
+                    &tail,
+                    ErrorCode::ManifestUnknown,
+                )
+                .await?;
+            return Ok(Served::hit(m));
         }
-        if cfg.policy.stale_while_revalidate && self.authz.is_fresh(client, up, repo).await {
+        if cfg.policy.stale_while_revalidate && self.access.is_fresh(client, t).await {
             self.revalidate_in_background(t, client, tag, rec);
-            super::mark("stale");
-            return Ok(m);
+            return Ok(Served::new(m, Outcome::Stale));
         }
         let within_window = age_ms <= (cfg.tag_ttl + cfg.policy.stale_if_error).as_millis();
         self.revalidate(t, client, tag, accept, rec, m, within_window)
@@ -96,7 +96,7 @@ impl Registry {
         }
         let (me, t, client, tag) = (self.clone(), t.clone(), client.clone(), tag.clone());
         tokio::spawn(async move {
-            let res = match me.cached_manifest(&rec.digest).await {
+            let res = match me.cached(&rec.digest).await {
                 Ok(Some(m)) => me
                     .revalidate(&t, &client, &tag, &[], rec, m, false)
                     .await
@@ -125,50 +125,22 @@ impl Registry {
         rec: TagRecord,
         m: Arc<StoredManifest>,
         stale_ok: bool,
-    ) -> Result<Arc<StoredManifest>> {
+    ) -> Result<ServedManifest> {
         let head = self.shared_head(t, client, tag, &rec).await;
-        match head {
-            Ok(Some(d)) if d == rec.digest => Ok(m),
-            Ok(_) => match self.fetch_tag(t, client, tag, accept).await {
-                Err(e) if stale_ok && e.is_upstream_failure() => self
-                    .offline(t, client, Some(&m.digest), e.clone())
-                    .map(|()| stale(m, &e)),
-                other => other,
-            },
-            Err(e) if stale_ok && e.is_upstream_failure() => self
+        let offline = |m: Arc<StoredManifest>, e: crate::error::Error| {
+            self.access
                 .offline(t, client, Some(&m.digest), e.clone())
-                .map(|()| stale(m, &e)),
+                .map(|()| stale(m, &e))
+        };
+        match head {
+            Ok(d) if d.value == Some(rec.digest) => Ok(Served::new(m, d.outcome)),
+            Ok(d) => match self.fetch_tag(t, client, tag, accept).await {
+                Err(e) if stale_ok && e.is_upstream_failure() => offline(m, e),
+                other => other.map(|s| s.after(d.outcome)),
+            },
+            Err(e) if stale_ok && e.is_upstream_failure() => offline(m, e),
             Err(e) => Err(e),
         }
-    }
-
-    /// The digest the upstream's tag points at now, from a `HEAD` with the client's
-    /// credentials (Docker Hub does not count HEADs against its pull limit); `None` if the
-    /// upstream did not say. A success is also an authorization decision.
-    pub(super) async fn head_tag(
-        &self,
-        t: &Target,
-        client: &Client,
-        tag: &Tag,
-    ) -> Result<Option<Digest>> {
-        let mut headers = HeaderMap::new();
-        headers.insert(ACCEPT, HeaderValue::from_static(media::MANIFEST_ACCEPT));
-        let tail = format!("manifests/{}", tag.as_str());
-        let resp = self
-            .send_as(
-                t,
-                client,
-                Method::HEAD,
-                &tail,
-                &headers,
-                ErrorCode::ManifestUnknown,
-            )
-            .await?;
-        Ok(resp
-            .headers()
-            .get(DIGEST_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Digest::parse(v).ok()))
     }
 
     /// Fetches a tag's manifest and records the resolution (with the proxy's full `Accept`;
@@ -180,42 +152,12 @@ impl Registry {
         client: &Client,
         tag: &Tag,
         accept: &[String],
-    ) -> Result<Arc<StoredManifest>> {
+    ) -> Result<ServedManifest> {
         let m = self.shared_get(t, client, tag, &[]).await?;
-        if acceptable(accept, &m.media_type) {
+        if acceptable(accept, &m.value.media_type) {
             return Ok(m);
         }
-        self.shared_get(t, client, tag, accept).await
-    }
-
-    /// A tag resolution: moka first, then RocksDB.
-    pub(super) async fn get_tag(
-        &self,
-        up: &str,
-        repo: &str,
-        tag: &str,
-    ) -> Result<Option<TagRecord>> {
-        let key = tag_key(up, repo, tag);
-        if let Some(r) = self.tags.get(&key).await {
-            return Ok(Some(r));
-        }
-        let rec = self.store.get_tag(up, repo, tag)?;
-        if let Some(r) = rec {
-            self.tags.insert(key, r).await;
-        }
-        Ok(rec)
-    }
-
-    pub(super) async fn put_tag(
-        &self,
-        up: &str,
-        repo: &str,
-        tag: &str,
-        rec: TagRecord,
-    ) -> Result<()> {
-        self.store.put_tag(up, repo, tag, rec)?;
-        self.tags.insert(tag_key(up, repo, tag), rec).await;
-        self.share_tag(up, repo, tag, &rec);
-        Ok(())
+        let again = self.shared_get(t, client, tag, accept).await?;
+        Ok(again.after(m.outcome))
     }
 }

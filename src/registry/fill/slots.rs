@@ -7,26 +7,42 @@
 //! byte meanwhile), then fails with `429 TOOMANYREQUESTS` and a `Retry-After` before it has
 //! read anything.
 
-use super::fill::{Fills, Source};
 use crate::error::{Error, Result};
 use crate::oci::ErrorCode;
 use http::StatusCode;
-use tokio::sync::OwnedSemaphorePermit;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-impl Fills {
+pub struct Slots {
+    sem: Arc<Semaphore>,
+    max: u32,
+    /// How long a fill waits for a slot (`fill.idle_timeout`).
+    wait: Duration,
+}
+
+impl Slots {
+    pub fn new(max: u32, wait: Duration) -> Slots {
+        Slots {
+            sem: Arc::new(Semaphore::new(max as usize)),
+            max,
+            wait,
+        }
+    }
+
     /// A download slot, waited for at most the idle timeout (the fill's clients get nothing
     /// meanwhile); past that, `429 TOOMANYREQUESTS` with a `Retry-After`.
-    pub(super) async fn slot(&self, src: &Source) -> Result<OwnedSemaphorePermit> {
-        let wait = self.slots.clone().acquire_owned();
-        match tokio::time::timeout(self.cfg.idle_timeout, wait).await {
+    pub async fn take(&self, upstream: &str) -> Result<OwnedSemaphorePermit> {
+        let wait = self.sem.clone().acquire_owned();
+        match tokio::time::timeout(self.wait, wait).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Error::Upstream {
-                upstream: src.upstream.name().to_string(),
+                upstream: upstream.to_string(),
                 status: StatusCode::TOO_MANY_REQUESTS,
                 code: ErrorCode::TooManyRequests,
                 message: format!(
                     "Wharf is filling fill.max_concurrent = {} blobs already; try again shortly",
-                    self.cfg.max_concurrent
+                    self.max
                 ),
                 retry_after: Some(std::time::Duration::from_secs(5)),
             }),
