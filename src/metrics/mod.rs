@@ -231,16 +231,6 @@ impl Metrics {
         out
     }
 
-    /// The kind label of an upstream request path (see [`UpstreamKind::of_path`]).
-    pub fn upstream_kind(path: &str) -> &'static str {
-        UpstreamKind::of_path(path).as_str()
-    }
-
-    /// The class label of a status (see [`StatusClass::of`]).
-    pub fn status_class(status: u16) -> &'static str {
-        StatusClass::of(status).as_str()
-    }
-
     /// Counts a client request (`upstream`: "" for token requests).
     pub fn request(&self, upstream: &str, kind: Kind, result: RequestResult) {
         self.requests

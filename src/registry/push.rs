@@ -12,10 +12,11 @@
 
 use super::location::upload_session;
 use super::tee::{tee_body, Slot};
-use super::uploads::{range_agrees, SessionKey, Tee, ABANDONED};
+use super::uploads::{range_agrees, SessionKey, Tee};
 use super::{Registry, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
+use crate::metrics::{StatusClass, TeeResult};
 use crate::oci::{Digest, Reference, RepoName};
 use crate::store::LinkKind;
 use crate::upstream::client::PushBody;
@@ -143,13 +144,10 @@ impl Registry {
             }
         };
         let class = match &res {
-            Ok(r) => crate::metrics::Metrics::status_class(r.status().as_u16()),
-            Err(_) => "error",
+            Ok(r) => StatusClass::of(r.status().as_u16()),
+            Err(_) => StatusClass::Error,
         };
-        self.metrics
-            .push_requests
-            .with_label_values(&[t.upstream.name(), class])
-            .inc();
+        self.metrics.push_forwarded(t.upstream.name(), class);
         res
     }
 
@@ -276,9 +274,7 @@ impl Registry {
     fn abandoned(&self, t: &Target, had_tee: bool) {
         if had_tee {
             self.metrics
-                .upload_tees
-                .with_label_values(&[t.upstream.name(), ABANDONED])
-                .inc();
+                .upload_teed(t.upstream.name(), TeeResult::Abandoned);
         }
     }
 
@@ -296,15 +292,10 @@ impl Registry {
         };
         let up = t.upstream.name();
         let (digest, len, temp) = tee.finish();
-        let count = |result: &str| {
-            self.metrics
-                .upload_tees
-                .with_label_values(&[up, result])
-                .inc()
-        };
+        let count = |result: TeeResult| self.metrics.upload_teed(up, result);
         if digest != expected {
             tracing::warn!(upstream = up, repo = t.repo.as_str(), expected = %expected, actual = %digest, "uploaded bytes seen by Wharf do not match the digest; not caching them");
-            count("digest_mismatch");
+            count(TeeResult::DigestMismatch);
             return;
         }
         let store = self.store.clone();
@@ -325,13 +316,13 @@ impl Registry {
         match res {
             Ok(true) => {
                 tracing::info!(upstream = up, repo = t.repo.as_str(), digest = %digest, size = len, "pushed blob cached");
-                count("committed");
+                count(TeeResult::Committed);
                 self.evictor.maybe_evict();
             }
-            Ok(false) => count("committed"),
+            Ok(false) => count(TeeResult::Committed),
             Err(e) => {
                 tracing::warn!(upstream = up, digest = %digest, error = %e, "could not cache a pushed blob");
-                count(ABANDONED);
+                count(TeeResult::Abandoned);
                 return;
             }
         }
