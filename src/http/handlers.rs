@@ -9,6 +9,7 @@ use super::route::{self, Query, Route};
 use super::{empty, full, RespBody};
 use crate::auth::{Presented, Sessions};
 use crate::error::{Error, Result};
+use crate::metrics::RequestResult;
 use crate::oci::ErrorCode;
 use crate::registry::{Registry, OUTCOME};
 use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, RANGE};
@@ -64,7 +65,7 @@ impl Handler {
         let observed = Observed::begin(&req, parsed.as_ref().ok(), push);
         let mut labels = Labels::default();
         let (resp, outcome) = OUTCOME
-            .scope(std::cell::Cell::new("hit"), async {
+            .scope(std::cell::Cell::new(RequestResult::Hit), async {
                 let resp = if matches!(parsed, Ok(Route::Token)) {
                     match super::token::handle(&self.registry, &self.sessions, req).await {
                         Ok(r) => r,

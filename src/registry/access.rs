@@ -10,6 +10,7 @@
 use super::{upstream_error, Registry, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
+use crate::metrics::AuthzResult;
 use crate::oci::{Digest, ErrorCode};
 use crate::store::LinkKind;
 use http::{HeaderMap, Method, StatusCode};
@@ -141,17 +142,12 @@ impl Registry {
             || self
                 .authz
                 .offline_allows(client, t.upstream.name(), t.repo.as_str())?;
-        self.metrics
-            .authz_decisions
-            .with_label_values(&[
-                t.upstream.name(),
-                if allowed {
-                    "offline_allowed"
-                } else {
-                    "offline_denied"
-                },
-            ])
-            .inc();
+        let result = if allowed {
+            AuthzResult::OfflineAllowed
+        } else {
+            AuthzResult::OfflineDenied
+        };
+        self.metrics.authz(t.upstream.name(), result);
         if allowed {
             tracing::debug!(
                 upstream = t.upstream.name(),
@@ -221,13 +217,12 @@ impl Registry {
 
     /// Records an upstream decision about `client` pulling from `t`.
     pub(crate) async fn record(&self, t: &Target, client: &Client, allowed: bool) -> Result<()> {
-        self.metrics
-            .authz_decisions
-            .with_label_values(&[
-                t.upstream.name(),
-                if allowed { "allowed" } else { "denied" },
-            ])
-            .inc();
+        let result = if allowed {
+            AuthzResult::Allowed
+        } else {
+            AuthzResult::Denied
+        };
+        self.metrics.authz(t.upstream.name(), result);
         let written = self
             .authz
             .record(client, t.upstream.name(), t.repo.as_str(), allowed)

@@ -26,6 +26,7 @@ use super::origin::Origin;
 use super::sink::Sink;
 use crate::config::FillConfig;
 use crate::error::{Error, Result};
+use crate::metrics::FillResult;
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::{LinkKind, Store};
 use crate::upstream::{Credentials, Upstream};
@@ -158,22 +159,22 @@ impl Fills {
                 Err(e) => (Err(e), true),
             };
             let result = match &res {
-                _ if busy => "busy",
+                _ if busy => FillResult::Busy,
                 Ok(f) => fills.finished(digest, &source, f),
                 Err(Error::Upstream {
                     code: ErrorCode::DigestInvalid,
                     ..
-                }) => "digest_mismatch",
-                Err(Error::Internal(_)) => "aborted",
-                Err(_) => "upstream_error",
+                }) => FillResult::DigestMismatch,
+                Err(Error::Internal(_)) => FillResult::Aborted,
+                Err(_) => FillResult::UpstreamError,
             };
-            fills.metrics.fills.with_label_values(&[result]).inc();
+            fills.metrics.fill_done(result);
             if res.as_ref().is_ok_and(|f| f.cached) {
                 fills.evictor.maybe_evict();
             }
             match res.map(|f| f.size) {
                 Ok(size) => {
-                    tracing::info!(digest = %digest, size, upstream = source.upstream.name(), result, "fill done");
+                    tracing::info!(digest = %digest, size, upstream = source.upstream.name(), result = result.as_str(), "fill done");
                     drop(guard);
                     tx.send_replace(FillState::Committed { size });
                 }

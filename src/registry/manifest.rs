@@ -84,7 +84,7 @@ impl Registry {
                 match self.manifests.try_get_with(*digest, load).await {
                     Ok(m) => {
                         if !ran.load(std::sync::atomic::Ordering::SeqCst) {
-                            super::mark("coalesced");
+                            super::mark(crate::metrics::RequestResult::Coalesced);
                         }
                         m
                     }
@@ -208,7 +208,7 @@ impl Registry {
                 return Err(Error::unreachable(up, format!("manifest body: {e}")))
             }
         };
-        super::mark("miss");
+        super::mark(crate::metrics::RequestResult::Miss);
         self.metrics
             .upstream_bytes
             .with_label_values(&[up])
@@ -318,7 +318,7 @@ pub(super) fn acceptable(accept: &[String], media_type: &str) -> bool {
 }
 
 pub(super) fn stale(m: Arc<StoredManifest>, e: &Error) -> Arc<StoredManifest> {
-    super::mark("stale");
+    super::mark(crate::metrics::RequestResult::Stale);
     tracing::warn!(digest = %m.digest, error = %e, "upstream failing; serving cached tag resolution");
     m
 }

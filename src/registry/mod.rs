@@ -40,7 +40,7 @@ pub mod uploads;
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RequestResult};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::store::{Store, StoredManifest};
 use crate::upstream::Upstream;
@@ -53,20 +53,20 @@ use std::time::Duration;
 tokio::task_local! {
     /// How the current request was answered (`hit`, `miss`, `stale`, `coalesced`), for the
     /// `wharf_requests_total` metric; set by the code paths that know.
-    pub static OUTCOME: std::cell::Cell<&'static str>;
+    pub static OUTCOME: std::cell::Cell<RequestResult>;
 }
 
 /// Marks the current request's outcome (no-op outside a request scope).
-pub(crate) fn mark(outcome: &'static str) {
+pub(crate) fn mark(outcome: RequestResult) {
     let _ = OUTCOME.try_with(|c| c.set(outcome));
 }
 
 /// Marks a blob request's outcome from how it is answered.
 pub fn mark_blob(b: &Blob) {
     mark(match b {
-        Blob::Cached { .. } | Blob::Redirect { .. } => "hit",
-        Blob::Filling { leader: true, .. } | Blob::Head { .. } => "miss",
-        Blob::Filling { leader: false, .. } => "coalesced",
+        Blob::Cached { .. } | Blob::Redirect { .. } => RequestResult::Hit,
+        Blob::Filling { leader: true, .. } | Blob::Head { .. } => RequestResult::Miss,
+        Blob::Filling { leader: false, .. } => RequestResult::Coalesced,
     });
 }
 

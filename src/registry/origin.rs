@@ -27,6 +27,7 @@
 
 use super::fill::{Fills, Source};
 use crate::error::{Error, Result};
+use crate::metrics::{BucketOp, FillResult, Relay};
 use crate::oci::{Digest, ErrorCode};
 use crate::store::backend::BlobBackend;
 use crate::store::LinkKind;
@@ -87,7 +88,7 @@ impl Fills {
                             });
                     match opened {
                         Ok(Some((len, stream))) => {
-                            m.shared_fills.with_label_values(&["served"]).inc();
+                            m.shared_fill(Relay::Served);
                             let body = http_body_util::StreamBody::new(stream.map(|c| {
                                 c.map(hyper::body::Frame::data).map_err(|e| e.to_string())
                             }));
@@ -95,11 +96,11 @@ impl Fills {
                         }
                         Ok(None) => {}
                         Err(e) => {
-                            m.shared_store_errors.with_label_values(&["get"]).inc();
+                            m.shared_store_error(BucketOp::Get);
                             tracing::warn!(digest = %digest, error = %e, "cannot read the blob from the bucket; fetching it upstream");
                         }
                     }
-                    m.shared_fills.with_label_values(&["fallback"]).inc();
+                    m.shared_fill(Relay::Fallback);
                 }
             }
             Via::Peer(owner) => {
@@ -121,7 +122,7 @@ impl Fills {
                             .await;
                         let e = match fetched {
                             Ok(resp) => {
-                                m.peer_fills.with_label_values(&["served"]).inc();
+                                m.peer_fill(Relay::Served);
                                 let size = super::content_length(resp.headers());
                                 let body = resp.into_body().map_err(|e| e.to_string());
                                 return Ok((size, body.boxed_unsync(), Origin::Peer(peer)));
@@ -142,7 +143,7 @@ impl Fills {
                             }
                         }
                     }
-                    m.peer_fills.with_label_values(&["fallback"]).inc();
+                    m.peer_fill(Relay::Fallback);
                 }
             }
         }
@@ -231,11 +232,7 @@ impl Fills {
             let link = super::shared::link_key(LinkKind::Blob, &up, &repo, &digest);
             let parts: Vec<&str> = link.iter().map(String::as_str).collect();
             if let Err(e) = shared.put_record(&parts, Bytes::new()).await {
-                fills
-                    .metrics
-                    .shared_store_errors
-                    .with_label_values(&["put"])
-                    .inc();
+                fills.metrics.shared_store_error(BucketOp::Put);
                 tracing::warn!(digest = %digest, error = %e, "cannot write the blob's link to the bucket");
             }
             let path = match &oversized {
@@ -246,11 +243,7 @@ impl Fills {
                 Ok(Some(_)) => {}
                 _ => {
                     if let Err(e) = shared.put_file(&digest, &path).await {
-                        fills
-                            .metrics
-                            .shared_store_errors
-                            .with_label_values(&["put"])
-                            .inc();
+                        fills.metrics.shared_store_error(BucketOp::Put);
                         tracing::warn!(digest = %digest, error = %e, "cannot upload the blob to the bucket; other replicas will fetch it themselves");
                     } else {
                         tracing::debug!(digest = %digest, "blob uploaded to the bucket");
@@ -328,7 +321,7 @@ impl Fills {
         digest: Digest,
         source: &Source,
         f: &super::fill::Filled,
-    ) -> &'static str {
+    ) -> FillResult {
         if f.upstream_bytes > 0 {
             self.metrics
                 .upstream_bytes
@@ -344,9 +337,9 @@ impl Fills {
             }
         }
         if f.cached {
-            "committed"
+            FillResult::Committed
         } else {
-            "uncacheable"
+            FillResult::Uncacheable
         }
     }
 }

@@ -106,7 +106,7 @@ impl Registry {
         }
         match self.fetch_referrers(t, client, digest).await {
             Ok(fresh) => {
-                super::mark("miss");
+                super::mark(crate::metrics::RequestResult::Miss);
                 let fresh = Arc::new(fresh);
                 self.referrers.insert(key, fresh.clone()).await;
                 fresh.answer(artifact_types)
@@ -116,7 +116,7 @@ impl Registry {
                 match cached.filter(|c| c.at.elapsed() <= window) {
                     Some(c) => {
                         self.offline(t, client, None, e.clone())?;
-                        super::mark("stale");
+                        super::mark(crate::metrics::RequestResult::Stale);
                         tracing::warn!(upstream = up, repo, digest = %digest, error = %e, "upstream failing; serving a cached referrers list");
                         c.answer(artifact_types)
                     }

@@ -15,6 +15,7 @@
 
 use super::origin::Via;
 use super::{Registry, Target};
+use crate::metrics::BucketOp;
 use crate::oci::Digest;
 use crate::store::backend::BlobBackend;
 use crate::store::keys::TagRecord;
@@ -79,10 +80,7 @@ impl Registry {
     }
 
     fn bucket_failed(&self, what: &str, e: &dyn std::fmt::Display) {
-        self.metrics
-            .shared_store_errors
-            .with_label_values(&["get"])
-            .inc();
+        self.metrics.shared_store_error(BucketOp::Get);
         tracing::warn!(error = %e, "bucket lookup of {what} failed; not asking it for {BUCKET_DOWN_FOR:?}");
         self.bucket_down_until.store(
             now_ms() + BUCKET_DOWN_FOR.as_millis() as u64,
@@ -117,10 +115,7 @@ impl Registry {
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         tokio::spawn(async move {
             if let Err(e) = b.put_record(&parts(&key), value).await {
-                metrics
-                    .shared_store_errors
-                    .with_label_values(&["put"])
-                    .inc();
+                metrics.shared_store_error(BucketOp::Put);
                 tracing::warn!(key = key.join("/"), error = %e, "cannot write to the bucket");
             }
             fills

@@ -19,6 +19,7 @@ use super::flight::Flights;
 use super::{Registry, Target};
 use crate::auth::Client;
 use crate::error::{Error, Result};
+use crate::metrics::Revalidation;
 use crate::oci::{Digest, ErrorCode, Tag};
 use crate::store::keys::{tag_key, TagRecord};
 use crate::store::{now_ms, StoredManifest};
@@ -109,7 +110,7 @@ impl Registry {
         if ran {
             return shared.res.map(Some);
         }
-        super::mark("coalesced");
+        super::mark(crate::metrics::RequestResult::Coalesced);
         match shared.res {
             Ok(v) => Ok(Some(v)),
             // Another client's error is passed on only when it says nothing about the tag: a
@@ -191,14 +192,11 @@ impl Registry {
         }
         let head = self.head_tag(t, client, tag).await;
         let outcome = match &head {
-            Ok(Some(d)) if *d == rec.digest => "unchanged",
-            Ok(_) => "changed",
-            Err(_) => "error",
+            Ok(Some(d)) if *d == rec.digest => Revalidation::Unchanged,
+            Ok(_) => Revalidation::Changed,
+            Err(_) => Revalidation::Error,
         };
-        self.metrics
-            .tag_revalidations
-            .with_label_values(&[up, outcome])
-            .inc();
+        self.metrics.tag_revalidated(up, outcome);
         if let Ok(Some(d)) = &head {
             if *d == rec.digest {
                 tracing::debug!(

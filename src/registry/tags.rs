@@ -69,7 +69,7 @@ impl Registry {
         }
         if cfg.policy.stale_while_revalidate && self.authz.is_fresh(client, up, repo).await {
             self.revalidate_in_background(t, client, tag, rec);
-            super::mark("stale");
+            super::mark(crate::metrics::RequestResult::Stale);
             return Ok(m);
         }
         let within_window = age_ms <= (cfg.tag_ttl + cfg.policy.stale_if_error).as_millis();
