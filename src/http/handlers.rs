@@ -89,7 +89,7 @@ impl Handler {
                 ),
             }
         };
-        let outcome = labels.outcome.as_str();
+        let outcome = labels.outcome.result();
         let mut resp = observed.finish(&self.registry.metrics, &labels, outcome, resp);
         resp.headers_mut()
             .insert(API_VERSION.0, HeaderValue::from_static(API_VERSION.1));

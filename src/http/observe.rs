@@ -6,7 +6,7 @@
 use super::body::ClientBody;
 use super::route::Route;
 use super::RespBody;
-use crate::metrics::Metrics;
+use crate::metrics::{Kind, Metrics, RequestResult};
 use http::header::CONTENT_LENGTH;
 use http::{Method, Request, Response, Version};
 use http_body_util::BodyExt;
@@ -48,7 +48,7 @@ pub(super) struct Observed {
     version: Version,
     push: bool,
     /// The `kind` label (`None`: not counted in `wharf_requests_total`).
-    kind: Option<&'static str>,
+    kind: Option<Kind>,
 }
 
 impl Observed {
@@ -58,12 +58,12 @@ impl Observed {
         push: bool,
     ) -> Observed {
         let kind = match route {
-            Some(Route::Token) => Some("token"),
+            Some(Route::Token) => Some(Kind::Token),
             _ if push => None,
-            Some(Route::Manifest { .. }) => Some("manifest"),
-            Some(Route::Blob { .. }) => Some("blob"),
-            Some(Route::TagsList { .. }) => Some("tags"),
-            Some(Route::Referrers { .. }) => Some("referrers"),
+            Some(Route::Manifest { .. }) => Some(Kind::Manifest),
+            Some(Route::Blob { .. }) => Some(Kind::Blob),
+            Some(Route::TagsList { .. }) => Some(Kind::Tags),
+            Some(Route::Referrers { .. }) => Some(Kind::Referrers),
             _ => None,
         };
         Observed {
@@ -81,21 +81,19 @@ impl Observed {
         self,
         m: &Metrics,
         labels: &Labels,
-        outcome: &'static str,
+        outcome: RequestResult,
         mut resp: Response<RespBody>,
     ) -> Response<RespBody> {
         let status = resp.status();
         let result = match status.as_u16() {
-            401 | 403 => "denied",
-            s if s >= 400 => "error",
+            401 | 403 => RequestResult::Denied,
+            s if s >= 400 => RequestResult::Error,
             _ => outcome,
         };
         let head = self.method == Method::HEAD;
         if let Some(kind) = self.kind {
-            m.requests
-                .with_label_values(&[labels.upstream.as_str(), kind, result])
-                .inc();
-            if status.is_success() && !head && (kind == "blob" || kind == "manifest") {
+            m.request(&labels.upstream, kind, result);
+            if status.is_success() && !head && matches!(kind, Kind::Blob | Kind::Manifest) {
                 resp = self.metered(m, labels, kind, outcome, resp);
             }
         }
@@ -103,10 +101,12 @@ impl Observed {
             id = self.id,
             method = %self.method,
             version = ?self.version,
-            kind = self.kind.unwrap_or(if self.push { "push" } else { "other" }),
+            kind = self
+                .kind
+                .map_or(if self.push { "push" } else { "other" }, Kind::as_str),
             upstream = %labels.upstream,
             repo = %labels.repo,
-            result,
+            result = result.as_str(),
             status = status.as_u16(),
             bytes = resp.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("-"),
             ms = self.started.elapsed().as_millis() as u64,
@@ -121,20 +121,14 @@ impl Observed {
         &self,
         m: &Metrics,
         labels: &Labels,
-        kind: &'static str,
-        outcome: &'static str,
+        kind: Kind,
+        outcome: RequestResult,
         resp: Response<RespBody>,
     ) -> Response<RespBody> {
-        let source = if matches!(outcome, "hit" | "stale") {
-            "cache"
-        } else {
-            "upstream"
-        };
-        let served = m
-            .served_bytes
-            .with_label_values(&[labels.upstream.as_str(), source]);
-        let ttfb = m.ttfb.with_label_values(&[kind, source]);
-        let waiter = (outcome == "coalesced" && kind == "blob").then(|| {
+        let source = outcome.source();
+        let served = m.served_bytes_from(&labels.upstream, source);
+        let ttfb = m.ttfb_of(kind, source);
+        let waiter = (outcome == RequestResult::Coalesced && kind == Kind::Blob).then(|| {
             m.fill_waiters.inc();
             GaugeGuard(m.fill_waiters.clone())
         });

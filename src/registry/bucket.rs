@@ -13,7 +13,7 @@
 //! - RocksDB stays a cache: whatever is read from the bucket is written locally as if this
 //!   replica had fetched it.
 
-use crate::metrics::Metrics;
+use crate::metrics::{BucketOp, Metrics};
 use crate::oci::Digest;
 use crate::store::backend::BlobBackend;
 use crate::store::keys::TagRecord;
@@ -124,11 +124,8 @@ impl Bucket {
     }
 
     /// Counts a failed bucket operation.
-    pub fn count_error(&self, op: &str) {
-        self.metrics
-            .shared_store_errors
-            .with_label_values(&[op])
-            .inc();
+    pub fn count_error(&self, op: BucketOp) {
+        self.metrics.shared_store_error(op);
     }
 
     /// The bucket, unless it failed a moment ago.
@@ -138,7 +135,7 @@ impl Bucket {
     }
 
     fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
-        self.count_error("get");
+        self.count_error(BucketOp::Get);
         tracing::warn!(error = %e, "bucket lookup of {what} failed; not asking it for {BUCKET_DOWN_FOR:?}");
         self.down_until.store(
             now_ms() + BUCKET_DOWN_FOR.as_millis() as u64,
@@ -172,10 +169,7 @@ impl Bucket {
         let (s3, metrics, pending) = (self.s3.clone(), self.metrics.clone(), self.track());
         tokio::spawn(async move {
             if let Err(e) = s3.put_record(&parts(&key), value).await {
-                metrics
-                    .shared_store_errors
-                    .with_label_values(&["put"])
-                    .inc();
+                metrics.shared_store_error(BucketOp::Put);
                 tracing::warn!(key = key.join("/"), error = %e, "cannot write to the bucket");
             }
             drop(pending);
@@ -310,7 +304,7 @@ impl Bucket {
     pub async fn upload_blob(&self, digest: &Digest, up: &str, repo: &str, path: &Path) {
         let link = link_key(LinkKind::Blob, up, repo, digest);
         if let Err(e) = self.s3.put_record(&parts(&link), Bytes::new()).await {
-            self.count_error("put");
+            self.count_error(BucketOp::Put);
             tracing::warn!(digest = %digest, error = %e, "cannot write the blob's link to the bucket");
         }
         if let Ok(Some(_)) = self.s3.stat(digest).await {
@@ -318,7 +312,7 @@ impl Bucket {
         }
         match self.s3.put_file(digest, path).await {
             Err(e) => {
-                self.count_error("put");
+                self.count_error(BucketOp::Put);
                 tracing::warn!(digest = %digest, error = %e, "cannot upload the blob to the bucket; other replicas will fetch it themselves");
             }
             Ok(()) => tracing::debug!(digest = %digest, "blob uploaded to the bucket"),

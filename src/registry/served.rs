@@ -1,5 +1,8 @@
 //! How a read was answered, returned with what was served ([`Served`]): the `http` edge
-//! counts it (`wharf_requests_total{result}`, the served-bytes `source`). A leaf.
+//! counts it (`wharf_requests_total{result}`, the served-bytes `source`). A leaf of the
+//! registry.
+
+use crate::metrics::RequestResult;
 
 /// How a request was answered, when it succeeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +19,12 @@ pub enum Outcome {
 
 impl Outcome {
     /// The `result` label of `wharf_requests_total` for it.
-    pub fn as_str(self) -> &'static str {
+    pub fn result(self) -> RequestResult {
         match self {
-            Outcome::Hit => "hit",
-            Outcome::Miss => "miss",
-            Outcome::Stale => "stale",
-            Outcome::Coalesced => "coalesced",
+            Outcome::Hit => RequestResult::Hit,
+            Outcome::Miss => RequestResult::Miss,
+            Outcome::Stale => RequestResult::Stale,
+            Outcome::Coalesced => RequestResult::Coalesced,
         }
     }
 

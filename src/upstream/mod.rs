@@ -22,6 +22,7 @@ pub(crate) mod token;
 
 use crate::config::UpstreamConfig;
 use crate::error::{Error, Result};
+use crate::metrics::{StatusClass, UpstreamKind};
 use crate::oci::RepoName;
 use http::{HeaderMap, Method, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -184,18 +185,13 @@ impl Upstream {
     pub(crate) fn count_request(
         &self,
         method: &Method,
-        kind: &str,
+        kind: UpstreamKind,
         started: tokio::time::Instant,
-        class: &str,
+        class: StatusClass,
     ) {
+        let seconds = started.elapsed().as_secs_f64();
         self.metrics
-            .upstream_requests
-            .with_label_values(&[self.name(), method.as_str(), class])
-            .inc();
-        self.metrics
-            .upstream_duration
-            .with_label_values(&[self.name(), kind])
-            .observe(started.elapsed().as_secs_f64());
+            .upstream_request(self.name(), method, kind, class, seconds);
     }
 
     fn url(&self, path_and_query: &str) -> Result<Uri> {

@@ -16,6 +16,7 @@
 use super::client::PushBody;
 use super::{describe, Credentials, Upstream};
 use crate::error::{Error, Result};
+use crate::metrics::{StatusClass, UpstreamKind};
 use crate::oci::ErrorCode;
 use bytes::Bytes;
 use http::header::AUTHORIZATION;
@@ -178,8 +179,8 @@ impl Upstream {
             req.headers_mut().insert(AUTHORIZATION, a.clone());
         }
         let started = tokio::time::Instant::now();
-        let kind = crate::metrics::Metrics::upstream_kind(uri.path());
-        let count = |class: &str| self.count_request(method, kind, started, class);
+        let kind = UpstreamKind::of_path(uri.path());
+        let count = |class: StatusClass| self.count_request(method, kind, started, class);
         let sent = client.request(req);
         let res = if bounded {
             match tokio::time::timeout(self.cfg.policy.response_timeout, sent).await {
@@ -192,13 +193,11 @@ impl Upstream {
         let resp = match res {
             Ok(r) => r,
             Err(message) => {
-                count("error");
+                count(StatusClass::Error);
                 return Err(Error::unreachable(self.name(), message));
             }
         };
-        count(crate::metrics::Metrics::status_class(
-            resp.status().as_u16(),
-        ));
+        count(StatusClass::of(resp.status().as_u16()));
         self.note_ratelimit(resp.headers());
         Ok(resp)
     }

@@ -12,6 +12,7 @@
 use super::redirect::{self, redacted, resolve_location, MAX_REDIRECTS};
 use super::{guard, jitter, Upstream, RETRY_BASE};
 use crate::error::{Error, Result};
+use crate::metrics::{StatusClass, UpstreamKind};
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, LOCATION};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
@@ -77,28 +78,26 @@ impl Upstream {
             }
             let timeout = self.cfg.policy.response_timeout;
             let started = tokio::time::Instant::now();
-            let kind = crate::metrics::Metrics::upstream_kind(uri.path());
-            let count = |class: &str| self.count_request(method, kind, started, class);
+            let kind = UpstreamKind::of_path(uri.path());
+            let count = |class: StatusClass| self.count_request(method, kind, started, class);
             let resp = match tokio::time::timeout(timeout, self.client.request(req)).await {
                 Ok(Ok(r)) => r,
                 Ok(Err(e)) if guard::refused(&e).is_some() => {
-                    count("error");
+                    count(StatusClass::Error);
                     return Err(self.refused_redirect(describe(&e)));
                 }
                 Ok(Err(e)) => {
-                    count("error");
+                    count(StatusClass::Error);
                     self.breaker.failure();
                     return Err(Error::unreachable(self.name(), describe(&e)));
                 }
                 Err(_) => {
-                    count("error");
+                    count(StatusClass::Error);
                     self.breaker.failure();
                     return Err(Error::unreachable(self.name(), "no response in time"));
                 }
             };
-            count(crate::metrics::Metrics::status_class(
-                resp.status().as_u16(),
-            ));
+            count(StatusClass::of(resp.status().as_u16()));
             self.note_ratelimit(resp.headers());
             if resp.status().is_server_error() {
                 self.breaker.failure();

@@ -16,7 +16,7 @@ use super::target::{upstream_error, Target};
 use crate::auth::Client;
 use crate::config::AuthConfig;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{AuthzResult, Metrics};
 use crate::oci::{Digest, ErrorCode};
 use crate::store::LinkKind;
 use crate::store::Store;
@@ -183,17 +183,11 @@ impl Access {
             || self
                 .authz
                 .offline_allows(client, t.upstream.name(), t.repo.as_str())?;
-        self.metrics
-            .authz_decisions
-            .with_label_values(&[
-                t.upstream.name(),
-                if allowed {
-                    "offline_allowed"
-                } else {
-                    "offline_denied"
-                },
-            ])
-            .inc();
+        let result = match allowed {
+            true => AuthzResult::OfflineAllowed,
+            false => AuthzResult::OfflineDenied,
+        };
+        self.metrics.authz(t.upstream.name(), result);
         if allowed {
             tracing::debug!(
                 upstream = t.upstream.name(),
@@ -263,13 +257,11 @@ impl Access {
 
     /// Records an upstream decision about `client` pulling from `t`.
     pub async fn record(&self, t: &Target, client: &Client, allowed: bool) -> Result<()> {
-        self.metrics
-            .authz_decisions
-            .with_label_values(&[
-                t.upstream.name(),
-                if allowed { "allowed" } else { "denied" },
-            ])
-            .inc();
+        let result = match allowed {
+            true => AuthzResult::Allowed,
+            false => AuthzResult::Denied,
+        };
+        self.metrics.authz(t.upstream.name(), result);
         let written = self
             .authz
             .record(client, t.upstream.name(), t.repo.as_str(), allowed)

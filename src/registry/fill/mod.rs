@@ -36,7 +36,7 @@ pub mod state;
 use crate::cluster::Cluster;
 use crate::config::FillConfig;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{FillResult, Metrics};
 use crate::oci::{Digest, ErrorCode};
 use crate::registry::bucket::Bucket;
 use crate::registry::capacity::Evictor;
@@ -171,15 +171,11 @@ impl Fills {
             Err(e) => Err(Failed::Busy(e)),
         };
         let result = self.finished(digest, &src, &res);
-        self.pipeline
-            .metrics
-            .fills
-            .with_label_values(&[result])
-            .inc();
+        self.pipeline.metrics.fill_done(result);
         let up = src.upstream.name();
         match res {
             Ok(f) => {
-                tracing::info!(digest = %digest, size = f.size, upstream = up, result, "fill done");
+                tracing::info!(digest = %digest, size = f.size, upstream = up, result = result.as_str(), "fill done");
                 drop(guard);
                 tx.send_replace(FillState::Committed { size: f.size });
             }
@@ -198,25 +194,25 @@ impl Fills {
         digest: Digest,
         src: &Source,
         res: &std::result::Result<Filled, Failed>,
-    ) -> &'static str {
+    ) -> FillResult {
         match res {
             Ok(f) => {
                 self.sharer.after(digest, src, f);
                 match f.kept {
                     Kept::Cached => {
                         self.pipeline.evictor.maybe_evict();
-                        "committed"
+                        FillResult::Committed
                     }
-                    Kept::Oversized(_) | Kept::Not => "uncacheable",
+                    Kept::Oversized(_) | Kept::Not => FillResult::Uncacheable,
                 }
             }
-            Err(Failed::Busy(_)) => "busy",
+            Err(Failed::Busy(_)) => FillResult::Busy,
             Err(Failed::Fill(Error::Upstream {
                 code: ErrorCode::DigestInvalid,
                 ..
-            })) => "digest_mismatch",
-            Err(Failed::Fill(Error::Internal(_))) => "aborted",
-            Err(Failed::Fill(_)) => "upstream_error",
+            })) => FillResult::DigestMismatch,
+            Err(Failed::Fill(Error::Internal(_))) => FillResult::Aborted,
+            Err(Failed::Fill(_)) => FillResult::UpstreamError,
         }
     }
 }

@@ -17,7 +17,7 @@
 use crate::auth::Credentials;
 use crate::cluster::Cluster;
 use crate::error::{Error, Result};
-use crate::metrics::Metrics;
+use crate::metrics::{BucketOp, Metrics, Relay};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::registry::bucket::{Bucket, LOOKUP_TIMEOUT};
 use crate::registry::target::{content_length, upstream_error};
@@ -127,7 +127,7 @@ impl Origins {
             });
         match opened {
             Ok(Some((len, stream))) => {
-                m.shared_fills.with_label_values(&["served"]).inc();
+                m.shared_fill(Relay::Served);
                 let body = http_body_util::StreamBody::new(
                     stream.map(|c| c.map(hyper::body::Frame::data).map_err(|e| e.to_string())),
                 );
@@ -139,11 +139,11 @@ impl Origins {
             }
             Ok(None) => {}
             Err(e) => {
-                bucket.count_error("get");
+                bucket.count_error(BucketOp::Get);
                 tracing::warn!(digest = %digest, error = %e, "cannot read the blob from the bucket; fetching it upstream");
             }
         }
-        m.shared_fills.with_label_values(&["fallback"]).inc();
+        m.shared_fill(Relay::Fallback);
         None
     }
 
@@ -169,7 +169,7 @@ impl Origins {
                 .await;
             let e = match fetched {
                 Ok(resp) => {
-                    m.peer_fills.with_label_values(&["served"]).inc();
+                    m.peer_fill(Relay::Served);
                     let size = content_length(resp.headers());
                     let body = resp.into_body().map_err(|e| e.to_string());
                     return Some(Opened {
@@ -194,7 +194,7 @@ impl Origins {
                 }
             }
         }
-        m.peer_fills.with_label_values(&["fallback"]).inc();
+        m.peer_fill(Relay::Fallback);
         None
     }
 

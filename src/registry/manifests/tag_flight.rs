@@ -19,6 +19,7 @@ use super::flight::Flights;
 use super::Manifests;
 use crate::auth::Client;
 use crate::error::{Error, Result};
+use crate::metrics::Revalidation;
 use crate::oci::{Digest, ErrorCode, Tag};
 use crate::registry::served::{Outcome, Served};
 use crate::registry::target::Target;
@@ -197,14 +198,11 @@ impl Manifests {
         }
         let head = self.head_tag(t, client, tag).await;
         let outcome = match &head {
-            Ok(Some(d)) if *d == rec.digest => "unchanged",
-            Ok(_) => "changed",
-            Err(_) => "error",
+            Ok(Some(d)) if *d == rec.digest => Revalidation::Unchanged,
+            Ok(_) => Revalidation::Changed,
+            Err(_) => Revalidation::Error,
         };
-        self.metrics
-            .tag_revalidations
-            .with_label_values(&[up, outcome])
-            .inc();
+        self.metrics.tag_revalidated(up, outcome);
         if let Ok(Some(d)) = &head {
             if *d == rec.digest {
                 tracing::debug!(

@@ -25,7 +25,7 @@ use super::referrers::Referrers;
 use super::target::Target;
 use crate::auth::Client;
 use crate::error::Result;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StatusClass};
 use crate::oci::{Digest, Reference, RepoName};
 use crate::store::Store;
 use crate::upstream::client::PushBody;
@@ -184,13 +184,10 @@ impl Pushes {
         };
         let res = self.forward(&fwd, body, what).await;
         let class = match &res {
-            Ok(r) => Metrics::status_class(r.status().as_u16()),
-            Err(_) => "error",
+            Ok(r) => StatusClass::of(r.status().as_u16()),
+            Err(_) => StatusClass::Error,
         };
-        self.metrics
-            .push_requests
-            .with_label_values(&[t.upstream.name(), class])
-            .inc();
+        self.metrics.push_forwarded(t.upstream.name(), class);
         res.map(Answer::of)
     }
 

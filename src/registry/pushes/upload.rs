@@ -5,9 +5,10 @@
 //! exists).
 
 use super::tee::{tee_body, Slot};
-use super::uploads::{range_agrees, SessionKey, Tee, ABANDONED};
+use super::uploads::{range_agrees, SessionKey, Tee};
 use super::{warn_on, Forward, Pushes};
 use crate::error::{Error, Result};
+use crate::metrics::TeeResult;
 use crate::oci::Digest;
 use crate::registry::location::upload_session;
 use crate::registry::target::Target;
@@ -154,9 +155,7 @@ impl Pushes {
     fn abandoned(&self, t: &Target, had_tee: bool) {
         if had_tee {
             self.metrics
-                .upload_tees
-                .with_label_values(&[t.upstream.name(), ABANDONED])
-                .inc();
+                .upload_teed(t.upstream.name(), TeeResult::Abandoned);
         }
     }
 
@@ -169,15 +168,10 @@ impl Pushes {
         let t = fwd.t;
         let up = t.upstream.name();
         let (digest, len, temp) = tee.finish();
-        let count = |result: &str| {
-            self.metrics
-                .upload_tees
-                .with_label_values(&[up, result])
-                .inc()
-        };
+        let count = |result| self.metrics.upload_teed(up, result);
         if digest != expected {
             tracing::warn!(upstream = up, repo = t.repo.as_str(), expected = %expected, actual = %digest, "uploaded bytes seen by Wharf do not match the digest; not caching them");
-            count("digest_mismatch");
+            count(TeeResult::DigestMismatch);
             return;
         }
         let store = self.store.clone();
@@ -198,13 +192,13 @@ impl Pushes {
         match res {
             Ok(true) => {
                 tracing::info!(upstream = up, repo = t.repo.as_str(), digest = %digest, size = len, "pushed blob cached");
-                count("committed");
+                count(TeeResult::Committed);
                 self.evictor.maybe_evict();
             }
-            Ok(false) => count("committed"),
+            Ok(false) => count(TeeResult::Committed),
             Err(e) => {
                 tracing::warn!(upstream = up, digest = %digest, error = %e, "could not cache a pushed blob");
-                count(ABANDONED);
+                count(TeeResult::Abandoned);
                 return;
             }
         }

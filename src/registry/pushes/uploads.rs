@@ -82,9 +82,6 @@ pub struct Uploads {
     max_size: u64,
 }
 
-/// How a tee ended without a commit (for the caller's metrics).
-pub const ABANDONED: &str = "abandoned";
-
 impl Uploads {
     pub fn new(store: Arc<Store>, max_size: u64) -> Uploads {
         Uploads {

@@ -1,32 +1,27 @@
 //! Prometheus metrics: one [`Metrics`] struct of registered handles, an explicit registry.
 //!
+//! Labels are typed: the values of every fixed label are an enum in `metrics/labels.rs`
+//! (`as_str` is the exported string, `ALL` every value, declared by one `label!` macro), and
+//! call sites count through the typed methods of [`Metrics`] (`m.fill_done(FillResult::Busy)`,
+//! `m.authz(upstream, AuthzResult::Allowed)`, ...), so no call site spells a label value. The
+//! other label values are configured upstream names and the HTTP method of the requests
+//! Wharf sends upstream.
+//!
 //! Invariants: label values come only from configured upstream names and fixed enums, never
-//! from request strings (bounded cardinality); every label combination is created at start,
-//! so every family is exported from the first scrape; gauges that mirror live state are
-//! computed at scrape time ([`Metrics::render`]).
+//! from request strings (bounded cardinality); every label combination is created at start
+//! (from each enum's `ALL`), so every family is exported from the first scrape; gauges that
+//! mirror live state are computed at scrape time ([`Metrics::render`]).
 
-use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+mod labels;
+
+pub use labels::{
+    AuthzResult, BucketOp, FillResult, Kind, Relay, RequestResult, Revalidation, Source,
+    StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
 };
-
-pub const KINDS: [&str; 5] = ["manifest", "blob", "tags", "referrers", "token"];
-pub const RESULTS: [&str; 6] = ["hit", "miss", "stale", "coalesced", "denied", "error"];
-pub const SOURCES: [&str; 2] = ["cache", "upstream"];
-pub const FILL_RESULTS: [&str; 6] = [
-    "committed",
-    "digest_mismatch",
-    "upstream_error",
-    "aborted",
-    "uncacheable",
-    "busy",
-];
-pub const AUTHZ_RESULTS: [&str; 4] = ["allowed", "denied", "offline_allowed", "offline_denied"];
-pub const REVALIDATION_RESULTS: [&str; 3] = ["unchanged", "changed", "error"];
-pub const TEE_RESULTS: [&str; 3] = ["committed", "digest_mismatch", "abandoned"];
-const METHODS: [&str; 2] = ["GET", "HEAD"];
-const STATUS_CLASSES: [&str; 5] = ["2xx", "3xx", "4xx", "5xx", "error"];
-const UPSTREAM_KINDS: [&str; 5] = ["manifest", "blob", "tags", "token", "other"];
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -106,8 +101,25 @@ impl Metrics {
     /// caught by the tests, hence the panics) and creates every label combination for the
     /// configured `upstreams`.
     pub fn new(upstreams: &[String], max_bytes: u64) -> Metrics {
-        let r = Registry::new();
-        let m = Metrics {
+        let m = Metrics::register(Registry::new());
+        let info = gauge_vec(
+            &m.registry,
+            "wharf_build_info",
+            "Build information.",
+            &["version"],
+        );
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        m.cache_max_bytes
+            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+        m.precreate_fixed();
+        m.precreate_requests(upstreams);
+        m.precreate_upstreams(upstreams);
+        m
+    }
+
+    /// Every metric, registered in `r` (no label combination created yet).
+    fn register(r: Registry) -> Metrics {
+        Metrics {
             requests: counter_vec(&r, "wharf_requests_total", "Client requests by upstream, kind and result.", &["upstream", "kind", "result"]),
             served_bytes: counter_vec(&r, "wharf_served_bytes_total", "Body bytes sent to clients, by where they came from.", &["upstream", "source"]),
             upstream_requests: counter_vec(&r, "wharf_upstream_requests_total", "Requests sent to upstreams, by method and status class.", &["upstream", "method", "status_class"]),
@@ -137,72 +149,77 @@ impl Metrics {
             shared_store_errors: counter_vec(&r, "wharf_shared_store_errors_total", "Failed operations on the shared bucket, by operation.", &["op"]),
             shared_backstops: counter(&r, "wharf_shared_backstop_uploads_total", "Blobs uploaded to the shared bucket by a replica that got them from their owner replica, because the owner did not (it stopped answering, or its upload was overdue)."),
             registry: r,
-        };
-        for res in ["served", "fallback"] {
-            m.peer_fills.with_label_values(&[res]);
-            m.shared_fills.with_label_values(&[res]);
         }
-        for op in ["get", "put"] {
-            m.shared_store_errors.with_label_values(&[op]);
+    }
+
+    /// The label combinations that do not depend on the configuration.
+    fn precreate_fixed(&self) {
+        for res in Relay::ALL {
+            self.peer_fills.with_label_values(&[res.as_str()]);
+            self.shared_fills.with_label_values(&[res.as_str()]);
         }
-        let info = gauge_vec(
-            &m.registry,
-            "wharf_build_info",
-            "Build information.",
-            &["version"],
-        );
-        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
-        m.cache_max_bytes
-            .set(i64::try_from(max_bytes).unwrap_or(i64::MAX));
+        for op in BucketOp::ALL {
+            self.shared_store_errors.with_label_values(&[op.as_str()]);
+        }
+        for k in Kind::ALL {
+            for s in Source::ALL {
+                self.ttfb.with_label_values(&[k.as_str(), s.as_str()]);
+            }
+        }
+        for res in FillResult::ALL {
+            self.fills.with_label_values(&[res.as_str()]);
+        }
+    }
+
+    /// `wharf_requests_total` and `wharf_served_bytes_total` for every upstream.
+    fn precreate_requests(&self, upstreams: &[String]) {
         for u in upstreams.iter().map(String::as_str) {
-            for k in KINDS {
-                for res in RESULTS {
-                    m.requests.with_label_values(&[u, k, res]);
+            for k in Kind::ALL {
+                for res in RequestResult::ALL {
+                    self.requests
+                        .with_label_values(&[u, k.as_str(), res.as_str()]);
                 }
             }
-            for s in SOURCES {
-                m.served_bytes.with_label_values(&[u, s]);
+            for s in Source::ALL {
+                self.served_bytes.with_label_values(&[u, s.as_str()]);
             }
         }
         // Token requests belong to no upstream.
-        for res in RESULTS {
-            m.requests.with_label_values(&["", "token", res]);
+        for res in RequestResult::ALL {
+            self.requests
+                .with_label_values(&["", Kind::Token.as_str(), res.as_str()]);
         }
+    }
+
+    /// The per-upstream families other than client requests.
+    fn precreate_upstreams(&self, upstreams: &[String]) {
         for u in upstreams.iter().map(String::as_str) {
-            for meth in METHODS {
-                for c in STATUS_CLASSES {
-                    m.upstream_requests.with_label_values(&[u, meth, c]);
+            for meth in PRECREATED_METHODS {
+                for c in StatusClass::ALL {
+                    self.upstream_requests
+                        .with_label_values(&[u, meth.as_str(), c.as_str()]);
                 }
             }
-            for k in UPSTREAM_KINDS {
-                m.upstream_duration.with_label_values(&[u, k]);
+            for k in UpstreamKind::ALL {
+                self.upstream_duration.with_label_values(&[u, k.as_str()]);
             }
-            m.upstream_bytes.with_label_values(&[u]);
-            m.upstream_up.with_label_values(&[u]).set(1);
-            m.ratelimit_remaining.with_label_values(&[u]).set(-1);
-            m.ratelimit_limit.with_label_values(&[u]).set(-1);
-            for res in REVALIDATION_RESULTS {
-                m.tag_revalidations.with_label_values(&[u, res]);
+            self.upstream_bytes.with_label_values(&[u]);
+            self.upstream_up.with_label_values(&[u]).set(1);
+            self.ratelimit_remaining.with_label_values(&[u]).set(-1);
+            self.ratelimit_limit.with_label_values(&[u]).set(-1);
+            for res in Revalidation::ALL {
+                self.tag_revalidations.with_label_values(&[u, res.as_str()]);
             }
-            for res in AUTHZ_RESULTS {
-                m.authz_decisions.with_label_values(&[u, res]);
+            for res in AuthzResult::ALL {
+                self.authz_decisions.with_label_values(&[u, res.as_str()]);
             }
-            for c in STATUS_CLASSES {
-                m.push_requests.with_label_values(&[u, c]);
+            for c in StatusClass::ALL {
+                self.push_requests.with_label_values(&[u, c.as_str()]);
             }
-            for res in TEE_RESULTS {
-                m.upload_tees.with_label_values(&[u, res]);
-            }
-        }
-        for k in KINDS {
-            for s in SOURCES {
-                m.ttfb.with_label_values(&[k, s]);
+            for res in TeeResult::ALL {
+                self.upload_tees.with_label_values(&[u, res.as_str()]);
             }
         }
-        for res in FILL_RESULTS {
-            m.fills.with_label_values(&[res]);
-        }
-        m
     }
 
     /// The text exposition of every metric.
@@ -214,70 +231,95 @@ impl Metrics {
         out
     }
 
-    /// The kind label of an upstream request path.
-    pub fn upstream_kind(path: &str) -> &'static str {
-        if path.contains("/blobs/") {
-            "blob"
-        } else if path.contains("/manifests/") {
-            "manifest"
-        } else if path.ends_with("/tags/list") {
-            "tags"
-        } else {
-            "other"
-        }
+    /// Counts a client request (`upstream`: "" for token requests).
+    pub fn request(&self, upstream: &str, kind: Kind, result: RequestResult) {
+        self.requests
+            .with_label_values(&[upstream, kind.as_str(), result.as_str()])
+            .inc();
     }
 
-    pub fn status_class(status: u16) -> &'static str {
-        match status {
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        }
+    /// The counter of body bytes served to clients of `upstream` from `source`.
+    pub fn served_bytes_from(&self, upstream: &str, source: Source) -> IntCounter {
+        self.served_bytes
+            .with_label_values(&[upstream, source.as_str()])
+    }
+
+    /// The time-to-first-byte histogram of `kind` requests served from `source`.
+    pub fn ttfb_of(&self, kind: Kind, source: Source) -> Histogram {
+        self.ttfb
+            .with_label_values(&[kind.as_str(), source.as_str()])
+    }
+
+    /// Counts a request sent to `upstream` by the class of its answer, with the time until
+    /// its response headers (`method` is the request's: GET and HEAD, or a push's).
+    pub fn upstream_request(
+        &self,
+        upstream: &str,
+        method: &http::Method,
+        kind: UpstreamKind,
+        class: StatusClass,
+        seconds: f64,
+    ) {
+        self.upstream_requests
+            .with_label_values(&[upstream, method.as_str(), class.as_str()])
+            .inc();
+        self.upstream_duration
+            .with_label_values(&[upstream, kind.as_str()])
+            .observe(seconds);
+    }
+
+    /// Counts a finished blob fill.
+    pub fn fill_done(&self, result: FillResult) {
+        self.fills.with_label_values(&[result.as_str()]).inc();
+    }
+
+    /// Counts a tag revalidation with `upstream`.
+    pub fn tag_revalidated(&self, upstream: &str, result: Revalidation) {
+        self.tag_revalidations
+            .with_label_values(&[upstream, result.as_str()])
+            .inc();
+    }
+
+    /// Counts an authorization decision on content cached from `upstream`.
+    pub fn authz(&self, upstream: &str, result: AuthzResult) {
+        self.authz_decisions
+            .with_label_values(&[upstream, result.as_str()])
+            .inc();
+    }
+
+    /// Counts a push request forwarded to `upstream`, by the class of its answer.
+    pub fn push_forwarded(&self, upstream: &str, class: StatusClass) {
+        self.push_requests
+            .with_label_values(&[upstream, class.as_str()])
+            .inc();
+    }
+
+    /// Counts a blob upload to `upstream` teed into the cache, by how the tee ended.
+    pub fn upload_teed(&self, upstream: &str, result: TeeResult) {
+        self.upload_tees
+            .with_label_values(&[upstream, result.as_str()])
+            .inc();
+    }
+
+    /// Counts a fill that asked the digest's owner replica.
+    pub fn peer_fill(&self, result: Relay) {
+        self.peer_fills.with_label_values(&[result.as_str()]).inc();
+    }
+
+    /// Counts a fill that looked in the shared bucket.
+    pub fn shared_fill(&self, result: Relay) {
+        self.shared_fills
+            .with_label_values(&[result.as_str()])
+            .inc();
+    }
+
+    /// Counts a failed operation on the shared bucket.
+    pub fn shared_store_error(&self, op: BucketOp) {
+        self.shared_store_errors
+            .with_label_values(&[op.as_str()])
+            .inc();
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_family_is_exported_from_the_start() {
-        let m = Metrics::new(&["docker.io".to_string()], 1000);
-        let text = String::from_utf8(m.render()).expect("utf8");
-        for name in [
-            "wharf_requests_total",
-            "wharf_served_bytes_total",
-            "wharf_upstream_requests_total",
-            "wharf_upstream_request_duration_seconds",
-            "wharf_upstream_bytes_total",
-            "wharf_time_to_first_byte_seconds",
-            "wharf_fills_in_progress",
-            "wharf_fill_waiters",
-            "wharf_fills_total",
-            "wharf_cache_size_bytes",
-            "wharf_cache_max_bytes",
-            "wharf_cache_blobs",
-            "wharf_cache_manifest_bytes",
-            "wharf_cache_manifests",
-            "wharf_evictions_total",
-            "wharf_evicted_bytes_total",
-            "wharf_upstream_up",
-            "wharf_upstream_ratelimit_remaining",
-            "wharf_upstream_ratelimit_limit",
-            "wharf_tag_revalidations_total",
-            "wharf_authz_decisions_total",
-            "wharf_push_requests_total",
-            "wharf_upload_tees_total",
-            "wharf_peer_fills_total",
-            "wharf_shared_fills_total",
-            "wharf_shared_store_errors_total",
-            "wharf_shared_backstop_uploads_total",
-            "wharf_build_info",
-        ] {
-            assert!(text.contains(&format!("# TYPE {name} ")), "{name} missing");
-        }
-        assert!(text.contains("wharf_cache_max_bytes 1000"));
-        assert!(text.contains(r#"wharf_upstream_up{upstream="docker.io"} 1"#));
-    }
-}
+mod tests;
