@@ -207,7 +207,7 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
             "must be path segments without empty, \".\" or \"..\" parts",
         );
     }
-    let ca_file = super::upstream::ca_file(p, "storage.ca_file", r.ca_file.as_ref());
+    let ca_file = super::pem::ca_file(p, "storage.ca_file", r.ca_file.as_ref());
     Some(S3Config {
         bucket: bucket?,
         endpoint,
@@ -287,7 +287,7 @@ pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<Clust
             }
         }
     };
-    let ca_file = super::upstream::ca_file(p, "cluster.ca_file", r.ca_file.as_ref());
+    let ca_file = super::pem::ca_file(p, "cluster.ca_file", r.ca_file.as_ref());
     Some(ClusterConfig {
         advertise: advertise?,
         peers: peers?,
