@@ -13,6 +13,7 @@
 
 use super::body::ClientBody;
 use super::handlers::Handler;
+use super::host::host_of;
 use super::observe::Labels;
 use super::route::{Query, Route};
 use super::RespBody;
@@ -63,7 +64,7 @@ impl Handler {
             | Route::Blob { name, .. } => *name,
             _ => return Err(Error::client(ErrorCode::Unsupported, "not a push")),
         };
-        let host = super::handlers::host_of(&parts.headers, &parts.uri);
+        let host = host_of(&parts.headers, &parts.uri);
         let t = self.registry.resolve_at(host, name, ns)?;
         labels.upstream = t.upstream.name().to_string();
         labels.repo = t.repo.to_string();
