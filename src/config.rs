@@ -16,6 +16,7 @@ use std::time::Duration;
 mod cluster;
 mod connections;
 mod defaults;
+mod pem;
 mod raw;
 mod sections;
 mod units;

@@ -104,42 +104,46 @@ enum Command {
     /// Pull whole images into the cache through Wharf's own fill path: through the Wharf
     /// running on the config's data_dir if there is one, else directly into the data_dir.
     /// Exit status 0: every image prefetched; 1: some failed; 2: could not start.
-    Prefetch {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Images as users write them: `alpine`, `ghcr.io/org/app:1.2`,
-        /// `<upstream>/<repo>@sha256:...`.
-        #[arg(required_unless_present = "file")]
-        images: Vec<String>,
-        /// A file with one image per line (`#` comments).
-        #[arg(long, short)]
-        file: Option<PathBuf>,
-        /// Platforms to take from multi-platform images (comma-separated; default: this
-        /// machine's, e.g. linux/amd64).
-        #[arg(long, conflicts_with = "all_platforms")]
-        platform: Vec<String>,
-        /// Every manifest of multi-platform images.
-        #[arg(long)]
-        all_platforms: bool,
-        /// Images resolved at once, and blob downloads at once.
-        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
-        concurrency: u16,
-        /// A running Wharf to go through (default: the one on this config's data_dir, found
-        /// at its `listen` address).
-        #[arg(long)]
-        server: Option<String>,
-        /// User name for the upstream (the password is read from WHARF_PASSWORD).
-        #[arg(long)]
-        username: Option<String>,
-        /// Progress bars on a terminal, one line per event otherwise.
-        #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
-        progress: ProgressArg,
-    },
+    Prefetch(PrefetchArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+// The arguments of `wharf prefetch` (the variant's doc comment is its help).
+#[derive(clap::Args)]
+struct PrefetchArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Images as users write them: `alpine`, `ghcr.io/org/app:1.2`,
+    /// `<upstream>/<repo>@sha256:...`.
+    #[arg(required_unless_present = "file")]
+    images: Vec<String>,
+    /// A file with one image per line (`#` comments).
+    #[arg(long, short)]
+    file: Option<PathBuf>,
+    /// Platforms to take from multi-platform images (comma-separated; default: this
+    /// machine's, e.g. linux/amd64).
+    #[arg(long, conflicts_with = "all_platforms")]
+    platform: Vec<String>,
+    /// Every manifest of multi-platform images.
+    #[arg(long)]
+    all_platforms: bool,
+    /// Images resolved at once, and blob downloads at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// A running Wharf to go through (default: the one on this config's data_dir, found
+    /// at its `listen` address).
+    #[arg(long)]
+    server: Option<String>,
+    /// User name for the upstream (the password is read from WHARF_PASSWORD).
+    #[arg(long)]
+    username: Option<String>,
+    /// Progress bars on a terminal, one line per event otherwise.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Auto)]
+    progress: ProgressArg,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -157,12 +161,8 @@ enum ConfigCommand {
     Check { file: PathBuf },
 }
 
-fn init_tracing(format: LogFormat) {
-    init_tracing_default(format, "info");
-}
-
-/// As [`init_tracing`], with `level` when `WHARF_LOG` is not set.
-fn init_tracing_default(format: LogFormat, level: &str) {
+/// Logs to stderr at `level` unless `WHARF_LOG` says otherwise.
+fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     let builder = tracing_subscriber::fmt()
@@ -194,127 +194,106 @@ fn load(path: Option<&PathBuf>) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let logs = |level| Some((cli.log_format, level));
     match cli.command {
-        Command::Config {
-            command: ConfigCommand::Example,
-        } => {
-            print!("{}", config::EXAMPLE);
-            ExitCode::SUCCESS
-        }
-        Command::Config {
-            command: ConfigCommand::Check { file },
-        } => match Config::load(&file) {
-            Ok(_) => {
-                println!("{}: ok", file.display());
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("{}: invalid configuration:\n{e}", file.display());
-                ExitCode::from(EXIT_BAD_CONFIG)
-            }
-        },
-        Command::Gc { config, to } => {
-            init_tracing(cli.log_format);
-            match load_or_exit(config.as_ref()) {
-                Ok(cfg) => ExitCode::from(wharf::cli::gc(&cfg, to.as_deref())),
-                Err(code) => code,
-            }
-        }
-        Command::Fsck { config, repair } => {
-            init_tracing(cli.log_format);
-            match load_or_exit(config.as_ref()) {
-                Ok(cfg) => ExitCode::from(wharf::cli::fsck(&cfg, repair)),
-                Err(code) => code,
-            }
-        }
+        Command::Config { command } => config_command(command),
+        Command::Gc { config, to } => with_config(logs("info"), config, |cfg| {
+            wharf::cli::gc(&cfg, to.as_deref()).into()
+        }),
+        Command::Fsck { config, repair } => with_config(logs("info"), config, |cfg| {
+            wharf::cli::fsck(&cfg, repair).into()
+        }),
         Command::Export {
             config,
             images,
             all,
             output,
-        } => {
-            init_tracing(cli.log_format);
-            match load_or_exit(config.as_ref()) {
-                Ok(cfg) => ExitCode::from(wharf::cli::export(&cfg, &images, all, &output)),
-                Err(code) => code,
-            }
+        } => with_config(logs("info"), config, |cfg| {
+            wharf::cli::export(&cfg, &images, all, &output).into()
+        }),
+        Command::Import { config, path, name } => with_config(logs("info"), config, |cfg| {
+            wharf::cli::import(&cfg, &path, name).into()
+        }),
+        Command::Prefetch(args) => {
+            let config = args.config.clone();
+            with_config(logs("error"), config, |cfg| prefetch(cfg, args))
         }
-        Command::Import { config, path, name } => {
-            init_tracing(cli.log_format);
-            match load_or_exit(config.as_ref()) {
-                Ok(cfg) => ExitCode::from(wharf::cli::import(&cfg, &path, name)),
-                Err(code) => code,
-            }
-        }
-        Command::Prefetch {
-            config,
-            images,
-            file,
-            platform,
-            all_platforms,
-            concurrency,
-            server,
-            username,
-            progress,
-        } => {
-            init_tracing_default(cli.log_format, "error");
-            let cfg = match load_or_exit(config.as_ref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            prefetch(
-                cfg,
-                images,
-                file,
-                (platform, all_platforms),
-                concurrency,
-                server,
-                username,
-                progress,
-            )
-        }
-        Command::Ls { config, json } => match load_or_exit(config.as_ref()) {
-            Ok(cfg) => ExitCode::from(wharf::cli::report(&cfg, json, true)),
-            Err(code) => code,
-        },
-        Command::Du { config, json } => match load_or_exit(config.as_ref()) {
-            Ok(cfg) => ExitCode::from(wharf::cli::report(&cfg, json, false)),
-            Err(code) => code,
-        },
-        Command::Serve { config, offline } => {
-            init_tracing(cli.log_format);
-            let mut cfg = match load_or_exit(config.as_ref()) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
+        // Their output is the report: no log.
+        Command::Ls { config, json } => with_config(None, config, |cfg| {
+            wharf::cli::report(&cfg, json, true).into()
+        }),
+        Command::Du { config, json } => with_config(None, config, |cfg| {
+            wharf::cli::report(&cfg, json, false).into()
+        }),
+        Command::Serve { config, offline } => with_config(logs("info"), config, |mut cfg| {
             cfg.offline |= offline;
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            rt.block_on(serve(cfg))
+            block_on(serve(cfg), ExitCode::FAILURE)
+        }),
+    }
+}
+
+/// `wharf config ...`: needs no configuration of its own.
+fn config_command(command: ConfigCommand) -> ExitCode {
+    match command {
+        ConfigCommand::Example => {
+            print!("{}", config::EXAMPLE);
+            ExitCode::SUCCESS
+        }
+        ConfigCommand::Check { file } => match load_or_exit(Some(&file)) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(code) => code,
+        },
+    }
+}
+
+/// Runs a subcommand that works on a configuration: logging started (`log`: the format and
+/// the level when `WHARF_LOG` is not set; `None`: no log), then the configuration at `path`
+/// (or the embedded default) loaded, then `run` on it; a bad configuration exits with
+/// [`EXIT_BAD_CONFIG`] after saying why.
+fn with_config(
+    log: Option<(LogFormat, &str)>,
+    path: Option<PathBuf>,
+    run: impl FnOnce(Config) -> ExitCode,
+) -> ExitCode {
+    if let Some((format, level)) = log {
+        init_tracing(format, level);
+    }
+    match load_or_exit(path.as_ref()) {
+        Ok(cfg) => run(cfg),
+        Err(code) => code,
+    }
+}
+
+/// Runs `work` on a new multi-threaded runtime; `failure` when there is none to be had.
+fn block_on(work: impl std::future::Future<Output = ExitCode>, failure: ExitCode) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(work),
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            failure
         }
     }
 }
 
 /// `wharf prefetch`: the arguments checked, then [`wharf::prefetch::cli::main`].
-#[allow(clippy::too_many_arguments)]
-fn prefetch(
-    cfg: Config,
-    images: Vec<String>,
-    file: Option<PathBuf>,
-    (platform, all_platforms): (Vec<String>, bool),
-    concurrency: u16,
-    server: Option<String>,
-    username: Option<String>,
-    progress: ProgressArg,
-) -> ExitCode {
+fn prefetch(cfg: Config, a: PrefetchArgs) -> ExitCode {
+    let PrefetchArgs {
+        config: _,
+        images,
+        file,
+        platform,
+        all_platforms,
+        concurrency,
+        server,
+        username,
+        progress,
+    } = a;
     use wharf::prefetch::{cli, spec};
     let platforms = if all_platforms {
         spec::Platforms::All
@@ -354,16 +333,10 @@ fn prefetch(
             ProgressArg::Lines => cli::Output::Lines,
         },
     };
-    match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => ExitCode::from(rt.block_on(cli::main(cfg, args))),
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            ExitCode::from(cli::EXIT_CANNOT_START)
-        }
-    }
+    block_on(
+        async { ExitCode::from(cli::main(cfg, args).await) },
+        ExitCode::from(cli::EXIT_CANNOT_START),
+    )
 }
 
 async fn serve(cfg: Config) -> ExitCode {

@@ -151,7 +151,40 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
         .unwrap_or_else(|| "us-east-1".to_string());
     let key_id = raw::string(p, "storage.access_key_id", r.access_key_id.as_ref())
         .or_else(|| env_nonempty("AWS_ACCESS_KEY_ID"));
-    let secret = match (
+    let secret = secret(p, &r);
+    if key_id.is_none() {
+        p.push(
+            "storage.access_key_id",
+            "required with backend = \"s3\" (or set AWS_ACCESS_KEY_ID)",
+        );
+    }
+    if secret.is_none() && r.secret_access_key_file.is_none() {
+        p.push(
+            "storage.secret_access_key",
+            "required with backend = \"s3\" (or secret_access_key_file, or AWS_SECRET_ACCESS_KEY)",
+        );
+    }
+    let path_style = raw::boolean(p, "storage.path_style", r.path_style.as_ref()).unwrap_or(false);
+    let redirect = raw::boolean(p, "storage.redirect", r.redirect.as_ref()).unwrap_or(false);
+    let prefix = prefix(p, &r);
+    let ca_file = super::pem::ca_file(p, "storage.ca_file", r.ca_file.as_ref());
+    Some(S3Config {
+        bucket: bucket?,
+        endpoint,
+        region,
+        access_key_id: key_id?,
+        secret_access_key: secret?,
+        path_style,
+        prefix,
+        redirect,
+        ca_file,
+    })
+}
+
+/// `storage.secret_access_key`, or the content of `secret_access_key_file` (not both), or
+/// `AWS_SECRET_ACCESS_KEY`.
+fn secret(p: &mut Problems, r: &RawStorage) -> Option<String> {
+    match (
         raw::string(p, "storage.secret_access_key", r.secret_access_key.as_ref()),
         raw::string(
             p,
@@ -179,21 +212,11 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
             }
         },
         (None, None) => env_nonempty("AWS_SECRET_ACCESS_KEY"),
-    };
-    if key_id.is_none() {
-        p.push(
-            "storage.access_key_id",
-            "required with backend = \"s3\" (or set AWS_ACCESS_KEY_ID)",
-        );
     }
-    if secret.is_none() && r.secret_access_key_file.is_none() {
-        p.push(
-            "storage.secret_access_key",
-            "required with backend = \"s3\" (or secret_access_key_file, or AWS_SECRET_ACCESS_KEY)",
-        );
-    }
-    let path_style = raw::boolean(p, "storage.path_style", r.path_style.as_ref()).unwrap_or(false);
-    let redirect = raw::boolean(p, "storage.redirect", r.redirect.as_ref()).unwrap_or(false);
+}
+
+/// `storage.prefix`, without leading or trailing `/`; only plain path segments.
+fn prefix(p: &mut Problems, r: &RawStorage) -> String {
     let prefix = raw::string(p, "storage.prefix", r.prefix.as_ref())
         .unwrap_or_default()
         .trim_matches('/')
@@ -207,18 +230,7 @@ fn s3(p: &mut Problems, r: RawStorage) -> Option<S3Config> {
             "must be path segments without empty, \".\" or \"..\" parts",
         );
     }
-    let ca_file = super::upstream::ca_file(p, "storage.ca_file", r.ca_file.as_ref());
-    Some(S3Config {
-        bucket: bucket?,
-        endpoint,
-        region,
-        access_key_id: key_id?,
-        secret_access_key: secret?,
-        path_style,
-        prefix,
-        redirect,
-        ca_file,
-    })
+    prefix
 }
 
 pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<ClusterConfig> {
@@ -287,7 +299,7 @@ pub(super) fn cluster(p: &mut Problems, raw: Option<RawCluster>) -> Option<Clust
             }
         }
     };
-    let ca_file = super::upstream::ca_file(p, "cluster.ca_file", r.ca_file.as_ref());
+    let ca_file = super::pem::ca_file(p, "cluster.ca_file", r.ca_file.as_ref());
     Some(ClusterConfig {
         advertise: advertise?,
         peers: peers?,

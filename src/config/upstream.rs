@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use http::Uri;
 
+use super::pem::{ca_file, check_ca_file};
 use super::raw::{self, RawUpstream};
 use super::units::parse_duration;
 use super::{Problems, UpstreamConfig, UpstreamPolicy};
@@ -94,31 +95,6 @@ fn check_url(p: &mut Problems, key: &str, s: &str) -> Option<(Uri, String)> {
         Err(e) => {
             p.push(key, format!("not a valid URL ({e}): {s:?}"));
             None
-        }
-    }
-}
-
-/// An optional `ca_file` key: the path, checked with [`check_ca_file`].
-pub(super) fn ca_file(p: &mut Problems, key: &str, v: Option<&toml::Value>) -> Option<PathBuf> {
-    let path = PathBuf::from(raw::string(p, key, v)?);
-    check_ca_file(p, key, &path);
-    Some(path)
-}
-
-/// Checks that `path` is a readable file holding at least one PEM certificate.
-fn check_ca_file(p: &mut Problems, key: &str, path: &Path) {
-    let shown = path.display();
-    match std::fs::metadata(path) {
-        Err(e) => return p.push(key, format!("cannot read {shown}: {e}")),
-        Ok(m) if !m.is_file() => return p.push(key, format!("{shown} is not a file")),
-        Ok(_) => {}
-    }
-    match std::fs::read(path) {
-        Err(e) => p.push(key, format!("cannot read {shown}: {e}")),
-        Ok(bytes) => {
-            if !String::from_utf8_lossy(&bytes).contains("-----BEGIN CERTIFICATE-----") {
-                p.push(key, format!("{shown} contains no PEM certificate"));
-            }
         }
     }
 }
@@ -228,121 +204,11 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
         );
         return Vec::new();
     }
-    let mut out = Vec::new();
-    // (lowercased name or alias, key that claimed it)
-    let mut taken: Vec<(String, String)> = Vec::new();
-    let mut claim = |p: &mut Problems, key: String, ident: &str| {
-        let lower = ident.to_ascii_lowercase();
-        if let Some((_, owner)) = taken.iter().find(|(n, _)| *n == lower) {
-            p.push(&key, format!("{ident:?} is already used by {owner}"));
-        } else {
-            taken.push((lower, key));
-        }
-    };
+    let mut claims = Claims::default();
     let mut default_owner: Option<usize> = None;
-
+    let mut out = Vec::new();
     for (i, r) in raws.iter().enumerate() {
-        let k = |field: &str| format!("upstream[{i}].{field}");
-        let url = match raw::string(p, &k("url"), r.url.as_ref()) {
-            Some(s) => check_url(p, &k("url"), &s),
-            None => {
-                if r.url.is_none() {
-                    p.push(k("url"), "is required");
-                }
-                None
-            }
-        };
-        let name = match raw::string(p, &k("name"), r.name.as_ref()) {
-            Some(n) => check_ident(p, &k("name"), &n).then_some(n),
-            None => url.as_ref().map(|(_, host)| host.clone()),
-        };
-        if let Some(n) = &name {
-            claim(p, k("name"), n);
-        }
-        let aliases = raw::string_list(p, &k("aliases"), r.aliases.as_ref());
-        for (j, a) in aliases.iter().enumerate() {
-            let key = format!("upstream[{i}].aliases[{j}]");
-            if check_ident(p, &key, a) {
-                claim(p, key, a);
-            }
-        }
-        let default = raw::boolean(p, &k("default"), r.default.as_ref()).unwrap_or(false);
-        if default {
-            match default_owner {
-                Some(first) => p.push(
-                    k("default"),
-                    format!("only one upstream may be the default; upstream[{first}] already is"),
-                ),
-                None => default_owner = Some(i),
-            }
-        }
-        let ca_file = ca_file(p, &k("ca_file"), r.ca_file.as_ref());
-        let tag_ttl = match raw::string(p, &k("tag_ttl"), r.tag_ttl.as_ref()) {
-            Some(s) => parse_duration(&s).unwrap_or_else(|e| {
-                p.push(k("tag_ttl"), e);
-                DEFAULT_TAG_TTL
-            }),
-            None => DEFAULT_TAG_TTL,
-        };
-        let allow_push = raw::boolean(p, &k("allow_push"), r.allow_push.as_ref()).unwrap_or(false);
-        let referrers_ttl = duration(
-            p,
-            &k("referrers_ttl"),
-            r.referrers_ttl.as_ref(),
-            DEFAULT_REFERRERS_TTL,
-        );
-        let username = raw::string(p, &k("username"), r.username.as_ref());
-        let password = raw::string(p, &k("password"), r.password.as_ref());
-        if r.username.is_some() && r.password.is_none() {
-            p.push(k("password"), "is required when username is set");
-        }
-        if r.password.is_some() && r.username.is_none() {
-            p.push(k("username"), "is required when password is set");
-        }
-        let policy = policy(p, i, r);
-        let client_cert = match (
-            raw::string(p, &k("client_cert_file"), r.client_cert_file.as_ref()),
-            raw::string(p, &k("client_key_file"), r.client_key_file.as_ref()),
-        ) {
-            (Some(c), Some(key)) => {
-                check_ca_file(p, &k("client_cert_file"), Path::new(&c));
-                if !Path::new(&key).is_file() {
-                    p.push(k("client_key_file"), format!("{key}: no such file"));
-                }
-                Some((PathBuf::from(c), PathBuf::from(key)))
-            }
-            (None, None) => None,
-            _ => {
-                p.push(
-                    k("client_cert_file"),
-                    "client_cert_file and client_key_file go together",
-                );
-                None
-            }
-        };
-        let hosts = host_list(p, &k("hosts"), r.hosts.as_ref());
-        for (j, h) in hosts.iter().enumerate() {
-            claim(p, format!("upstream[{i}].hosts[{j}]"), &format!("host {h}"));
-        }
-        let token_realm_hosts = host_list(p, &k("token_realm_hosts"), r.token_realm_hosts.as_ref());
-        if let (Some(name), Some((url, _))) = (name, url) {
-            out.push(UpstreamConfig {
-                name,
-                url,
-                default,
-                aliases,
-                ca_file,
-                tag_ttl,
-                allow_push,
-                referrers_ttl,
-                username,
-                password,
-                client_cert,
-                hosts,
-                token_realm_hosts,
-                policy,
-            });
-        }
+        out.extend(upstream(p, i, r, &mut claims, &mut default_owner));
     }
     if default_owner.is_none() && raws.len() == 1 {
         if let Some(only) = out.first_mut() {
@@ -350,4 +216,159 @@ pub(super) fn validate(p: &mut Problems, raws: &[RawUpstream]) -> Vec<UpstreamCo
         }
     }
     out
+}
+
+/// The names, aliases and hosts claimed so far, unique ASCII case-insensitively across all
+/// upstreams: (lowercased ident, the key that claimed it).
+#[derive(Default)]
+struct Claims(Vec<(String, String)>);
+
+impl Claims {
+    /// Claims `ident` for `key`; a problem when another key already has it.
+    fn claim(&mut self, p: &mut Problems, key: String, ident: &str) {
+        let lower = ident.to_ascii_lowercase();
+        if let Some((_, owner)) = self.0.iter().find(|(n, _)| *n == lower) {
+            p.push(&key, format!("{ident:?} is already used by {owner}"));
+        } else {
+            self.0.push((lower, key));
+        }
+    }
+}
+
+/// Validates upstream `i`. `None` when it has no usable name or url (a problem says why).
+/// `default_owner`: the first upstream that said `default = true`.
+fn upstream(
+    p: &mut Problems,
+    i: usize,
+    r: &RawUpstream,
+    claims: &mut Claims,
+    default_owner: &mut Option<usize>,
+) -> Option<UpstreamConfig> {
+    let k = |field: &str| format!("upstream[{i}].{field}");
+    let url = url(p, i, r);
+    let name = match raw::string(p, &k("name"), r.name.as_ref()) {
+        Some(n) => check_ident(p, &k("name"), &n).then_some(n),
+        None => url.as_ref().map(|(_, host)| host.clone()),
+    };
+    if let Some(n) = &name {
+        claims.claim(p, k("name"), n);
+    }
+    let aliases = raw::string_list(p, &k("aliases"), r.aliases.as_ref());
+    for (j, a) in aliases.iter().enumerate() {
+        let key = format!("upstream[{i}].aliases[{j}]");
+        if check_ident(p, &key, a) {
+            claims.claim(p, key, a);
+        }
+    }
+    let default = is_default(p, i, r, default_owner);
+    let ca_file = ca_file(p, &k("ca_file"), r.ca_file.as_ref());
+    let tag_ttl = duration(p, &k("tag_ttl"), r.tag_ttl.as_ref(), DEFAULT_TAG_TTL);
+    let allow_push = raw::boolean(p, &k("allow_push"), r.allow_push.as_ref()).unwrap_or(false);
+    let referrers_ttl = duration(
+        p,
+        &k("referrers_ttl"),
+        r.referrers_ttl.as_ref(),
+        DEFAULT_REFERRERS_TTL,
+    );
+    let (username, password) = credentials(p, i, r);
+    let policy = policy(p, i, r);
+    let client_cert = client_cert(p, i, r);
+    let hosts = host_list(p, &k("hosts"), r.hosts.as_ref());
+    for (j, h) in hosts.iter().enumerate() {
+        claims.claim(p, format!("upstream[{i}].hosts[{j}]"), &format!("host {h}"));
+    }
+    let token_realm_hosts = host_list(p, &k("token_realm_hosts"), r.token_realm_hosts.as_ref());
+    let (Some(name), Some((url, _))) = (name, url) else {
+        return None;
+    };
+    Some(UpstreamConfig {
+        name,
+        url,
+        default,
+        aliases,
+        ca_file,
+        tag_ttl,
+        allow_push,
+        referrers_ttl,
+        username,
+        password,
+        client_cert,
+        hosts,
+        token_realm_hosts,
+        policy,
+    })
+}
+
+/// Upstream `i`'s required `url`, checked with [`check_url`].
+fn url(p: &mut Problems, i: usize, r: &RawUpstream) -> Option<(Uri, String)> {
+    let key = format!("upstream[{i}].url");
+    match raw::string(p, &key, r.url.as_ref()) {
+        Some(s) => check_url(p, &key, &s),
+        None => {
+            if r.url.is_none() {
+                p.push(key, "is required");
+            }
+            None
+        }
+    }
+}
+
+/// Upstream `i`'s `default`; a problem when an earlier one (`default_owner`) already is.
+fn is_default(
+    p: &mut Problems,
+    i: usize,
+    r: &RawUpstream,
+    default_owner: &mut Option<usize>,
+) -> bool {
+    let key = format!("upstream[{i}].default");
+    let default = raw::boolean(p, &key, r.default.as_ref()).unwrap_or(false);
+    if default {
+        match default_owner {
+            Some(first) => p.push(
+                key,
+                format!("only one upstream may be the default; upstream[{first}] already is"),
+            ),
+            None => *default_owner = Some(i),
+        }
+    }
+    default
+}
+
+/// Upstream `i`'s `username` and `password`, which go together.
+fn credentials(p: &mut Problems, i: usize, r: &RawUpstream) -> (Option<String>, Option<String>) {
+    let k = |field: &str| format!("upstream[{i}].{field}");
+    let username = raw::string(p, &k("username"), r.username.as_ref());
+    let password = raw::string(p, &k("password"), r.password.as_ref());
+    if r.username.is_some() && r.password.is_none() {
+        p.push(k("password"), "is required when username is set");
+    }
+    if r.password.is_some() && r.username.is_none() {
+        p.push(k("username"), "is required when password is set");
+    }
+    (username, password)
+}
+
+/// Upstream `i`'s `client_cert_file` and `client_key_file`, which go together.
+fn client_cert(p: &mut Problems, i: usize, r: &RawUpstream) -> Option<(PathBuf, PathBuf)> {
+    let k = |field: &str| format!("upstream[{i}].{field}");
+    match (
+        raw::string(p, &k("client_cert_file"), r.client_cert_file.as_ref()),
+        raw::string(p, &k("client_key_file"), r.client_key_file.as_ref()),
+    ) {
+        (Some(c), Some(key)) => {
+            check_ca_file(p, &k("client_cert_file"), Path::new(&c));
+            if !Path::new(&key).is_file() {
+                p.push(k("client_key_file"), format!("{key}: no such file"));
+            }
+            Some((PathBuf::from(c), PathBuf::from(key)))
+        }
+        (None, None) => None,
+        _ => {
+            p.push(
+                k("client_cert_file"),
+                "client_cert_file and client_key_file go together",
+            );
+            None
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use super::body::ClientBody;
 use super::error::into_response;
+use super::host::host_of;
 use super::observe::{Labels, Observed};
 use super::range::ByteRange;
 use super::respond::{blob_response, header, json_response, rewrite_link};
@@ -23,15 +24,6 @@ pub struct Handler {
     pub tls: bool,
     pub registry: Arc<Registry>,
     pub sessions: Arc<Sessions>,
-}
-
-/// The host (with any port) this client reached Wharf at: `Host`, or the HTTP/2 authority.
-pub(super) fn host_of<'a>(headers: &'a http::HeaderMap, uri: &'a http::Uri) -> Option<&'a str> {
-    headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| uri.authority().map(|a| a.as_str()))
-        .filter(|h| h.bytes().all(|b| b.is_ascii_graphic() && b != b'"'))
 }
 
 /// The URL of Wharf's token endpoint as this client reaches Wharf.

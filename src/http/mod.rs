@@ -6,6 +6,7 @@ pub mod body;
 mod conn;
 pub mod error;
 pub mod handlers;
+mod host;
 mod observe;
 mod push;
 pub mod range;

@@ -13,10 +13,11 @@
 
 use super::body::ClientBody;
 use super::handlers::Handler;
+use super::host::host_of;
 use super::observe::Labels;
 use super::route::{Query, Route};
 use super::RespBody;
-use crate::auth::Presented;
+use crate::auth::{Client, Presented};
 use crate::error::{Error, Result};
 use crate::oci::{Digest, ErrorCode, RepoName};
 use crate::registry::location::upstream_relative;
@@ -62,7 +63,30 @@ impl Handler {
             | Route::Blob { name, .. } => *name,
             _ => return Err(Error::client(ErrorCode::Unsupported, "not a push")),
         };
-        let host = super::handlers::host_of(&parts.headers, &parts.uri);
+        let host = host_of(&parts.headers, &parts.uri);
+        let t = self.push_target(parts, (host, name, ns), labels)?;
+        let client = self.pusher(parts, &t).await?;
+        let challenge = self.challenge(&parts.headers, &parts.uri, Some(&route), true);
+        let (path_and_query, what) = forwarded(parts, route, &self.registry, &t, (host, ns))?;
+        let req = PushRequest {
+            method: parts.method.clone(),
+            path_and_query,
+            headers: forwarded_headers(&parts.headers),
+            body: body.map_err(BoxError::from).boxed_unsync(),
+            what,
+        };
+        let resp = self.registry.push(&t, &client, req).await?;
+        Ok(relay(resp, &t, name, ns, challenge))
+    }
+
+    /// The upstream and repository pushed to (labelled), refused unless pushing to that
+    /// upstream is enabled.
+    fn push_target(
+        &self,
+        parts: &Parts,
+        (host, name, ns): (Option<&str>, &str, Option<&str>),
+        labels: &mut Labels,
+    ) -> Result<Target> {
         let t = self.registry.resolve_at(host, name, ns)?;
         labels.upstream = t.upstream.name().to_string();
         labels.repo = t.repo.to_string();
@@ -76,73 +100,80 @@ impl Handler {
                 ),
             ));
         }
-        let client = match self.sessions.identify(&parts.headers).await {
-            Presented::Client(c) => self.checked(&c, &t).await?,
-            Presented::Nothing | Presented::Invalid => {
-                return Err(Error::client(
-                    ErrorCode::Unauthorized,
-                    "authentication required: get a token from the realm in WWW-Authenticate",
-                ))
+        Ok(t)
+    }
+
+    /// The pushing client, checked for `t`: a push always needs Wharf's token.
+    async fn pusher(&self, parts: &Parts, t: &Target) -> Result<Arc<Client>> {
+        match self.sessions.identify(&parts.headers).await {
+            Presented::Client(c) => self.checked(&c, t).await,
+            Presented::Nothing | Presented::Invalid => Err(Error::client(
+                ErrorCode::Unauthorized,
+                "authentication required: get a token from the realm in WWW-Authenticate",
+            )),
+        }
+    }
+}
+
+/// The upstream path (and query) a push goes to, and what the registry should make of it.
+fn forwarded(
+    parts: &Parts,
+    route: Route<'_>,
+    registry: &Registry,
+    t: &Target,
+    (host, ns): (Option<&str>, Option<&str>),
+) -> Result<(String, Push)> {
+    let repo = t.repo.as_str();
+    Ok(match route {
+        Route::Upload { session, .. } => {
+            let q = upload_query(parts.uri.query(), registry, t, (host, ns));
+            let mut p = format!("/v2/{repo}/blobs/uploads/{}", session.unwrap_or(""));
+            if !q.forward.is_empty() {
+                p.push('?');
+                p.push_str(&q.forward);
             }
-        };
-        let challenge = self.challenge(&parts.headers, &parts.uri, Some(&route), true);
-        let repo = t.repo.as_str();
-        let method = parts.method.clone();
-        let (path_and_query, what) = match route {
-            Route::Upload { session, .. } => {
-                let q = upload_query(parts.uri.query(), &self.registry, &t, (host, ns));
-                let mut p = format!("/v2/{repo}/blobs/uploads/{}", session.unwrap_or(""));
-                if !q.forward.is_empty() {
-                    p.push('?');
-                    p.push_str(&q.forward);
-                }
-                let what = Push::Upload {
-                    session: session.map(str::to_string),
-                    digest: q.digest,
-                    offset: content_range_start(&parts.headers),
-                    mount: q.mount,
+            let what = Push::Upload {
+                session: session.map(str::to_string),
+                digest: q.digest,
+                offset: content_range_start(&parts.headers),
+                mount: q.mount,
+            };
+            (p, what)
+        }
+        Route::Manifest { reference, .. } => {
+            let p = format!("/v2/{repo}/manifests/{reference}");
+            if parts.method == Method::PUT {
+                let content_type = parts
+                    .headers
+                    .get(CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let what = Push::Manifest {
+                    reference,
+                    content_type,
                 };
                 (p, what)
-            }
-            Route::Manifest { reference, .. } => {
-                let p = format!("/v2/{repo}/manifests/{reference}");
-                if method == Method::PUT {
-                    let content_type = parts
-                        .headers
-                        .get(CONTENT_TYPE)
-                        .and_then(|v| v.to_str().ok())
-                        .map(str::to_string);
-                    let what = Push::Manifest {
-                        reference,
-                        content_type,
-                    };
-                    (p, what)
-                } else {
-                    (p, Push::DeleteManifest { reference })
-                }
-            }
-            Route::Blob { digest, .. } => (
-                format!("/v2/{repo}/blobs/{digest}"),
-                Push::DeleteBlob { digest },
-            ),
-            _ => return Err(Error::client(ErrorCode::Unsupported, "not a push")),
-        };
-        let mut headers = HeaderMap::new();
-        for h in &FORWARDED {
-            for v in parts.headers.get_all(h) {
-                headers.append(h.clone(), v.clone());
+            } else {
+                (p, Push::DeleteManifest { reference })
             }
         }
-        let req = PushRequest {
-            method,
-            path_and_query,
-            headers,
-            body: body.map_err(BoxError::from).boxed_unsync(),
-            what,
-        };
-        let resp = self.registry.push(&t, &client, req).await?;
-        Ok(relay(resp, &t, name, ns, challenge))
+        Route::Blob { digest, .. } => (
+            format!("/v2/{repo}/blobs/{digest}"),
+            Push::DeleteBlob { digest },
+        ),
+        _ => return Err(Error::client(ErrorCode::Unsupported, "not a push")),
+    })
+}
+
+/// The client's request headers worth forwarding ([`FORWARDED`]).
+fn forwarded_headers(from: &HeaderMap) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for h in &FORWARDED {
+        for v in from.get_all(h) {
+            headers.append(h.clone(), v.clone());
+        }
     }
+    headers
 }
 
 /// The upstream's answer for the client.

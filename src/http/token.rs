@@ -10,6 +10,7 @@
 //! the credentials nor the token are ever logged.
 
 use super::body::ClientBody;
+use super::host::host_of;
 use super::{full, RespBody};
 use crate::auth::checks::Verdict;
 use crate::auth::{self, form, Client, Sessions};
@@ -30,7 +31,7 @@ pub async fn handle(
     sessions: &Sessions,
     req: Request<ClientBody>,
 ) -> Result<Response<RespBody>> {
-    let host = super::handlers::host_of(req.headers(), req.uri()).map(str::to_string);
+    let host = host_of(req.headers(), req.uri()).map(str::to_string);
     let (creds, scopes) = read_request(req).await?;
     if let Credentials::Basic { user, password } = &creds {
         if !auth::within_limits(user, password) {

@@ -140,51 +140,103 @@ pub fn export(
     out: &Path,
     progress: &mut dyn FnMut(&Digest, u64, u64, u64),
 ) -> Result<ExportSummary> {
-    let cached = store.images()?;
-    let mut selected: Vec<(ImageRef, Digest)> = Vec::new();
-    if all {
-        for i in &cached {
-            let d = Digest::parse(&i.digest).map_err(|e| err(format!("{}: {e}", i.digest)))?;
-            selected.push((
-                ImageRef {
-                    upstream: i.upstream.clone(),
-                    repo: i.repository.clone(),
-                    tag: i.tag.clone(),
-                },
-                d,
-            ));
-        }
-        if selected.is_empty() {
-            return Err(err("the cache holds no tagged images"));
-        }
+    let selected = if all {
+        select_all(store)?
     } else {
-        for s in images {
-            let r = ImageRef::parse(s).map_err(err)?;
-            let rec = store
-                .get_tag(&r.upstream, &r.repo, &r.tag)?
-                .ok_or_else(|| err(format!("{r} is not cached (see `wharf ls`)")))?;
-            selected.push((r, rec.digest));
+        select(store, images)?
+    };
+    // Gather everything first, so that a missing blob fails before anything is written.
+    let plan = Plan::gather(store, &selected)?;
+    let mut sink = Sink::open(out)?;
+    match plan.write(store, &mut sink, progress) {
+        Ok(s) => {
+            sink.finish()?;
+            Ok(s)
+        }
+        Err(e) => {
+            drop(sink);
+            if out.extension().is_some_and(|e| e == "tar") {
+                let _ = std::fs::remove_file(out);
+            }
+            Err(e)
         }
     }
+}
 
-    // Gather everything first, so that a missing blob fails before anything is written.
-    let mut manifests: Vec<StoredManifest> = Vec::new();
-    let mut blobs: Vec<(Digest, u64)> = Vec::new();
-    let mut seen: HashSet<Digest> = HashSet::new();
-    let mut index = Vec::new();
-    for (image, root) in &selected {
-        let top = store
-            .get_manifest(root)?
-            .ok_or_else(|| err(format!("{image}: manifest {root} is not cached")))?;
-        index.push(serde_json::json!({
-            "mediaType": top.media_type,
-            "digest": root.to_string(),
-            "size": top.bytes.len(),
-            "annotations": { REF_NAME: image.tag, WHARF_REF: image.to_string() },
-        }));
+/// Every cached tag, with the digest it points at.
+fn select_all(store: &Store) -> Result<Vec<(ImageRef, Digest)>> {
+    let mut selected = Vec::new();
+    for i in &store.images()? {
+        let d = Digest::parse(&i.digest).map_err(|e| err(format!("{}: {e}", i.digest)))?;
+        selected.push((
+            ImageRef {
+                upstream: i.upstream.clone(),
+                repo: i.repository.clone(),
+                tag: i.tag.clone(),
+            },
+            d,
+        ));
+    }
+    if selected.is_empty() {
+        return Err(err("the cache holds no tagged images"));
+    }
+    Ok(selected)
+}
+
+/// The named images (`<upstream>/<repo>:<tag>`), each with the digest its tag points at.
+fn select(store: &Store, images: &[String]) -> Result<Vec<(ImageRef, Digest)>> {
+    let mut selected = Vec::new();
+    for s in images {
+        let r = ImageRef::parse(s).map_err(err)?;
+        let rec = store
+            .get_tag(&r.upstream, &r.repo, &r.tag)?
+            .ok_or_else(|| err(format!("{r} is not cached (see `wharf ls`)")))?;
+        selected.push((r, rec.digest));
+    }
+    Ok(selected)
+}
+
+/// Everything an export writes, gathered (and checked to be cached) before writing any of it.
+#[derive(Default)]
+struct Plan {
+    /// The selected images' count.
+    images: usize,
+    /// Every manifest reachable from the selected ones that is cached, each once.
+    manifests: Vec<StoredManifest>,
+    /// Every config and layer those reference, each once, with its size.
+    blobs: Vec<(Digest, u64)>,
+    /// Digests already planned (manifests and blobs).
+    seen: HashSet<Digest>,
+    /// The entries of `index.json`, one per selected image.
+    index: Vec<serde_json::Value>,
+}
+
+impl Plan {
+    fn gather(store: &Store, selected: &[(ImageRef, Digest)]) -> Result<Plan> {
+        let mut plan = Plan {
+            images: selected.len(),
+            ..Plan::default()
+        };
+        for (image, root) in selected {
+            let top = store
+                .get_manifest(root)?
+                .ok_or_else(|| err(format!("{image}: manifest {root} is not cached")))?;
+            plan.index.push(serde_json::json!({
+                "mediaType": top.media_type,
+                "digest": root.to_string(),
+                "size": top.bytes.len(),
+                "annotations": { REF_NAME: image.tag, WHARF_REF: image.to_string() },
+            }));
+            plan.add_tree(store, image, top)?;
+        }
+        Ok(plan)
+    }
+
+    /// Adds `top` and every cached manifest and blob it reaches.
+    fn add_tree(&mut self, store: &Store, image: &ImageRef, top: StoredManifest) -> Result<()> {
         let mut todo = vec![top];
         while let Some(m) = todo.pop() {
-            if !seen.insert(m.digest) {
+            if !self.seen.insert(m.digest) {
                 continue;
             }
             let refs = m
@@ -197,32 +249,49 @@ pub fn export(
                 }
             }
             for d in refs.config.iter().chain(refs.layers.iter()) {
-                if seen.contains(d) {
-                    continue;
-                }
-                // A config or layer may itself be a cached manifest (artifacts); export it as
-                // bytes in that case.
-                match store.open_blob(d)? {
-                    Some((_, len)) => {
-                        seen.insert(*d);
-                        blobs.push((*d, len));
-                    }
-                    None => {
-                        return Err(err(format!(
-                            "{image}: blob {d} is not cached (evicted?); pull the image through \
-                             Wharf again before exporting it"
-                        )))
-                    }
-                }
+                self.add_blob(store, image, d)?;
             }
-            manifests.push(m);
+            self.manifests.push(m);
+        }
+        Ok(())
+    }
+
+    /// Adds a config or layer, which must be cached.
+    fn add_blob(&mut self, store: &Store, image: &ImageRef, d: &Digest) -> Result<()> {
+        if self.seen.contains(d) {
+            return Ok(());
+        }
+        // A config or layer may itself be a cached manifest (artifacts); export it as bytes in
+        // that case.
+        match store.open_blob(d)? {
+            Some((_, len)) => {
+                self.seen.insert(*d);
+                self.blobs.push((*d, len));
+                Ok(())
+            }
+            None => Err(err(format!(
+                "{image}: blob {d} is not cached (evicted?); pull the image through Wharf again \
+                 before exporting it"
+            ))),
         }
     }
 
-    let mut sink = Sink::open(out)?;
-    let result = (|| -> Result<ExportSummary> {
+    /// Writes the layout: `oci-layout`, the manifests, the blobs, then `index.json`.
+    fn write(
+        self,
+        store: &Store,
+        sink: &mut Sink,
+        progress: &mut dyn FnMut(&Digest, u64, u64, u64),
+    ) -> Result<ExportSummary> {
+        let Plan {
+            images,
+            manifests,
+            blobs,
+            index,
+            ..
+        } = self;
         let mut summary = ExportSummary {
-            images: selected.len(),
+            images,
             ..Default::default()
         };
         sink.put_bytes("oci-layout", LAYOUT)?;
@@ -250,18 +319,5 @@ pub fn export(
         let text = serde_json::to_vec_pretty(&index).map_err(err)?;
         sink.put_bytes("index.json", &text)?;
         Ok(summary)
-    })();
-    match result {
-        Ok(s) => {
-            sink.finish()?;
-            Ok(s)
-        }
-        Err(e) => {
-            drop(sink);
-            if out.extension().is_some_and(|e| e == "tar") {
-                let _ = std::fs::remove_file(out);
-            }
-            Err(e)
-        }
     }
 }

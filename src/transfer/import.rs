@@ -112,25 +112,7 @@ pub fn import(
     upstream_of: &dyn Fn(&str) -> Option<String>,
 ) -> Result<ImportSummary> {
     let src = Source::open(path)?;
-    let layout = src.read_small("oci-layout", 64 * 1024)?.ok_or_else(|| {
-        err(format!(
-            "{}: not an OCI layout (no oci-layout file)",
-            path.display()
-        ))
-    })?;
-    let layout: serde_json::Value = serde_json::from_slice(&layout)
-        .map_err(|e| err(format!("{}: oci-layout: {e}", path.display())))?;
-    if layout["imageLayoutVersion"].as_str().is_none() {
-        return Err(err(format!(
-            "{}: oci-layout has no imageLayoutVersion",
-            path.display()
-        )));
-    }
-    let index = src
-        .read_small("index.json", MAX_MANIFEST_SIZE as u64)?
-        .ok_or_else(|| err(format!("{}: no index.json", path.display())))?;
-    let index: RawIndex = serde_json::from_slice(&index)
-        .map_err(|e| err(format!("{}: index.json: {e}", path.display())))?;
+    let index = read_index(&src, path)?;
     let fixed_name = name
         .map(|n| {
             split_name(n).ok_or_else(|| err(format!("--name {n:?}: expected <upstream>/<repo>")))
@@ -142,44 +124,7 @@ pub fn import(
     for (i, desc) in index.manifests.iter().enumerate() {
         let digest = Digest::parse(&desc.digest)
             .map_err(|e| err(format!("index.json manifests[{i}].digest: {e}")))?;
-        let target = if let Some(full) = desc.annotations.get(WHARF_REF) {
-            ImageRef::parse(full).map_err(|e| err(format!("{WHARF_REF}: {e}")))?
-        } else if let Some(full) = desc
-            .annotations
-            .get(CONTAINERD_NAME)
-            .filter(|n| !n.contains('@'))
-        {
-            // `docker save` (Docker 25+) and `ctr export` name entries this way (a name by
-            // digest has no tag to import it under: the other annotations decide).
-            ImageRef::parse(full).map_err(|e| err(format!("{CONTAINERD_NAME}: {e}")))?
-        } else {
-            match desc.annotations.get(REF_NAME) {
-                Some(r) if looks_like_full_ref(r) && ImageRef::parse(r).is_ok() => {
-                    ImageRef::parse(r).map_err(err)?
-                }
-                Some(tag) => {
-                    let Some((upstream, repo)) = &fixed_name else {
-                        return Err(err(format!(
-                            "index.json manifests[{i}] is named {tag:?}, not \
-                             <upstream>/<repo>:<tag>: give --name <upstream>/<repo>"
-                        )));
-                    };
-                    Tag::parse(tag).map_err(|e| err(format!("manifests[{i}] {tag:?}: {e}")))?;
-                    ImageRef {
-                        upstream: upstream.clone(),
-                        repo: repo.clone(),
-                        tag: tag.clone(),
-                    }
-                }
-                None => {
-                    return Err(err(format!(
-                        "index.json manifests[{i}] ({digest}) has no {REF_NAME} annotation: \
-                         there is no tag to import it under"
-                    )))
-                }
-            }
-        };
-        let mut target = target;
+        let mut target = target_of(i, desc, &digest, fixed_name.as_ref())?;
         if let Some(configured) = upstream_of(&target.upstream) {
             target.upstream = configured;
         }
@@ -197,31 +142,79 @@ pub fn import(
             summary: &mut summary,
             visiting: HashSet::new(),
         };
-        let top = ctx.manifest(&root, desc.size, desc.media_type.as_deref())?;
-        let top = top.ok_or_else(|| {
-            err(format!(
-                "{target}: manifest {root} is missing from the layout (blobs/sha256/{})",
-                root.hex()
-            ))
-        })?;
-        store.put_manifest(
-            &target.upstream,
-            &target.repo,
-            &top.0,
-            &top.1,
-            Some((
-                &target.tag,
-                TagRecord {
-                    digest: root,
-                    checked_at_ms: now_ms(),
-                },
-            )),
-        )?;
-        store.note_manifest(&root, top.0.bytes.len() as u64)?;
+        ctx.image(&root, desc)?;
         summary.manifests += 1;
         summary.images.push(target.to_string());
     }
     Ok(summary)
+}
+
+/// Checks the layout's `oci-layout` file and reads its `index.json`.
+fn read_index(src: &Source, path: &Path) -> Result<RawIndex> {
+    let layout = src.read_small("oci-layout", 64 * 1024)?.ok_or_else(|| {
+        err(format!(
+            "{}: not an OCI layout (no oci-layout file)",
+            path.display()
+        ))
+    })?;
+    let layout: serde_json::Value = serde_json::from_slice(&layout)
+        .map_err(|e| err(format!("{}: oci-layout: {e}", path.display())))?;
+    if layout["imageLayoutVersion"].as_str().is_none() {
+        return Err(err(format!(
+            "{}: oci-layout has no imageLayoutVersion",
+            path.display()
+        )));
+    }
+    let index = src
+        .read_small("index.json", MAX_MANIFEST_SIZE as u64)?
+        .ok_or_else(|| err(format!("{}: no index.json", path.display())))?;
+    serde_json::from_slice(&index).map_err(|e| err(format!("{}: index.json: {e}", path.display())))
+}
+
+/// The image `index.json`'s entry `i` (of `digest`) names, as written in the layout: from
+/// Wharf's annotation, containerd's, or the OCI ref name (a full reference, or a tag under
+/// `fixed_name`).
+fn target_of(
+    i: usize,
+    desc: &RawDescriptor,
+    digest: &Digest,
+    fixed_name: Option<&(String, String)>,
+) -> Result<ImageRef> {
+    if let Some(full) = desc.annotations.get(WHARF_REF) {
+        return ImageRef::parse(full).map_err(|e| err(format!("{WHARF_REF}: {e}")));
+    }
+    if let Some(full) = desc
+        .annotations
+        .get(CONTAINERD_NAME)
+        .filter(|n| !n.contains('@'))
+    {
+        // `docker save` (Docker 25+) and `ctr export` name entries this way (a name by
+        // digest has no tag to import it under: the other annotations decide).
+        return ImageRef::parse(full).map_err(|e| err(format!("{CONTAINERD_NAME}: {e}")));
+    }
+    match desc.annotations.get(REF_NAME) {
+        Some(r) if looks_like_full_ref(r) && ImageRef::parse(r).is_ok() => {
+            ImageRef::parse(r).map_err(err)
+        }
+        Some(tag) => {
+            let Some((upstream, repo)) = fixed_name else {
+                return Err(err(format!(
+                    "index.json manifests[{i}] is named {tag:?}, not \
+                     <upstream>/<repo>:<tag>: give --name <upstream>/<repo>"
+                )));
+            };
+            Tag::parse(tag).map_err(|e| err(format!("manifests[{i}] {tag:?}: {e}")))?;
+            Ok(ImageRef {
+                upstream: upstream.clone(),
+                repo: repo.clone(),
+                tag: tag.clone(),
+            })
+        }
+        None => Err(err(format!(
+            "index.json manifests[{i}] ({digest}) has no {REF_NAME} annotation: \
+             there is no tag to import it under"
+        ))),
+    }
 }
 
 pub(super) struct ImportCtx<'a> {
@@ -234,6 +227,34 @@ pub(super) struct ImportCtx<'a> {
 }
 
 impl ImportCtx<'_> {
+    /// Stores the image whose top manifest is `root` (described by `desc`) and records it
+    /// under the target's tag.
+    fn image(&mut self, root: &Digest, desc: &RawDescriptor) -> Result<()> {
+        let target = self.target;
+        let top = self.manifest(root, desc.size, desc.media_type.as_deref())?;
+        let (top, links) = top.ok_or_else(|| {
+            err(format!(
+                "{target}: manifest {root} is missing from the layout (blobs/sha256/{})",
+                root.hex()
+            ))
+        })?;
+        self.store.put_manifest(
+            &target.upstream,
+            &target.repo,
+            &top,
+            &links,
+            Some((
+                &target.tag,
+                TagRecord {
+                    digest: *root,
+                    checked_at_ms: now_ms(),
+                },
+            )),
+        )?;
+        self.store.note_manifest(root, top.bytes.len() as u64)?;
+        Ok(())
+    }
+
     /// Reads and verifies manifest `d`, stores everything it references (recording child
     /// manifests), and returns it with its references, unrecorded. `None`: not in the layout.
     fn manifest(

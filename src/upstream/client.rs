@@ -27,8 +27,8 @@ use std::time::Duration;
 
 pub type HttpClient = Client<Connector, Empty<Bytes>>;
 
-/// Errors of a streamed request body (a client's upload as it arrives).
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// Errors of a streamed request body (a client's upload as it arrives), and of the connectors.
+pub use super::guard::BoxError;
 /// A request body streamed to the upstream (pushes).
 pub type PushBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 /// The client for requests with bodies: same trust, same client certificate, own pool.

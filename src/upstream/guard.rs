@@ -9,7 +9,6 @@
 //! client error's source chain ([`refused`]). Clients built without a guard (peers, the
 //! shared bucket, Wharf's own prefetch client) resolve and connect as usual.
 
-use super::client::BoxError;
 use super::redirect::{self, Class};
 use http::Uri;
 use hyper_util::client::legacy::connect::dns::Name;
@@ -21,6 +20,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tokio::net::TcpStream;
+
+/// The error of the resolver and the connectors; also that of a streamed request body
+/// (re-exported as `client::BoxError`).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 

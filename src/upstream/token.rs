@@ -108,7 +108,21 @@ pub async fn fetch(
     creds: &Credentials,
     policy: &crate::config::UpstreamPolicy,
 ) -> Result<Token> {
-    let (retries, timeout) = (policy.retries, policy.response_timeout);
+    let uri: Uri = token_url(realm, service, scope)
+        .parse()
+        .map_err(|_| Error::unreachable(upstream, "token realm is not a valid URL"))?;
+    let resp = request(client, upstream, &uri, creds, policy).await?;
+    check_status(upstream, resp.status())?;
+    let body = Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
+        .collect()
+        .await
+        .map_err(|e| Error::unreachable(upstream, format!("token response: {e}")))?
+        .to_bytes();
+    token_of(upstream, &body)
+}
+
+/// The token service's URL for `service` and `scope` (space-separated scopes).
+fn token_url(realm: &str, service: Option<&str>, scope: &str) -> String {
     let mut url = realm.to_string();
     url.push(if realm.contains('?') { '&' } else { '?' });
     if let Some(s) = service {
@@ -121,12 +135,21 @@ pub async fn fetch(
         .map(|s| format!("scope={}", encode(s)))
         .collect();
     url.push_str(&scopes.join("&"));
-    let uri: Uri = url
-        .parse()
-        .map_err(|_| Error::unreachable(upstream, "token realm is not a valid URL"))?;
-    // Retried like any idempotent upstream request: transport failures and 502/503/504.
+    url
+}
+
+/// GETs `uri` with `creds`, retried like any idempotent upstream request: transport failures
+/// and 502/503/504, up to the policy's `retries`, each attempt within its `response_timeout`.
+async fn request(
+    client: &HttpClient,
+    upstream: &str,
+    uri: &Uri,
+    creds: &Credentials,
+    policy: &crate::config::UpstreamPolicy,
+) -> Result<http::Response<hyper::body::Incoming>> {
+    let (retries, timeout) = (policy.retries, policy.response_timeout);
     let mut attempt = 0u32;
-    let resp = loop {
+    loop {
         let mut req = Request::get(uri.clone())
             .body(Empty::<Bytes>::new())
             .map_err(Error::internal)?;
@@ -144,7 +167,7 @@ pub async fn fetch(
             Err(_) => true,
         };
         if !retryable || attempt >= retries {
-            break res?;
+            return res;
         }
         tokio::time::sleep(
             super::RETRY_BASE
@@ -153,8 +176,11 @@ pub async fn fetch(
         )
         .await;
         attempt += 1;
-    };
-    let status = resp.status();
+    }
+}
+
+/// A refusal of the credentials (401, 403) or any other failure status as an error.
+fn check_status(upstream: &str, status: StatusCode) -> Result<()> {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         return Err(Error::Upstream {
             upstream: upstream.to_string(),
@@ -174,12 +200,13 @@ pub async fn fetch(
             format!("token service answered {status}"),
         ));
     }
-    let body = Limited::new(resp.into_body(), MAX_TOKEN_RESPONSE)
-        .collect()
-        .await
-        .map_err(|e| Error::unreachable(upstream, format!("token response: {e}")))?
-        .to_bytes();
-    let parsed: TokenResponse = serde_json::from_slice(&body)
+    Ok(())
+}
+
+/// The token of a token service's JSON answer, as a sensitive `Authorization` value, with
+/// the time to keep it: a little under its `expires_in`.
+fn token_of(upstream: &str, body: &[u8]) -> Result<Token> {
+    let parsed: TokenResponse = serde_json::from_slice(body)
         .map_err(|_| Error::unreachable(upstream, "token response is not valid JSON"))?;
     let token = parsed
         .token
