@@ -196,6 +196,13 @@ hosts = []
 # registry-1.docker.io) that may receive credentials as its token realm; a realm elsewhere,
 # or a plain-http realm of an https upstream, is asked anonymously. Default none.
 token_realm_hosts = []
+# Repository rules: with allow, only repositories matching one of its patterns are served;
+# a repository matching a deny pattern is refused whatever allow says. `*` matches within
+# one path component, `**` across them, against the name as the upstream knows it (Docker
+# Hub's `library/` included). Refusals are a 403 DENIED before any cache read or upstream
+# request. Default: no rules, every repository is served. Changes need a restart.
+# allow = ["library/*", "myorg/**"]
+# deny = ["library/evil*"]
 # Regular expressions of tags that never change once cached: never revalidated.
 # E.g. ["^v?\\d+\\.\\d+\\.\\d+$"] for semantic-version tags. Default none.
 immutable_tags = []

@@ -102,6 +102,8 @@ pub(super) struct RawUpstream {
     pub hosts: Option<Value>,
     pub token_realm_hosts: Option<Value>,
     pub immutable_tags: Option<Value>,
+    pub allow: Option<Value>,
+    pub deny: Option<Value>,
     pub stale_while_revalidate: Option<Value>,
     pub stale_if_error: Option<Value>,
     pub negative_ttl: Option<Value>,

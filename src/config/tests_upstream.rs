@@ -220,3 +220,47 @@ fn push_and_referrers_keys() {
     assert!(has(&errs, "upstream[0].allow_push", "true or false"));
     assert!(has(&errs, "upstream[0].referrers_ttl", "duration"));
 }
+
+#[test]
+fn repository_rules_are_checked_and_kept() {
+    let errs = errors(
+        r#"
+[[upstream]]
+url = "https://a.example"
+allow = ["library/*", "Library/x", "a/***"]
+deny = ["ok/**", "", "x y", 7]
+[[upstream]]
+url = "https://b.example"
+allow = []
+"#,
+    );
+    assert!(
+        has(&errs, "upstream[0].allow[1]", "\"Library/x\""),
+        "{errs:?}"
+    );
+    assert!(has(&errs, "upstream[0].allow[2]", "'***'"), "{errs:?}");
+    assert!(has(&errs, "upstream[0].deny[1]", "empty"), "{errs:?}");
+    assert!(has(&errs, "upstream[0].deny[2]", "' '"), "{errs:?}");
+    assert!(has(&errs, "upstream[0].deny[3]", "string"), "{errs:?}");
+    assert!(
+        has(&errs, "upstream[1].allow", "refuse every repository"),
+        "{errs:?}"
+    );
+    assert!(
+        !errs.iter().any(|e| e.key == "upstream[0].allow[0]"),
+        "{errs:?}"
+    );
+    let c = Config::from_toml_str(
+        "[[upstream]]\nurl = \"https://a.example\"\nallow = [\"library/*\"]\ndeny = [\"library/evil*\"]\n",
+    )
+    .unwrap();
+    let rules = &c.upstreams[0].rules;
+    assert_eq!(rules.check("library/alpine"), Ok(()));
+    assert!(rules.check("library/evil").is_err());
+    assert!(rules.check("other/app").is_err());
+    let open = Config::from_toml_str("[[upstream]]\nurl = \"https://a.example\"\n").unwrap();
+    assert!(
+        open.upstreams[0].rules.is_empty(),
+        "no keys: everything is served"
+    );
+}

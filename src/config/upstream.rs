@@ -278,6 +278,7 @@ fn upstream(
         claims.claim(p, format!("upstream[{i}].hosts[{j}]"), &format!("host {h}"));
     }
     let token_realm_hosts = host_list(p, &k("token_realm_hosts"), r.token_realm_hosts.as_ref());
+    let rules = super::rules::rules(p, i, r);
     let (Some(name), Some((url, _))) = (name, url) else {
         return None;
     };
@@ -295,6 +296,7 @@ fn upstream(
         client_cert,
         hosts,
         token_realm_hosts,
+        rules,
         policy,
     })
 }

@@ -139,7 +139,7 @@ impl Handler {
         let scope = route.and_then(name_of).and_then(|name| {
             let t = self
                 .registry
-                .resolve_at(host, name, query.ns.as_deref())
+                .route_at(host, name, query.ns.as_deref())
                 .ok()?;
             let actions = if push { "pull,push" } else { "pull" };
             Some(match (t.by_host, query.ns.is_some()) {

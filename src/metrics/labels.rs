@@ -34,6 +34,15 @@ macro_rules! label {
 }
 
 label! {
+    /// `rule` of `wharf_rule_refusals_total`: which of an upstream's repository rules refused
+    /// a request.
+    Rule {
+        Allow => "allow",
+        Deny => "deny",
+    }
+}
+
+label! {
     /// `kind` of `wharf_requests_total` and `wharf_time_to_first_byte_seconds`: what a client
     /// asked for.
     Kind {
@@ -206,7 +215,8 @@ mod tests {
 
     #[test]
     fn every_label_value_is_the_exported_string() {
-        let cases: [(&str, Vec<&str>, &[&str]); 11] = [
+        let cases: [(&str, Vec<&str>, &[&str]); 12] = [
+            ("Rule", strings(Rule::ALL, Rule::as_str), &["allow", "deny"]),
             (
                 "Kind",
                 strings(Kind::ALL, Kind::as_str),

@@ -15,7 +15,7 @@
 mod labels;
 
 pub use labels::{
-    AuthzResult, BucketOp, FillResult, Kind, Relay, RequestResult, Revalidation, Source,
+    AuthzResult, BucketOp, FillResult, Kind, Relay, RequestResult, Revalidation, Rule, Source,
     StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
 };
 use prometheus::{
@@ -53,6 +53,7 @@ pub struct Metrics {
     pub shared_fills: IntCounterVec,
     pub shared_store_errors: IntCounterVec,
     pub shared_backstops: IntCounter,
+    pub rule_refusals: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -148,6 +149,7 @@ impl Metrics {
             shared_fills: counter_vec(&r, "wharf_shared_fills_total", "Fills from the shared bucket: served from it, or fetched elsewhere after it failed (fallback).", &["result"]),
             shared_store_errors: counter_vec(&r, "wharf_shared_store_errors_total", "Failed operations on the shared bucket, by operation.", &["op"]),
             shared_backstops: counter(&r, "wharf_shared_backstop_uploads_total", "Blobs uploaded to the shared bucket by a replica that got them from their owner replica, because the owner did not (it stopped answering, or its upload was overdue)."),
+            rule_refusals: counter_vec(&r, "wharf_rule_refusals_total", "Requests refused by an upstream's repository rules before any cache read or upstream request, by the rule that refused them (deny: a deny pattern matched; allow: no allow pattern did).", &["upstream", "rule"]),
             registry: r,
         }
     }
@@ -219,6 +221,9 @@ impl Metrics {
             for res in TeeResult::ALL {
                 self.upload_tees.with_label_values(&[u, res.as_str()]);
             }
+            for rule in Rule::ALL {
+                self.rule_refusals.with_label_values(&[u, rule.as_str()]);
+            }
         }
     }
 
@@ -277,6 +282,13 @@ impl Metrics {
     pub fn tag_revalidated(&self, upstream: &str, result: Revalidation) {
         self.tag_revalidations
             .with_label_values(&[upstream, result.as_str()])
+            .inc();
+    }
+
+    /// Counts a request refused by `upstream`'s repository rules.
+    pub fn rule_refused(&self, upstream: &str, rule: Rule) {
+        self.rule_refusals
+            .with_label_values(&[upstream, rule.as_str()])
             .inc();
     }
 

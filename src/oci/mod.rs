@@ -9,6 +9,7 @@ pub mod error;
 pub mod manifest;
 pub mod media;
 pub mod name;
+pub mod pattern;
 pub mod reference;
 
 pub use digest::{Digest, DigestError};

@@ -41,6 +41,7 @@ pub mod manifests;
 pub mod pushes;
 pub mod referrers;
 mod resolve;
+pub mod rules;
 pub mod served;
 pub mod target;
 
@@ -159,14 +160,24 @@ impl Registry {
         })
     }
 
-    /// [`Self::resolve_at`] for a request without `Host` routing.
+    /// [`Self::route_at`] for a request without `Host` routing (operator tools: imports and
+    /// exports; the repository rules govern what clients are served).
     pub fn resolve(&self, name: &str, ns: Option<&str>) -> Result<Target> {
         self.routes.resolve_at(None, name, ns)
     }
 
     /// Picks the upstream and the repository for a name as the client wrote it (see
-    /// `resolve`). Docker Hub's single-segment names get `library/`.
+    /// `resolve`; Docker Hub's single-segment names get `library/`), and refuses it, before
+    /// anything else happens, if the upstream's repository rules do (`rules`).
     pub fn resolve_at(&self, host: Option<&str>, name: &str, ns: Option<&str>) -> Result<Target> {
+        let t = self.routes.resolve_at(host, name, ns)?;
+        rules::admit(&t, &self.metrics)?;
+        Ok(t)
+    }
+
+    /// [`Self::resolve_at`] without the repository rules: for naming a scope in a challenge,
+    /// which serves nothing.
+    pub fn route_at(&self, host: Option<&str>, name: &str, ns: Option<&str>) -> Result<Target> {
         self.routes.resolve_at(host, name, ns)
     }
 

@@ -14,6 +14,7 @@
 //!   breaker, 429s and offline mode.
 //! - `transfer`: `wharf export` / `wharf import` round trips to an offline Wharf.
 //! - `push`, `referrers`: pushes through Wharf (`allow_push`) and the OCI 1.1 referrers API.
+//! - `rules`: repository rules (`allow`, `deny`) refusing before any upstream request.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
 //!   and helpers to run Wharf in-process on port 0.
 //! - `e2e`: end-to-end tests with real third-party software (CNCF Distribution's
@@ -40,6 +41,7 @@ mod push;
 mod referrers;
 mod resilience;
 mod routing;
+mod rules;
 mod soak;
 mod support;
 mod transfer;

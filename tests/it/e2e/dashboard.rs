@@ -37,6 +37,7 @@ pub const WHARF_METRICS: &[(&str, &str)] = &[
     ("wharf_shared_fills_total", "counter"),
     ("wharf_shared_store_errors_total", "counter"),
     ("wharf_shared_backstop_uploads_total", "counter"),
+    ("wharf_rule_refusals_total", "counter"),
     ("wharf_build_info", "gauge"),
 ];
 

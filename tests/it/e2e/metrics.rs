@@ -93,6 +93,7 @@ fn allowed(family: &str, label: &str) -> Option<Option<&'static [&'static str]>>
             &["served", "fallback"]
         }
         ("wharf_shared_store_errors_total", "op") => &["get", "put"],
+        ("wharf_rule_refusals_total", "rule") => &["allow", "deny"],
         ("wharf_build_info", "version") | (_, "le") => return Some(None),
         _ => return None,
     };

@@ -15,6 +15,7 @@
 //! - `push`: `skopeo copy` pushing through Wharf to the registry behind token auth, the next
 //!   pull a cache hit; the referrers tag-schema fallback against the registry.
 //! - `resilience`: a tag moved upstream seen after `tag_ttl`; `wharf serve --offline`.
+//! - `rules`: repository rules refusing a pull before any upstream request.
 //! - `dashboard`: the Grafana dashboard's queries and metric names (no external software).
 //! - `prometheus`: a real Prometheus (`prometheus` on PATH) and the text exposition format.
 //! - `cache`: `kill -9` during fills, `wharf fsck` and `wharf gc` (in-process fake upstream,
@@ -44,6 +45,7 @@ pub(crate) mod proc;
 mod prometheus;
 mod push;
 mod resilience;
+mod rules;
 mod runtimes;
 mod s3_backend;
 pub(crate) mod skopeo;
