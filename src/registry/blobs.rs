@@ -81,6 +81,12 @@ impl Blobs {
         &self.fills
     }
 
+    /// Whether a request's `wharf-peer` value says this replica sent it (it reached itself
+    /// under an address it did not know as its own).
+    pub fn from_itself(&self, peer_header: &[u8]) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.is_own(peer_header))
+    }
+
     /// A blob: from the cache, from a fill in progress, or from a fill this call starts. For
     /// `head`, a miss asks the upstream for the size without starting a download.
     pub async fn blob(

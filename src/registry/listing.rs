@@ -28,9 +28,27 @@ pub struct TagsList {
     pub link: Option<String>,
 }
 
+/// Tags lists, asked of the upstream with the client's credentials.
+pub struct Lister {
+    access: std::sync::Arc<Access>,
+    /// The longest gap between two chunks of an upstream's body (`fill.idle_timeout`).
+    idle: std::time::Duration,
+}
+
+impl Lister {
+    pub fn new(access: std::sync::Arc<Access>, idle: std::time::Duration) -> Lister {
+        Lister { access, idle }
+    }
+
+    /// The upstream's tag list for `t` (`query` carries `n` and `last`), checked.
+    pub async fn tags(&self, t: &Target, client: &Client, query: Option<&str>) -> Result<TagsList> {
+        tags_list(&self.access, t, client, query, self.idle).await
+    }
+}
+
 /// The upstream's tag list for `t` (`query` carries `n` and `last`), checked; asked with
 /// `client`'s credentials through `access`, stalling at most `idle` between chunks.
-pub async fn tags_list(
+async fn tags_list(
     access: &Access,
     t: &Target,
     client: &Client,

@@ -74,11 +74,9 @@ pub struct Registry {
     manifests: Arc<Manifests>,
     blobs: Blobs,
     referrers: Arc<Referrers>,
+    lister: listing::Lister,
     pushes: Pushes,
-    cluster: Option<Arc<Cluster>>,
     pub metrics: Arc<Metrics>,
-    /// The longest gap between two chunks of an upstream's body (`fill.idle_timeout`).
-    idle: Duration,
 }
 
 impl Registry {
@@ -139,13 +137,8 @@ impl Registry {
             metrics: metrics.clone(),
             max_size: cfg.cache.max_size,
         });
-        let blobs = Blobs::new(
-            store.clone(),
-            access.clone(),
-            fills,
-            bucket,
-            cluster.clone(),
-        );
+        let lister = listing::Lister::new(access.clone(), idle);
+        let blobs = Blobs::new(store.clone(), access.clone(), fills, bucket, cluster);
         Ok(Registry {
             store,
             routes,
@@ -153,10 +146,9 @@ impl Registry {
             manifests,
             blobs,
             referrers,
+            lister,
             pushes,
-            cluster,
             metrics,
-            idle,
         })
     }
 
@@ -221,7 +213,7 @@ impl Registry {
         client: &Client,
         query: Option<&str>,
     ) -> Result<listing::TagsList> {
-        listing::tags_list(&self.access, t, client, query, self.idle).await
+        self.lister.tags(t, client, query).await
     }
 
     /// The referrers of `digest` in `t`, filtered by `artifact_types` (any; none: all).
@@ -276,7 +268,7 @@ impl Registry {
     /// Whether a request's `wharf-peer` value says this replica sent it (it reached itself
     /// under an address it did not know as its own).
     pub fn from_itself(&self, peer_header: &[u8]) -> bool {
-        self.cluster.as_ref().is_some_and(|c| c.is_own(peer_header))
+        self.blobs.from_itself(peer_header)
     }
 
     /// At shutdown: lets fills in flight finish (at most `limit`).
