@@ -8,6 +8,7 @@ use crate::registry::Registry;
 use crate::store::Store;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -188,7 +189,7 @@ impl Tasks {
             registry: registry.clone(),
             admin: (admin_stop, admin_task),
             control: (control_stop, control_task),
-            flusher: maintenance(registry.clone()),
+            flusher: maintenance(registry.clone(), config.cache.max_idle),
         }
     }
 
@@ -211,23 +212,39 @@ impl Tasks {
     }
 }
 
-/// Last-access times are written in batches every 30 s; expired authorization decisions are
-/// pruned at start-up and hourly.
-fn maintenance(registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
+/// Last-access times are written in batches every 30 s, when upstream usage is measured
+/// (and quotas held); expired authorization decisions are pruned at start-up and hourly;
+/// with `cache.max_idle`, idle content is swept every quarter of it (at most every minute).
+fn maintenance(registry: Arc<Registry>, max_idle: Option<Duration>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(30));
-        for n in 0u64.. {
-            tick.tick().await;
-            let r = registry.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                if let Err(e) = r.store().flush_access() {
-                    tracing::warn!(error = %e, "cannot write last-access times");
-                }
-                if n % 120 == 0 {
-                    r.prune_authz();
-                }
-            })
-            .await;
-        }
+        tokio::join!(flush_loop(registry.clone()), idle_loop(registry, max_idle));
     })
+}
+
+async fn flush_loop(registry: Arc<Registry>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    for n in 0u64.. {
+        tick.tick().await;
+        let r = registry.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Err(e) = r.store().flush_access() {
+                tracing::warn!(error = %e, "cannot write last-access times");
+            }
+            r.check_quotas();
+            if n % 120 == 0 {
+                r.prune_authz();
+            }
+        })
+        .await;
+    }
+}
+
+async fn idle_loop(registry: Arc<Registry>, max_idle: Option<Duration>) {
+    let Some(max_idle) = max_idle else { return };
+    let every = (max_idle / 4).min(Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        let r = registry.clone();
+        let _ = tokio::task::spawn_blocking(move || r.sweep_idle()).await;
+    }
 }

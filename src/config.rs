@@ -105,6 +105,8 @@ pub struct CacheConfig {
     pub low_watermark: f64,
     /// Images whose blobs are never evicted.
     pub pin: Vec<Pin>,
+    /// Blobs and manifests not served for this long are removed (`None`: never).
+    pub max_idle: Option<Duration>,
 }
 
 /// `<upstream>/<repo>:<tag glob>` from `cache.pin`.

@@ -128,6 +128,10 @@ low_watermark = 0.8
 # Images whose blobs are never evicted: "<upstream>/<repo>:<tag pattern>", '*' matching
 # any run of characters in the tag. E.g. ["docker.io/library/alpine:3.*"].
 pin = []
+# Blobs and manifests not served for this long are removed (with the tag resolutions of the
+# manifests); a sweep runs every quarter of it, at most every minute. Pins stay. Default:
+# off. E.g. "30d".
+# max_idle = "30d"
 
 [fill]
 # Longest time a single blob fetch from an upstream may take in total.
@@ -203,6 +207,10 @@ token_realm_hosts = []
 # request. Default: no rules, every repository is served. Changes need a restart.
 # allow = ["library/*", "myorg/**"]
 # deny = ["library/evil*"]
+# Bytes of blobs this upstream's repositories may hold, kept under it like cache.max_size
+# (same watermarks, least recently used first, pins never). A blob linked by several
+# upstreams counts against each and is deleted only when none keeps it. Default: none.
+# max_size = "20GiB"
 # Regular expressions of tags that never change once cached: never revalidated.
 # E.g. ["^v?\\d+\\.\\d+\\.\\d+$"] for semantic-version tags. Default none.
 immutable_tags = []

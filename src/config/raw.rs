@@ -39,6 +39,7 @@ pub(super) struct RawCache {
     pub high_watermark: Option<Value>,
     pub low_watermark: Option<Value>,
     pub pin: Option<Value>,
+    pub max_idle: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]
@@ -103,6 +104,7 @@ pub(super) struct RawUpstream {
     pub token_realm_hosts: Option<Value>,
     pub immutable_tags: Option<Value>,
     pub allow: Option<Value>,
+    pub max_size: Option<Value>,
     pub deny: Option<Value>,
     pub stale_while_revalidate: Option<Value>,
     pub stale_if_error: Option<Value>,

@@ -122,6 +122,10 @@ pub(super) fn cache(p: &mut Problems, rc: RawCache) -> CacheConfig {
         high_watermark: high,
         low_watermark: low,
         pin,
+        max_idle: rc
+            .max_idle
+            .as_ref()
+            .map(|v| positive_duration(p, "cache.max_idle", Some(v), Duration::from_secs(86_400))),
     }
 }
 

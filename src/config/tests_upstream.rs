@@ -264,3 +264,24 @@ allow = []
         "no keys: everything is served"
     );
 }
+
+#[test]
+fn quotas_and_idle_expiry_are_optional_and_checked() {
+    let c = Config::from_toml_str(
+        "[cache]\nmax_idle = \"30d\"\n[[upstream]]\nurl = \"https://a.example\"\nmax_size = \"20GiB\"\n[[upstream]]\nurl = \"https://b.example\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.cache.max_idle,
+        Some(std::time::Duration::from_secs(30 * 86_400))
+    );
+    assert_eq!(c.upstreams[0].max_size, Some(20 << 30));
+    assert_eq!(c.upstreams[1].max_size, None, "no quota unless set");
+    let off = Config::from_toml_str("[[upstream]]\nurl = \"https://a.example\"\n").unwrap();
+    assert_eq!(off.cache.max_idle, None, "off by default");
+    let errs = errors(
+        "[cache]\nmax_idle = \"0s\"\n[[upstream]]\nurl = \"https://a.example\"\nmax_size = \"lots\"\n",
+    );
+    assert!(has(&errs, "cache.max_idle", "greater than 0"), "{errs:?}");
+    assert!(has(&errs, "upstream[0].max_size", ""), "{errs:?}");
+}

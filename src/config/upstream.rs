@@ -279,6 +279,10 @@ fn upstream(
     }
     let token_realm_hosts = host_list(p, &k("token_realm_hosts"), r.token_realm_hosts.as_ref());
     let rules = super::rules::rules(p, i, r);
+    let max_size = r
+        .max_size
+        .as_ref()
+        .map(|v| super::sections::size(p, &k("max_size"), Some(v), u64::MAX));
     let (Some(name), Some((url, _))) = (name, url) else {
         return None;
     };
@@ -297,6 +301,7 @@ fn upstream(
         hosts,
         token_realm_hosts,
         rules,
+        max_size,
         policy,
     })
 }

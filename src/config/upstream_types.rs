@@ -34,6 +34,8 @@ pub struct UpstreamConfig {
     pub token_realm_hosts: Vec<String>,
     /// Which repositories are served (`allow`, `deny`; see `oci::pattern`).
     pub rules: Rules,
+    /// Bytes of blobs this upstream's repositories may hold (`None`: only `cache.max_size`).
+    pub max_size: Option<u64>,
     pub policy: UpstreamPolicy,
 }
 
@@ -91,6 +93,7 @@ impl fmt::Debug for UpstreamConfig {
             .field("hosts", &self.hosts)
             .field("token_realm_hosts", &self.token_realm_hosts)
             .field("rules", &self.rules)
+            .field("max_size", &self.max_size)
             .field("policy", &self.policy)
             .finish()
     }

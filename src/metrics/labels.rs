@@ -34,6 +34,16 @@ macro_rules! label {
 }
 
 label! {
+    /// `reason` of `wharf_cache_removals_total`: why something left the cache.
+    Removal {
+        Size => "size",
+        Quota => "quota",
+        Idle => "idle",
+        Purge => "purge",
+    }
+}
+
+label! {
     /// `rule` of `wharf_rule_refusals_total`: which of an upstream's repository rules refused
     /// a request.
     Rule {
@@ -215,7 +225,12 @@ mod tests {
 
     #[test]
     fn every_label_value_is_the_exported_string() {
-        let cases: [(&str, Vec<&str>, &[&str]); 12] = [
+        let cases: [(&str, Vec<&str>, &[&str]); 13] = [
+            (
+                "Removal",
+                strings(Removal::ALL, Removal::as_str),
+                &["size", "quota", "idle", "purge"],
+            ),
             ("Rule", strings(Rule::ALL, Rule::as_str), &["allow", "deny"]),
             (
                 "Kind",

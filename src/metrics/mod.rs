@@ -15,8 +15,8 @@
 mod labels;
 
 pub use labels::{
-    AuthzResult, BucketOp, FillResult, Kind, Relay, RequestResult, Revalidation, Rule, Source,
-    StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
+    AuthzResult, BucketOp, FillResult, Kind, Relay, Removal, RequestResult, Revalidation, Rule,
+    Source, StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
 };
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -54,6 +54,11 @@ pub struct Metrics {
     pub shared_store_errors: IntCounterVec,
     pub shared_backstops: IntCounter,
     pub rule_refusals: IntCounterVec,
+    pub removals: IntCounterVec,
+    pub removed_bytes: IntCounterVec,
+    pub upstream_cache_bytes: IntGaugeVec,
+    pub upstream_cache_blobs: IntGaugeVec,
+    pub upstream_max_bytes: IntGaugeVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -150,6 +155,11 @@ impl Metrics {
             shared_store_errors: counter_vec(&r, "wharf_shared_store_errors_total", "Failed operations on the shared bucket, by operation.", &["op"]),
             shared_backstops: counter(&r, "wharf_shared_backstop_uploads_total", "Blobs uploaded to the shared bucket by a replica that got them from their owner replica, because the owner did not (it stopped answering, or its upload was overdue)."),
             rule_refusals: counter_vec(&r, "wharf_rule_refusals_total", "Requests refused by an upstream's repository rules before any cache read or upstream request, by the rule that refused them (deny: a deny pattern matched; allow: no allow pattern did).", &["upstream", "rule"]),
+            removals: counter_vec(&r, "wharf_cache_removals_total", "Blobs and manifests removed from the cache, by reason: size (cache.max_size), quota (an upstream's max_size: blobs it no longer holds), idle (cache.max_idle), purge (an operator).", &["reason"]),
+            removed_bytes: counter_vec(&r, "wharf_cache_removed_bytes_total", "Bytes of what wharf_cache_removals_total counts, by reason.", &["reason"]),
+            upstream_cache_bytes: gauge_vec(&r, "wharf_upstream_cache_bytes", "Bytes of the cached blobs an upstream's repositories link (a blob linked by several upstreams counts for each); measured on each quota check and maintenance tick.", &["upstream"]),
+            upstream_cache_blobs: gauge_vec(&r, "wharf_upstream_cache_blobs", "Cached blobs an upstream's repositories link.", &["upstream"]),
+            upstream_max_bytes: gauge_vec(&r, "wharf_upstream_max_bytes", "An upstream's max_size (-1: none).", &["upstream"]),
             registry: r,
         }
     }
@@ -167,6 +177,10 @@ impl Metrics {
             for s in Source::ALL {
                 self.ttfb.with_label_values(&[k.as_str(), s.as_str()]);
             }
+        }
+        for reason in Removal::ALL {
+            self.removals.with_label_values(&[reason.as_str()]);
+            self.removed_bytes.with_label_values(&[reason.as_str()]);
         }
         for res in FillResult::ALL {
             self.fills.with_label_values(&[res.as_str()]);
@@ -224,6 +238,9 @@ impl Metrics {
             for rule in Rule::ALL {
                 self.rule_refusals.with_label_values(&[u, rule.as_str()]);
             }
+            self.upstream_cache_bytes.with_label_values(&[u]).set(0);
+            self.upstream_cache_blobs.with_label_values(&[u]).set(0);
+            self.upstream_max_bytes.with_label_values(&[u]).set(-1);
         }
     }
 
@@ -283,6 +300,27 @@ impl Metrics {
         self.tag_revalidations
             .with_label_values(&[upstream, result.as_str()])
             .inc();
+    }
+
+    /// Counts `count` blobs or manifests (`bytes` bytes) removed from the cache for `reason`.
+    pub fn removed(&self, reason: Removal, count: u64, bytes: u64) {
+        self.removals
+            .with_label_values(&[reason.as_str()])
+            .inc_by(count);
+        self.removed_bytes
+            .with_label_values(&[reason.as_str()])
+            .inc_by(bytes);
+    }
+
+    /// Sets what `upstream`'s repositories hold.
+    pub fn upstream_usage(&self, upstream: &str, bytes: u64, blobs: u64) {
+        let g = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.upstream_cache_bytes
+            .with_label_values(&[upstream])
+            .set(g(bytes));
+        self.upstream_cache_blobs
+            .with_label_values(&[upstream])
+            .set(g(blobs));
     }
 
     /// Counts a request refused by `upstream`'s repository rules.

@@ -3,14 +3,22 @@
 //! them under the low one. One pass at a time; pinned images are kept (see `store::evict` and
 //! `store::usage` for the invariants). Evicted manifests also leave the in-memory cache, so
 //! the next request fetches them again.
+//!
+//! Beside the size bound, the evictor keeps each upstream's `max_size` (a quota pass after a
+//! commit, at most once a second, and on every maintenance tick; same watermarks) and
+//! removes what was not asked for within `cache.max_idle` ([`Evictor::sweep_idle`], run by
+//! the maintenance task). Pins are never removed by any of them; pins that alone exceed a
+//! quota are logged, and visible as `wharf_upstream_cache_bytes` above
+//! `wharf_upstream_max_bytes` (see `store::expiry` for the bookkeeping).
 
 use crate::config::CacheConfig;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::metrics::Removal;
 use crate::oci::Digest;
 use crate::store::usage::Evicted;
 use crate::store::{Store, StoredManifest};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 /// Told the digests of the manifests a pass evicted.
@@ -22,16 +30,30 @@ pub struct Evictor {
     running: AtomicBool,
     metrics: Arc<Metrics>,
     forget: OnceLock<Forget>,
+    /// `upstream.max_size` of the upstreams that have one.
+    quotas: Vec<(String, u64)>,
+    /// When (ms since the epoch) quotas were last checked after a commit.
+    quotas_checked: AtomicU64,
+    /// A quota check is scheduled.
+    quota_pending: AtomicBool,
 }
 
 impl Evictor {
-    pub fn new(store: Arc<Store>, cfg: CacheConfig, metrics: Arc<Metrics>) -> Evictor {
+    pub fn new(
+        store: Arc<Store>,
+        cfg: CacheConfig,
+        metrics: Arc<Metrics>,
+        quotas: Vec<(String, u64)>,
+    ) -> Evictor {
         Evictor {
             store,
             cfg,
             running: AtomicBool::new(false),
             metrics,
             forget: OnceLock::new(),
+            quotas,
+            quotas_checked: AtomicU64::new(0),
+            quota_pending: AtomicBool::new(false),
         }
     }
 
@@ -67,8 +89,23 @@ impl Evictor {
         (self.cfg.max_size as f64 * fraction) as u64
     }
 
-    /// Starts a background pass if the cache is over its high watermark.
+    /// Starts a background pass if the cache is over its high watermark (and a quota
+    /// check, at most once a second, if any upstream has a quota).
     pub fn maybe_evict(self: &Arc<Self>) {
+        if !self.quotas.is_empty() && !self.quota_pending.swap(true, Ordering::SeqCst) {
+            // One check pending at a time, at most one a second; a commit during a check
+            // schedules the next.
+            let wait = (self.quotas_checked.load(Ordering::SeqCst) + 1000)
+                .saturating_sub(crate::store::now_ms());
+            let me = self.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+                me.quota_pending.store(false, Ordering::SeqCst);
+                me.quotas_checked
+                    .store(crate::store::now_ms(), Ordering::SeqCst);
+                let _ = tokio::task::spawn_blocking(move || me.check_quotas()).await;
+            });
+        }
         if self.store.cache_bytes() <= self.mark(self.cfg.high_watermark) {
             return;
         }
@@ -95,6 +132,7 @@ impl Evictor {
         );
         self.metrics.evictions.inc_by(count);
         self.metrics.evicted_bytes.inc_by(bytes);
+        self.metrics.removed(Removal::Size, count, bytes);
         if count > 0 {
             tracing::info!(
                 blobs = e.blobs,
@@ -109,5 +147,73 @@ impl Evictor {
             f(e.manifests.clone());
         }
         Ok(e)
+    }
+
+    /// Removes what was not asked for within `cache.max_idle` (blocking; none: nothing).
+    pub fn sweep_idle(&self) -> Result<Evicted> {
+        let Some(max_idle) = self.cfg.max_idle else {
+            return Ok(Evicted::default());
+        };
+        let cutoff = (crate::store::now_ms() / 1000).saturating_sub(max_idle.as_secs());
+        let keep = self.store.pinned_digests(&self.cfg.pin)?;
+        let e = self.store.evict_idle(cutoff, &keep)?;
+        let (count, bytes) = (
+            e.blobs + e.manifests.len() as u64,
+            e.blob_bytes + e.manifest_bytes,
+        );
+        self.metrics.removed(Removal::Idle, count, bytes);
+        if count > 0 {
+            tracing::info!(
+                blobs = e.blobs,
+                manifests = e.manifests.len(),
+                tags = e.tags,
+                bytes,
+                "removed blobs and manifests idle for longer than cache.max_idle"
+            );
+        }
+        if let (Some(f), false) = (self.forget.get(), e.manifests.is_empty()) {
+            f(e.manifests.clone());
+        }
+        Ok(e)
+    }
+
+    /// Holds every upstream with a quota under it (blocking), and sets the per-upstream
+    /// usage gauges. Failures are logged: a quota is a bound, not a request's concern.
+    pub fn check_quotas(&self) {
+        let usage = match self.store.upstream_usage() {
+            Ok(u) => u,
+            Err(e) => return tracing::warn!(error = %e, "cannot measure upstream usage"),
+        };
+        let keep = match self.store.pinned_digests(&self.cfg.pin) {
+            Ok(k) => k,
+            Err(e) => return tracing::warn!(error = %e, "cannot read pins"),
+        };
+        for (up, used) in &usage {
+            self.metrics.upstream_usage(up, used.bytes, used.blobs);
+        }
+        for (up, max) in &self.quotas {
+            let used = usage.get(up).copied().unwrap_or_default();
+            let frac = |f: f64| (*max as f64 * f) as u64;
+            if used.bytes <= frac(self.cfg.high_watermark) {
+                continue;
+            }
+            match self
+                .store
+                .evict_upstream(up, frac(self.cfg.low_watermark), &keep)
+            {
+                Ok(q) => {
+                    self.metrics
+                        .removed(Removal::Quota, q.released, q.released_bytes);
+                    let left = used.bytes - q.released_bytes;
+                    self.metrics
+                        .upstream_usage(up, left, used.blobs - q.released);
+                    tracing::info!(upstream = %up, released = q.released, bytes = q.released_bytes, deleted = q.deleted, "held an upstream under its max_size");
+                    if left > *max {
+                        tracing::warn!(upstream = %up, bytes = left, max_size = max, "pinned images alone exceed this upstream's max_size");
+                    }
+                }
+                Err(e) => tracing::warn!(upstream = %up, error = %e, "quota pass failed"),
+            }
+        }
     }
 }

@@ -98,10 +98,20 @@ impl Registry {
             Some(c) => Some(Cluster::start(c)?),
             None => None,
         };
+        let quotas: Vec<(String, u64)> = cfg
+            .upstreams
+            .iter()
+            .filter_map(|u| Some((u.name.clone(), u.max_size?)))
+            .collect();
+        for (up, max) in &quotas {
+            let max = i64::try_from(*max).unwrap_or(i64::MAX);
+            metrics.upstream_max_bytes.with_label_values(&[up]).set(max);
+        }
         let evictor = Arc::new(capacity::Evictor::new(
             store.clone(),
             cfg.cache.clone(),
             metrics.clone(),
+            quotas,
         ));
         let idle = cfg.fill.idle_timeout;
         let access = Arc::new(Access::new(
@@ -254,6 +264,18 @@ impl Registry {
                 .with_label_values(&[u.name()])
                 .set(i64::from(!u.breaker_open()));
         }
+    }
+
+    /// Removes what `cache.max_idle` expired (blocking).
+    pub fn sweep_idle(&self) {
+        if let Err(e) = self.blobs.fills().evictor().sweep_idle() {
+            tracing::warn!(error = %e, "idle sweep failed");
+        }
+    }
+
+    /// Holds upstreams under their `max_size` and measures what each holds (blocking).
+    pub fn check_quotas(&self) {
+        self.blobs.fills().evictor().check_quotas();
     }
 
     /// Prunes the authorization decisions no rule uses any more (blocking).

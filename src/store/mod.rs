@@ -27,6 +27,7 @@
 pub mod backend;
 pub mod blobs;
 pub mod evict;
+pub mod expiry;
 pub mod keys;
 mod links;
 pub use links::LinkKind;

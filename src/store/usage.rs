@@ -40,9 +40,19 @@ pub struct Evicted {
     pub tags: u64,
 }
 
-enum Item {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Item {
     Blob,
     Manifest,
+}
+
+/// A blob or manifest as eviction sees it.
+#[derive(Debug, Clone)]
+pub(super) struct LruItem {
+    pub last_access_s: u64,
+    pub digest: Digest,
+    pub size: u64,
+    pub kind: Item,
 }
 
 impl Store {
@@ -164,13 +174,12 @@ impl Store {
         Ok(())
     }
 
-    /// Evicts the least recently accessed blobs and manifests, except `keep`, until blobs
-    /// and manifests together take at most `target` bytes; then forgets the tag
-    /// resolutions that pointed at an evicted manifest.
-    pub fn evict_lru(&self, target: u64, keep: &HashSet<Digest>) -> Result<Evicted> {
+    /// Every blob and manifest with its last access and size, oldest first (at the same
+    /// second a manifest before the blobs it names). Pending accesses are written first.
+    pub(super) fn lru_items(&self) -> Result<Vec<LruItem>> {
         self.flush_access()?;
-        let mut all: Vec<(u64, Digest, u64, Item)> = Vec::new();
-        for (cf, kind) in [(CF_BLOBS, 0u8), (CF_MANIFEST_USE, 1)] {
+        let mut all: Vec<LruItem> = Vec::new();
+        for (cf, kind) in [(CF_BLOBS, Item::Blob), (CF_MANIFEST_USE, Item::Manifest)] {
             for item in self
                 .db
                 .iterator_cf(self.cf(cf)?, rocksdb::IteratorMode::Start)
@@ -180,38 +189,50 @@ impl Store {
                 else {
                     continue;
                 };
-                let item = if kind == 0 {
-                    Item::Blob
-                } else {
-                    Item::Manifest
-                };
-                all.push((rec.last_access_s, Digest::from_bytes(raw), rec.size, item));
+                all.push(LruItem {
+                    last_access_s: rec.last_access_s,
+                    digest: Digest::from_bytes(raw),
+                    size: rec.size,
+                    kind,
+                });
             }
         }
-        // Oldest first; at the same second a manifest before the blobs it names.
-        all.sort_by_key(|(at, d, _, item)| (*at, matches!(item, Item::Blob), *d));
+        all.sort_by_key(|i| (i.last_access_s, i.kind == Item::Blob, i.digest));
+        Ok(all)
+    }
+
+    /// Removes one blob or manifest, noting it in `out`.
+    pub(super) fn remove_item(&self, i: &LruItem, out: &mut Evicted) -> Result<()> {
+        match i.kind {
+            Item::Blob => {
+                self.remove_blob(&i.digest, i.size)?;
+                out.blobs += 1;
+                out.blob_bytes += i.size;
+            }
+            Item::Manifest => {
+                self.remove_manifest(&i.digest, i.size)?;
+                out.manifests.push(i.digest);
+                out.manifest_bytes += i.size;
+            }
+        }
+        Ok(())
+    }
+
+    /// Evicts the least recently accessed blobs and manifests, except `keep`, until blobs
+    /// and manifests together take at most `target` bytes; then forgets the tag
+    /// resolutions that pointed at an evicted manifest.
+    pub fn evict_lru(&self, target: u64, keep: &HashSet<Digest>) -> Result<Evicted> {
         let mut total = self.cache_bytes();
         let mut out = Evicted::default();
-        for (_, digest, size, item) in all {
+        for i in self.lru_items()? {
             if total <= target {
                 break;
             }
-            if keep.contains(&digest) {
+            if keep.contains(&i.digest) {
                 continue;
             }
-            match item {
-                Item::Blob => {
-                    self.remove_blob(&digest, size)?;
-                    out.blobs += 1;
-                    out.blob_bytes += size;
-                }
-                Item::Manifest => {
-                    self.remove_manifest(&digest, size)?;
-                    out.manifests.push(digest);
-                    out.manifest_bytes += size;
-                }
-            }
-            total = total.saturating_sub(size);
+            self.remove_item(&i, &mut out)?;
+            total = total.saturating_sub(i.size);
         }
         out.tags = self.forget_tags_of(&out.manifests)?;
         Ok(out)
@@ -227,7 +248,7 @@ impl Store {
     }
 
     /// Deletes the tag resolutions pointing at one of `gone`; returns how many.
-    fn forget_tags_of(&self, gone: &[Digest]) -> Result<u64> {
+    pub(super) fn forget_tags_of(&self, gone: &[Digest]) -> Result<u64> {
         if gone.is_empty() {
             return Ok(0);
         }

@@ -3,8 +3,10 @@
 //!
 //! - `eviction`: many images through a small cache, a hot image and a pinned one.
 //! - `large`: a blob larger than `max_size` is served but never cached.
+//! - `expiry`: `cache.max_idle` sweeps and per-upstream `max_size` quotas.
 
 mod eviction;
+mod expiry;
 mod large;
 
 use crate::support::scrape::{lines_with, sample, scrape};

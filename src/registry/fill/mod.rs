@@ -115,6 +115,11 @@ impl Fills {
         }
     }
 
+    /// The evictor the fills report their commits to.
+    pub fn evictor(&self) -> &Arc<Evictor> {
+        &self.pipeline.evictor
+    }
+
     pub fn in_progress(&self, digest: &Digest) -> Option<Arc<Fill>> {
         self.inflight.lock().ok()?.get(digest).cloned()
     }

@@ -38,6 +38,11 @@ pub const WHARF_METRICS: &[(&str, &str)] = &[
     ("wharf_shared_store_errors_total", "counter"),
     ("wharf_shared_backstop_uploads_total", "counter"),
     ("wharf_rule_refusals_total", "counter"),
+    ("wharf_cache_removals_total", "counter"),
+    ("wharf_cache_removed_bytes_total", "counter"),
+    ("wharf_upstream_cache_bytes", "gauge"),
+    ("wharf_upstream_cache_blobs", "gauge"),
+    ("wharf_upstream_max_bytes", "gauge"),
     ("wharf_build_info", "gauge"),
 ];
 

@@ -94,6 +94,9 @@ fn allowed(family: &str, label: &str) -> Option<Option<&'static [&'static str]>>
         }
         ("wharf_shared_store_errors_total", "op") => &["get", "put"],
         ("wharf_rule_refusals_total", "rule") => &["allow", "deny"],
+        ("wharf_cache_removals_total" | "wharf_cache_removed_bytes_total", "reason") => {
+            &["size", "quota", "idle", "purge"]
+        }
         ("wharf_build_info", "version") | (_, "le") => return Some(None),
         _ => return None,
     };
