@@ -98,20 +98,11 @@ impl Registry {
             Some(c) => Some(Cluster::start(c)?),
             None => None,
         };
-        let quotas: Vec<(String, u64)> = cfg
-            .upstreams
-            .iter()
-            .filter_map(|u| Some((u.name.clone(), u.max_size?)))
-            .collect();
-        for (up, max) in &quotas {
-            let max = i64::try_from(*max).unwrap_or(i64::MAX);
-            metrics.upstream_max_bytes.with_label_values(&[up]).set(max);
-        }
         let evictor = Arc::new(capacity::Evictor::new(
             store.clone(),
             cfg.cache.clone(),
             metrics.clone(),
-            quotas,
+            quotas(cfg, &metrics),
         ));
         let idle = cfg.fill.idle_timeout;
         let access = Arc::new(Access::new(
@@ -303,6 +294,20 @@ impl Registry {
     pub fn forget_lookups(&self) {
         self.manifests.forget_lookups();
     }
+}
+
+/// The upstreams' `max_size`s (exported as `wharf_upstream_max_bytes`).
+fn quotas(cfg: &Config, metrics: &Metrics) -> Vec<(String, u64)> {
+    let quotas: Vec<(String, u64)> = cfg
+        .upstreams
+        .iter()
+        .filter_map(|u| Some((u.name.clone(), u.max_size?)))
+        .collect();
+    for (up, max) in &quotas {
+        let max = i64::try_from(*max).unwrap_or(i64::MAX);
+        metrics.upstream_max_bytes.with_label_values(&[up]).set(max);
+    }
+    quotas
 }
 
 /// The configured upstreams, built.
