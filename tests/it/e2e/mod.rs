@@ -16,6 +16,7 @@
 //!   pull a cache hit; the referrers tag-schema fallback against the registry.
 //! - `resilience`: a tag moved upstream seen after `tag_ttl`; `wharf serve --offline`.
 //! - `rules`: repository rules refusing a pull before any upstream request.
+//! - `expiry`: `cache.max_idle` sweeping an image, `upstream.max_size` with two upstreams.
 //! - `dashboard`: the Grafana dashboard's queries and metric names (no external software).
 //! - `prometheus`: a real Prometheus (`prometheus` on PATH) and the text exposition format.
 //! - `cache`: `kill -9` during fills, `wharf fsck` and `wharf gc` (in-process fake upstream,
@@ -36,6 +37,7 @@ mod cache;
 mod cluster;
 mod containerd;
 mod dashboard;
+mod expiry;
 pub(crate) mod garage;
 mod images;
 mod metrics;
