@@ -15,8 +15,8 @@
 mod labels;
 
 pub use labels::{
-    AuthzResult, BucketOp, FillResult, Kind, Relay, RequestResult, Revalidation, Rule, Source,
-    StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
+    AuthzResult, BucketOp, Delivery, FillResult, Kind, Relay, RequestResult, Revalidation, Rule,
+    Source, StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
 };
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -54,6 +54,8 @@ pub struct Metrics {
     pub shared_store_errors: IntCounterVec,
     pub shared_backstops: IntCounter,
     pub rule_refusals: IntCounterVec,
+    pub notify_dropped: IntCounterVec,
+    pub notify_deliveries: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -150,6 +152,8 @@ impl Metrics {
             shared_store_errors: counter_vec(&r, "wharf_shared_store_errors_total", "Failed operations on the shared bucket, by operation.", &["op"]),
             shared_backstops: counter(&r, "wharf_shared_backstop_uploads_total", "Blobs uploaded to the shared bucket by a replica that got them from their owner replica, because the owner did not (it stopped answering, or its upload was overdue)."),
             rule_refusals: counter_vec(&r, "wharf_rule_refusals_total", "Requests refused by an upstream's repository rules before any cache read or upstream request, by the rule that refused them (deny: a deny pattern matched; allow: no allow pattern did).", &["upstream", "rule"]),
+            notify_dropped: counter_vec(&r, "wharf_notify_dropped_total", "Events dropped because the sink's queue was full.", &["sink"]),
+            notify_deliveries: counter_vec(&r, "wharf_notify_deliveries_total", "Events handed to a sink, by result (failed: not delivered after every retry).", &["sink", "result"]),
             registry: r,
         }
     }
@@ -323,6 +327,28 @@ impl Metrics {
         self.shared_fills
             .with_label_values(&[result.as_str()])
             .inc();
+    }
+
+    /// The notify families for the configured sinks (called once they are known).
+    pub fn precreate_notify(&self, sinks: &[String]) {
+        for s in sinks.iter().map(String::as_str) {
+            self.notify_dropped.with_label_values(&[s]);
+            for d in Delivery::ALL {
+                self.notify_deliveries.with_label_values(&[s, d.as_str()]);
+            }
+        }
+    }
+
+    /// Counts an event a sink's full queue dropped.
+    pub fn notify_dropped(&self, sink: &str) {
+        self.notify_dropped.with_label_values(&[sink]).inc();
+    }
+
+    /// Counts `n` events a sink delivered or gave up on.
+    pub fn notify_delivery(&self, sink: &str, result: Delivery, n: u64) {
+        self.notify_deliveries
+            .with_label_values(&[sink, result.as_str()])
+            .inc_by(n);
     }
 
     /// Counts a failed operation on the shared bucket.

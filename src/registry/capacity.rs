@@ -7,6 +7,7 @@
 use crate::config::CacheConfig;
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::notify::{Event, Notifier};
 use crate::oci::Digest;
 use crate::store::usage::Evicted;
 use crate::store::{Store, StoredManifest};
@@ -22,16 +23,24 @@ pub struct Evictor {
     running: AtomicBool,
     metrics: Arc<Metrics>,
     forget: OnceLock<Forget>,
+    /// Told of each pass that evicted something (one event per pass).
+    notify: Arc<Notifier>,
 }
 
 impl Evictor {
-    pub fn new(store: Arc<Store>, cfg: CacheConfig, metrics: Arc<Metrics>) -> Evictor {
+    pub fn new(
+        store: Arc<Store>,
+        cfg: CacheConfig,
+        metrics: Arc<Metrics>,
+        notify: Arc<Notifier>,
+    ) -> Evictor {
         Evictor {
             store,
             cfg,
             running: AtomicBool::new(false),
             metrics,
             forget: OnceLock::new(),
+            notify,
         }
     }
 
@@ -104,6 +113,8 @@ impl Evictor {
                 target,
                 "evicted least recently used blobs and manifests"
             );
+            let manifests = e.manifests.len() as u64;
+            self.notify.emit(Event::evict(e.blobs, manifests, bytes));
         }
         if let (Some(f), false) = (self.forget.get(), e.manifests.is_empty()) {
             f(e.manifests.clone());
