@@ -38,6 +38,8 @@ pub const WHARF_METRICS: &[(&str, &str)] = &[
     ("wharf_shared_store_errors_total", "counter"),
     ("wharf_shared_backstop_uploads_total", "counter"),
     ("wharf_rule_refusals_total", "counter"),
+    ("wharf_notify_dropped_total", "counter"),
+    ("wharf_notify_deliveries_total", "counter"),
     ("wharf_build_info", "gauge"),
 ];
 
