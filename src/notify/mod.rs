@@ -17,7 +17,7 @@
 //!
 //! Tests: `notify::tests` (envelope field names, filtering, no credential, queue bound and
 //! drops, retries), `tests/it/notify.rs` (a loopback webhook, a receiver down, the file sink
-//! and its reopen), `tests/it/e2e/notify.rs` (skopeo through Wharf as alice).
+//! and its reopen), `tests/it/e2e/auth/notify.rs` (skopeo through Wharf as alice, SIGHUP).
 
 mod deliver;
 mod event;
