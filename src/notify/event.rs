@@ -167,7 +167,8 @@ impl Event {
         e
     }
 
-    /// A blob fill from upstream that committed `digest` (`size` bytes) under `repository`.
+    /// A fill that committed `digest` (`size` bytes) under `repository`: a blob, or a manifest
+    /// fetched from the upstream (the caller sets `target.media_type`).
     pub fn fill(upstream: &str, repository: &str, digest: &str, size: u64) -> Event {
         let mut e = Event::new(NotifyEvent::Fill, blob_target(repository, digest, size));
         e.wharf.upstream = upstream.to_string();

@@ -122,6 +122,7 @@ impl Registry {
             evictor.clone(),
             metrics.clone(),
             idle,
+            notify.clone(),
         ));
         let fills = Fills::new(
             store.clone(),

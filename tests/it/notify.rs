@@ -174,8 +174,8 @@ async fn the_file_sink_writes_json_lines_and_reopens() {
             200
         );
     }
-    // Two pulls (tag, digest) and a fill per blob.
-    let want = 2 + world.private.blobs.len();
+    // Two pulls (tag, digest), the manifest's fill and a fill per blob.
+    let want = 3 + world.private.blobs.len();
     assert!(
         eventually(Duration::from_secs(10), || read(&path).lines().count()
             >= want)
