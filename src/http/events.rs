@@ -1,6 +1,7 @@
 //! The events of the HTTP edge, where the request and the client are known: a `pull` for
 //! each manifest served to a `GET`, a `denied` for each `401`/`403` answered on a repository
-//! or at `/token` (not the `/v2/` handshake; rule refusals are told by `registry::rules`).
+//! or at `/token` (not the `/v2/` handshake, nor the `401` challenge of a request without
+//! credentials; rule refusals are told by `registry::rules`).
 //! The actor is the client's user name ([`crate::notify::Event::actor`]); a request's
 //! `Authorization` value never reaches an event.
 
@@ -26,6 +27,9 @@ pub(super) struct Seen {
     request: RequestInfo,
     /// The user of Basic credentials sent with the request (its password is dropped here).
     basic: Option<Client>,
+    /// Whether it carried `Authorization` at all: a 401 without is the challenge that starts
+    /// the token dance, not a refusal.
+    presented: bool,
     scheme: &'static str,
 }
 
@@ -59,6 +63,7 @@ impl Seen {
         Some(Seen {
             request: RequestInfo::new(id, addr, host, req.method().as_str(), ua),
             basic,
+            presented: h.contains_key(http::header::AUTHORIZATION),
             scheme: if tls { "https" } else { "http" },
         })
     }
@@ -81,7 +86,8 @@ impl Seen {
             Some(r) if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
                 // A 403 before any target was resolved is a rule's (told already).
                 let rule = status == StatusCode::FORBIDDEN && labels.upstream.is_empty();
-                if !matches!(r, Route::Base | Route::Catalog) && !rule {
+                let challenge = status == StatusCode::UNAUTHORIZED && !self.presented;
+                if !matches!(r, Route::Base | Route::Catalog) && !rule && !challenge {
                     self.denied(notify, r, labels, status)
                 }
             }
