@@ -7,9 +7,10 @@
 //! other label values are configured upstream names and the HTTP method of the requests
 //! Wharf sends upstream.
 //!
-//! Invariants: label values come only from configured upstream names and fixed enums, never
-//! from request strings (bounded cardinality); every label combination is created at start
-//! (from each enum's `ALL`), so every family is exported from the first scrape; gauges that
+//! Invariants: label values come only from configured upstream and notify sink names and fixed
+//! enums, never from request strings (bounded cardinality); every label combination is created
+//! at start (from each enum's `ALL`; the notify families once the sinks are known, by
+//! [`Metrics::precreate_notify`]), so every family is exported from the first scrape; gauges that
 //! mirror live state are computed at scrape time ([`Metrics::render`]).
 
 mod labels;
