@@ -2,7 +2,7 @@
 //! with token auth: a loopback webhook gets a `pull` of the private image as alice (and the
 //! `fill`s and `denied`s around it, with no credential in any), a receiver that is down or
 //! answers 500 slows no pull and its failures are counted, the file sink writes JSON lines
-//! and reopens its file.
+//! and reopens its file, an eviction pass is one `evict` event.
 
 use crate::auth::{Who, World, WRONG};
 use crate::support::hook::Receiver;
@@ -232,4 +232,53 @@ async fn the_file_sink_writes_json_lines_and_reopens() {
         "the old file is left as it was"
     );
     world.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_eviction_pass_is_one_evict_event() {
+    use crate::capacity::Image;
+    let fake = crate::support::Fake::start().await;
+    let images: Vec<Image> = (0..6)
+        .map(|i| Image::put(&fake, &format!("org/img{i}"), "v1", 1 << 20, 300 + i))
+        .collect();
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("events.jsonl");
+    let top = format!(
+        "[cache]\nmax_size = \"3MiB\"\n[[notify]]\nfile = {:?}\nevents = [\"evict\"]\n",
+        path.display().to_string()
+    );
+    let w = crate::support::wharf_with(dir.path(), "up.test", &fake.url(), "", &top).await;
+    for img in &images {
+        img.pull(&fake, w.addr).await;
+    }
+    let read = || std::fs::read_to_string(&path).unwrap_or_default();
+    // What the events say was evicted: (events, blobs + manifests).
+    let told = || {
+        let mut n = 0.0;
+        for line in read().lines() {
+            let e: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+            assert_eq!(e["action"], "evict", "{e}");
+            assert!(e["target"]["size"].as_u64().is_some_and(|n| n > 0), "{e}");
+            n += e["wharf"]["blobs"].as_f64().expect("blobs");
+            n += e["wharf"]["manifests"].as_f64().expect("manifests");
+        }
+        (read().lines().count(), n)
+    };
+    // Passes run in the background: wait until the events add up to the evictions counted.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let evicted = sample(&scrape(w.admin_addr).await, "wharf_evictions_total");
+        let (events, n) = told();
+        if evicted > 0.0 && n == evicted {
+            assert!(events < 6, "batched per pass, not per blob:\n{}", read());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{evicted} evicted, events say {n}:\n{}",
+            read()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.shutdown().await;
 }
