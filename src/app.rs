@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::http::handlers::Handler;
 use crate::http::server;
+use crate::notify::Notifier;
 use crate::registry::Registry;
 use crate::store::Store;
 use std::net::SocketAddr;
@@ -58,7 +59,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener address: {e}"))?;
-    let registry = open_registry(&config).await?;
+    let registry = open_registry(&config, addr).await?;
     let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
         format!(
             "cannot listen on {} (admin_listen): {e}",
@@ -68,11 +69,13 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     let admin_addr = admin
         .local_addr()
         .map_err(|e| format!("admin listener address: {e}"))?;
-    let acceptor = tls_acceptor(&config)?;
+    let (acceptor, certs) = tls_acceptor(&config)?;
+    on_hangup(certs, registry.notify.clone());
     let handler = Arc::new(Handler {
         tls: acceptor.is_some(),
         registry: registry.clone(),
         sessions: Arc::new(crate::auth::Sessions::new(config.auth.token_ttl)),
+        notify: registry.notify.clone(),
     });
     let tasks = Tasks::start(&config, admin, &registry);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -94,9 +97,9 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     })
 }
 
-/// Opens the store (on a blocking thread: it reconciles records with files) and builds the
-/// registry over it.
-async fn open_registry(config: &Config) -> Result<Arc<Registry>, String> {
+/// Opens the store (on a blocking thread: it reconciles records with files), starts the
+/// notifier (events name `addr` as their source) and builds the registry over them.
+async fn open_registry(config: &Config, addr: SocketAddr) -> Result<Arc<Registry>, String> {
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
@@ -109,24 +112,41 @@ async fn open_registry(config: &Config) -> Result<Arc<Registry>, String> {
         })?;
     let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
     let metrics = Arc::new(crate::metrics::Metrics::new(&names, config.cache.max_size));
-    Ok(Arc::new(Registry::new(config, Arc::new(store), metrics)?))
+    let notify = Arc::new(Notifier::start(&config.notify, addr, metrics.clone())?);
+    Ok(Arc::new(Registry::new(
+        config,
+        Arc::new(store),
+        metrics,
+        notify,
+    )?))
 }
 
-/// The TLS acceptor of `[tls]`, if any; SIGHUP re-reads the certificate (open connections
-/// keep theirs).
-fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, String> {
+type Certs = Arc<crate::http::tls::Reloadable>;
+
+/// The TLS acceptor of `[tls]`, if any, and its certificate (re-read on SIGHUP).
+fn tls_acceptor(
+    config: &Config,
+) -> Result<(Option<tokio_rustls::TlsAcceptor>, Option<Certs>), String> {
     let Some(t) = &config.tls else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let certs = Arc::new(crate::http::tls::Reloadable::new(
         &t.cert_file,
         &t.key_file,
     )?);
     let acceptor = crate::http::tls::acceptor(certs.clone())?;
+    Ok((Some(acceptor), Some(certs)))
+}
+
+/// On SIGHUP: the TLS certificate is re-read (open connections keep theirs) and the file
+/// sinks of `[[notify]]` reopen their files (logrotate), with or without `[tls]`.
+fn on_hangup(certs: Option<Certs>, notify: Arc<Notifier>) {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(mut hup) => {
             tokio::spawn(async move {
                 while hup.recv().await.is_some() {
+                    notify.reopen();
+                    let Some(certs) = &certs else { continue };
                     match certs.reload() {
                         Ok(()) => tracing::info!("TLS certificate reloaded"),
                         Err(e) => {
@@ -140,7 +160,6 @@ fn tls_acceptor(config: &Config) -> Result<Option<tokio_rustls::TlsAcceptor>, St
         }
         Err(e) => tracing::warn!("cannot watch SIGHUP: {e}"),
     }
-    Ok(Some(acceptor))
 }
 
 /// What runs beside the registry listener, and how it stops.

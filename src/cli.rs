@@ -223,7 +223,13 @@ fn gc_pass(cfg: &Config, to: Option<&str>) -> Result<crate::store::usage::Evicte
             .map_err(|e| format!("cannot open {}: {e}", cfg.data_dir.display()))?,
     );
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(&[], cfg.cache.max_size));
-    crate::registry::capacity::Evictor::new(store, cfg.cache.clone(), metrics, Vec::new())
-        .run_pass(target)
-        .map_err(|e| e.to_string())
+    crate::registry::capacity::Evictor::new(
+        store,
+        cfg.cache.clone(),
+        metrics,
+        Vec::new(),
+        Default::default(),
+    )
+    .run_pass(target)
+    .map_err(|e| e.to_string())
 }

@@ -16,7 +16,9 @@ use std::time::Duration;
 mod cluster;
 mod connections;
 mod defaults;
+mod notify;
 mod pem;
+mod pin;
 mod raw;
 mod rules;
 mod sections;
@@ -27,6 +29,8 @@ mod upstream_types;
 pub use cluster::{peer_url, ClusterConfig, Peers, S3Config, StorageConfig};
 pub use connections::ConnectionLimits;
 pub use defaults::{EMBEDDED_DEFAULT, EXAMPLE};
+pub use notify::{NotifyConfig, NotifyEvent, NotifySink};
+pub use pin::Pin;
 use sections::positive_duration;
 pub use units::{parse_duration, parse_size};
 pub use upstream_types::{UpstreamConfig, UpstreamPolicy};
@@ -63,6 +67,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The replicas sharing that storage (`[cluster]`).
     pub cluster: Option<ClusterConfig>,
+    /// Where events are sent (`[[notify]]`).
+    pub notify: Vec<NotifyConfig>,
 }
 
 /// `[tls]`: PEM certificate chain and key, re-read on SIGHUP.
@@ -107,51 +113,6 @@ pub struct CacheConfig {
     pub pin: Vec<Pin>,
     /// Blobs and manifests not served for this long are removed (`None`: never).
     pub max_idle: Option<Duration>,
-}
-
-/// `<upstream>/<repo>:<tag glob>` from `cache.pin`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pin {
-    pub upstream: String,
-    pub repo: String,
-    /// `*` matches any run of characters.
-    pub tag_glob: String,
-}
-
-impl Pin {
-    /// Parses `<upstream>/<repo>:<tag glob>`.
-    pub fn parse(s: &str) -> Result<Pin, String> {
-        let (image, tag) = s
-            .rsplit_once(':')
-            .filter(|(i, _)| i.contains('/'))
-            .ok_or_else(|| format!("expected \"<upstream>/<repo>:<tag pattern>\", got {s:?}"))?;
-        let (upstream, repo) = image
-            .split_once('/')
-            .ok_or_else(|| format!("expected an upstream name before the repository in {s:?}"))?;
-        if upstream.is_empty() || repo.is_empty() || tag.is_empty() {
-            return Err(format!(
-                "expected \"<upstream>/<repo>:<tag pattern>\", got {s:?}"
-            ));
-        }
-        Ok(Pin {
-            upstream: upstream.to_string(),
-            repo: repo.to_string(),
-            tag_glob: tag.to_string(),
-        })
-    }
-
-    pub fn matches_tag(&self, tag: &str) -> bool {
-        glob(self.tag_glob.as_bytes(), tag.as_bytes())
-    }
-}
-
-/// `*`-only glob match.
-fn glob(p: &[u8], s: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| glob(rest, &s[i..])),
-        Some((c, rest)) => s.first() == Some(c) && glob(rest, &s[1..]),
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -228,6 +189,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
     let auth = sections::auth(&mut p, raw.auth.unwrap_or_default());
     let storage = cluster::storage(&mut p, raw.storage);
     let cluster = cluster::cluster(&mut p, raw.cluster);
+    let notify = notify::validate(&mut p, raw.notify.as_deref().unwrap_or_default());
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -244,6 +206,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         upstreams,
         storage,
         cluster,
+        notify,
     })
 }
 

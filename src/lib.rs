@@ -12,6 +12,7 @@
 //! - [`auth`]: client identity (credentials, Wharf's tokens, throttled checks).
 //! - [`cluster`]: replicas sharing a bucket (owners, peers).
 //! - [`metrics`], [`error`]: the metric handles; errors tagged by origin.
+//! - [`notify`]: event notifications (webhooks, JSON-lines files), never in a request's way.
 //! - [`store`]: RocksDB metadata and verified blob files on disk.
 //! - [`oci`]: pure protocol vocabulary (digests, names, references, media types, errors).
 //! - [`config`]: the TOML configuration, its defaults and its validation.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod oci;
 pub mod prefetch;
 pub mod registry;

@@ -114,6 +114,15 @@ offline = false
 # peer_timeout = "3s"
 # ca_file = "/etc/wharf/internal-ca.pem"  # trusted for https:// peers, beside the system's roots
 
+# Event notifications, in CNCF Distribution's envelope: one table per sink, each with its
+# own bounded queue (events past it are dropped and counted). Delivery never slows a pull.
+# [[notify]]
+# name = "hooks"                          # the `sink` metric label; default notify<index>
+# url = "https://hooks.example/wharf"     # a webhook (POST), or: file = "/var/log/wharf/events.jsonl"
+# events = ["pull", "fill", "purge", "evict", "denied"]   # default: all
+# headers = { Authorization = "Bearer ..." }              # sent to the webhook only
+# timeout = "5s"                          # one delivery attempt
+
 [cache]
 # Upper bound for the cached blobs and manifests together; past it, they are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
 # (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed

@@ -31,6 +31,7 @@ pub(super) struct RawConfig {
     pub upstream: Option<Vec<RawUpstream>>,
     pub storage: Option<RawStorage>,
     pub cluster: Option<RawCluster>,
+    pub notify: Option<Vec<RawNotify>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -64,6 +65,16 @@ pub(super) struct RawCluster {
     pub peers_dns: Option<Value>,
     pub peer_timeout: Option<Value>,
     pub ca_file: Option<Value>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawNotify {
+    pub name: Option<Value>,
+    pub url: Option<Value>,
+    pub file: Option<Value>,
+    pub events: Option<Value>,
+    pub headers: Option<Value>,
+    pub timeout: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

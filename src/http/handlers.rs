@@ -2,6 +2,7 @@
 
 use super::body::ClientBody;
 use super::error::into_response;
+use super::events::Seen;
 use super::host::host_of;
 use super::observe::{Labels, Observed};
 use super::range::ByteRange;
@@ -24,6 +25,8 @@ pub struct Handler {
     pub tls: bool,
     pub registry: Arc<Registry>,
     pub sessions: Arc<Sessions>,
+    /// Told of each manifest served and each 401/403 (see `events`).
+    pub notify: Arc<crate::notify::Notifier>,
 }
 
 /// The URL of Wharf's token endpoint as this client reaches Wharf.
@@ -31,18 +34,6 @@ fn realm(headers: &http::HeaderMap, uri: &http::Uri, tls: bool) -> String {
     let host = host_of(headers, uri).unwrap_or("localhost");
     let scheme = if tls { "https" } else { "http" };
     format!("{scheme}://{host}/token")
-}
-
-/// The repository name a route is about.
-fn name_of<'r>(route: &Route<'r>) -> Option<&'r str> {
-    match route {
-        Route::Manifest { name, .. }
-        | Route::Blob { name, .. }
-        | Route::TagsList { name }
-        | Route::Referrers { name, .. }
-        | Route::Upload { name, .. } => Some(*name),
-        Route::Base | Route::Catalog | Route::Token => None,
-    }
 }
 
 impl Handler {
@@ -54,6 +45,7 @@ impl Handler {
         let parsed = route::parse(&path);
         let push = route::is_push(&method, parsed.as_ref().ok());
         let observed = Observed::begin(&req, parsed.as_ref().ok(), push);
+        let seen = Seen::of(&self.notify, &req, observed.id(), self.tls);
         let mut labels = Labels::default();
         let resp = if matches!(parsed, Ok(Route::Token)) {
             match super::token::handle(&self.registry, &self.sessions, req).await {
@@ -81,6 +73,9 @@ impl Handler {
                 ),
             }
         };
+        if let Some(seen) = seen {
+            seen.answered(&self.notify, parsed.as_ref().ok(), &labels, &resp);
+        }
         let outcome = labels.outcome.result();
         let mut resp = observed.finish(&self.registry.metrics, &labels, outcome, resp);
         resp.headers_mut()
@@ -136,7 +131,7 @@ impl Handler {
         // request's text; `/token` reads it back the same way.
         let query = Query::parse(uri.query());
         let host = host_of(headers, uri);
-        let scope = route.and_then(name_of).and_then(|name| {
+        let scope = route.and_then(Route::name).and_then(|name| {
             let t = self
                 .registry
                 .route_at(host, name, query.ns.as_deref())
@@ -244,6 +239,7 @@ impl Handler {
         let client = self.checked(client, &t).await?;
         labels.upstream = t.upstream.name().to_string();
         labels.repo = t.repo.to_string();
+        labels.client = Some(client.clone());
         Ok((t, client))
     }
 

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod body;
 mod conn;
 pub mod error;
+pub mod events;
 pub mod handlers;
 mod host;
 mod observe;

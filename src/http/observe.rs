@@ -17,6 +17,8 @@ pub(super) struct Labels {
     pub(super) repo: String,
     /// How a successful read was answered (a plain hit unless the registry said otherwise).
     pub(super) outcome: crate::registry::Outcome,
+    /// The client as the target's upstream saw it, once known.
+    pub(super) client: Option<std::sync::Arc<crate::auth::Client>>,
 }
 
 impl Default for Labels {
@@ -25,6 +27,7 @@ impl Default for Labels {
             upstream: String::new(),
             repo: String::new(),
             outcome: crate::registry::Outcome::Hit,
+            client: None,
         }
     }
 }
@@ -74,6 +77,11 @@ impl Observed {
             push,
             kind,
         }
+    }
+
+    /// The request's id (in the log line and its events).
+    pub(super) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Counts the answer, meters its body, and logs the request.

@@ -40,6 +40,20 @@ pub enum Route<'a> {
     Token,
 }
 
+impl<'a> Route<'a> {
+    /// The repository name the route is about.
+    pub fn name(&self) -> Option<&'a str> {
+        match self {
+            Route::Manifest { name, .. }
+            | Route::Blob { name, .. }
+            | Route::TagsList { name }
+            | Route::Referrers { name, .. }
+            | Route::Upload { name, .. } => Some(*name),
+            Route::Base | Route::Catalog | Route::Token => None,
+        }
+    }
+}
+
 /// Query parameters Wharf understands.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Query<'a> {

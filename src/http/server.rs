@@ -193,7 +193,10 @@ async fn connection<H, F>(
     let activity = Activity::new();
     let service = {
         let (activity, gap) = (activity.clone(), limits.request_body_timeout);
-        service_fn(move |req| conn::answer(handle.clone(), req, activity.begin(), gap))
+        service_fn(move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(super::events::PeerAddr(peer));
+            conn::answer(handle.clone(), req, activity.begin(), gap)
+        })
     };
     let t = Timeouts {
         first_request: limits.header_read_timeout,

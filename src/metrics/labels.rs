@@ -53,6 +53,15 @@ label! {
 }
 
 label! {
+    /// `result` of `wharf_notify_deliveries_total`: what became of events handed to a sink
+    /// (failed: every retry failed, the events are gone).
+    Delivery {
+        Delivered => "delivered",
+        Failed => "failed",
+    }
+}
+
+label! {
     /// `kind` of `wharf_requests_total` and `wharf_time_to_first_byte_seconds`: what a client
     /// asked for.
     Kind {
@@ -225,13 +234,18 @@ mod tests {
 
     #[test]
     fn every_label_value_is_the_exported_string() {
-        let cases: [(&str, Vec<&str>, &[&str]); 13] = [
+        let cases: [(&str, Vec<&str>, &[&str]); 14] = [
             (
                 "Removal",
                 strings(Removal::ALL, Removal::as_str),
                 &["size", "quota", "idle", "purge"],
             ),
             ("Rule", strings(Rule::ALL, Rule::as_str), &["allow", "deny"]),
+            (
+                "Delivery",
+                strings(Delivery::ALL, Delivery::as_str),
+                &["delivered", "failed"],
+            ),
             (
                 "Kind",
                 strings(Kind::ALL, Kind::as_str),

@@ -7,16 +7,17 @@
 //! other label values are configured upstream names and the HTTP method of the requests
 //! Wharf sends upstream.
 //!
-//! Invariants: label values come only from configured upstream names and fixed enums, never
-//! from request strings (bounded cardinality); every label combination is created at start
-//! (from each enum's `ALL`), so every family is exported from the first scrape; gauges that
+//! Invariants: label values come only from configured upstream and notify sink names and fixed
+//! enums, never from request strings (bounded cardinality); every label combination is created
+//! at start (from each enum's `ALL`; the notify families once the sinks are known, by
+//! [`Metrics::precreate_notify`]), so every family is exported from the first scrape; gauges that
 //! mirror live state are computed at scrape time ([`Metrics::render`]).
 
 mod labels;
 
 pub use labels::{
-    AuthzResult, BucketOp, FillResult, Kind, Relay, Removal, RequestResult, Revalidation, Rule,
-    Source, StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
+    AuthzResult, BucketOp, Delivery, FillResult, Kind, Relay, Removal, RequestResult, Revalidation,
+    Rule, Source, StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
 };
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -59,6 +60,8 @@ pub struct Metrics {
     pub upstream_cache_bytes: IntGaugeVec,
     pub upstream_cache_blobs: IntGaugeVec,
     pub upstream_max_bytes: IntGaugeVec,
+    pub notify_dropped: IntCounterVec,
+    pub notify_deliveries: IntCounterVec,
 }
 
 fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -160,6 +163,8 @@ impl Metrics {
             upstream_cache_bytes: gauge_vec(&r, "wharf_upstream_cache_bytes", "Bytes of the cached blobs an upstream's repositories link (a blob linked by several upstreams counts for each); measured on each quota check and maintenance tick.", &["upstream"]),
             upstream_cache_blobs: gauge_vec(&r, "wharf_upstream_cache_blobs", "Cached blobs an upstream's repositories link.", &["upstream"]),
             upstream_max_bytes: gauge_vec(&r, "wharf_upstream_max_bytes", "An upstream's max_size (-1: none).", &["upstream"]),
+            notify_dropped: counter_vec(&r, "wharf_notify_dropped_total", "Events dropped because the sink's queue was full.", &["sink"]),
+            notify_deliveries: counter_vec(&r, "wharf_notify_deliveries_total", "Events handed to a sink, by result (failed: not delivered after every retry).", &["sink", "result"]),
             registry: r,
         }
     }
@@ -361,6 +366,28 @@ impl Metrics {
         self.shared_fills
             .with_label_values(&[result.as_str()])
             .inc();
+    }
+
+    /// The notify families for the configured sinks (called once they are known).
+    pub fn precreate_notify(&self, sinks: &[String]) {
+        for s in sinks.iter().map(String::as_str) {
+            self.notify_dropped.with_label_values(&[s]);
+            for d in Delivery::ALL {
+                self.notify_deliveries.with_label_values(&[s, d.as_str()]);
+            }
+        }
+    }
+
+    /// Counts an event a sink's full queue dropped.
+    pub fn notify_dropped(&self, sink: &str) {
+        self.notify_dropped.with_label_values(&[sink]).inc();
+    }
+
+    /// Counts `n` events a sink delivered or gave up on.
+    pub fn notify_delivery(&self, sink: &str, result: Delivery, n: u64) {
+        self.notify_deliveries
+            .with_label_values(&[sink, result.as_str()])
+            .inc_by(n);
     }
 
     /// Counts a failed operation on the shared bucket.

@@ -15,6 +15,7 @@ use crate::config::CacheConfig;
 use crate::error::Result;
 use crate::metrics::Metrics;
 use crate::metrics::Removal;
+use crate::notify::{Event, Notifier};
 use crate::oci::Digest;
 use crate::store::usage::Evicted;
 use crate::store::{Store, StoredManifest};
@@ -36,6 +37,8 @@ pub struct Evictor {
     quotas_checked: AtomicU64,
     /// A quota check is scheduled.
     quota_pending: AtomicBool,
+    /// Told of each pass that evicted something (one event per pass).
+    notify: Arc<Notifier>,
 }
 
 impl Evictor {
@@ -44,6 +47,7 @@ impl Evictor {
         cfg: CacheConfig,
         metrics: Arc<Metrics>,
         quotas: Vec<(String, u64)>,
+        notify: Arc<Notifier>,
     ) -> Evictor {
         Evictor {
             store,
@@ -54,6 +58,7 @@ impl Evictor {
             quotas,
             quotas_checked: AtomicU64::new(0),
             quota_pending: AtomicBool::new(false),
+            notify,
         }
     }
 
@@ -122,6 +127,17 @@ impl Evictor {
         });
     }
 
+    /// Counts what left the cache for `reason`, and tells the notifier (one `evict` event
+    /// per pass that removed something, its reason in `wharf.result`).
+    fn removed(&self, reason: Removal, blobs: u64, manifests: u64, bytes: u64) {
+        self.metrics.removed(reason, blobs + manifests, bytes);
+        if blobs + manifests > 0 {
+            let mut event = Event::evict(blobs, manifests, bytes);
+            event.wharf.result = reason.as_str().to_string();
+            self.notify.emit(event);
+        }
+    }
+
     /// One eviction pass down to `target` bytes (blocking): what it freed.
     pub fn run_pass(&self, target: u64) -> Result<Evicted> {
         let keep = self.store.pinned_digests(&self.cfg.pin)?;
@@ -132,7 +148,7 @@ impl Evictor {
         );
         self.metrics.evictions.inc_by(count);
         self.metrics.evicted_bytes.inc_by(bytes);
-        self.metrics.removed(Removal::Size, count, bytes);
+        self.removed(Removal::Size, e.blobs, e.manifests.len() as u64, bytes);
         if count > 0 {
             tracing::info!(
                 blobs = e.blobs,
@@ -161,7 +177,7 @@ impl Evictor {
             e.blobs + e.manifests.len() as u64,
             e.blob_bytes + e.manifest_bytes,
         );
-        self.metrics.removed(Removal::Idle, count, bytes);
+        self.removed(Removal::Idle, e.blobs, e.manifests.len() as u64, bytes);
         if count > 0 {
             tracing::info!(
                 blobs = e.blobs,
@@ -202,8 +218,7 @@ impl Evictor {
                 .evict_upstream(up, frac(self.cfg.low_watermark), &keep)
             {
                 Ok(q) => {
-                    self.metrics
-                        .removed(Removal::Quota, q.released, q.released_bytes);
+                    self.removed(Removal::Quota, q.released, 0, q.released_bytes);
                     let left = used.bytes - q.released_bytes;
                     self.metrics
                         .upstream_usage(up, left, used.blobs - q.released);

@@ -61,6 +61,7 @@ use crate::cluster::Cluster;
 use crate::config::{Config, StorageConfig};
 use crate::error::Result;
 use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::oci::{Digest, Reference};
 use crate::store::{Store, StoredManifest};
 use crate::upstream::Upstream;
@@ -77,6 +78,8 @@ pub struct Registry {
     lister: listing::Lister,
     pushes: Pushes,
     pub metrics: Arc<Metrics>,
+    /// Where events go (`[[notify]]`); the parts that emit hold it too.
+    pub notify: Arc<Notifier>,
 }
 
 impl Registry {
@@ -84,6 +87,7 @@ impl Registry {
         cfg: &Config,
         store: Arc<Store>,
         metrics: Arc<Metrics>,
+        notify: Arc<Notifier>,
     ) -> std::result::Result<Registry, String> {
         let routes = routes(cfg, &metrics)?;
         let bucket = match &cfg.storage {
@@ -103,6 +107,7 @@ impl Registry {
             cfg.cache.clone(),
             metrics.clone(),
             quotas(cfg, &metrics),
+            notify.clone(),
         ));
         let idle = cfg.fill.idle_timeout;
         let access = Arc::new(Access::new(
@@ -118,6 +123,7 @@ impl Registry {
             evictor.clone(),
             metrics.clone(),
             idle,
+            notify.clone(),
         ));
         let fills = Fills::new(
             store.clone(),
@@ -126,6 +132,7 @@ impl Registry {
             evictor.clone(),
             bucket.clone(),
             cluster.clone(),
+            notify.clone(),
         );
         let referrers = Arc::new(Referrers::new(access.clone(), idle));
         let pushes = Pushes::new(pushes::Parts {
@@ -150,6 +157,7 @@ impl Registry {
             lister,
             pushes,
             metrics,
+            notify,
         })
     }
 
@@ -164,7 +172,7 @@ impl Registry {
     /// anything else happens, if the upstream's repository rules do (`rules`).
     pub fn resolve_at(&self, host: Option<&str>, name: &str, ns: Option<&str>) -> Result<Target> {
         let t = self.routes.resolve_at(host, name, ns)?;
-        rules::admit(&t, &self.metrics)?;
+        rules::admit(&t, &self.metrics, &self.notify)?;
         Ok(t)
     }
 

@@ -5,11 +5,13 @@
 use super::target::Target;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Rule};
+use crate::notify::{Event, Notifier};
 use crate::oci::pattern::Refusal;
 use crate::oci::ErrorCode;
 
-/// `Ok` when `t`'s upstream serves its repository; otherwise the refusal, counted.
-pub fn admit(t: &Target, metrics: &Metrics) -> Result<()> {
+/// `Ok` when `t`'s upstream serves its repository; otherwise the refusal, counted and told
+/// (a `denied` event; the HTTP layer adds none for it).
+pub fn admit(t: &Target, metrics: &Metrics, notify: &Notifier) -> Result<()> {
     let (up, repo) = (t.upstream.name(), t.repo.as_str());
     let Err(refusal) = t.upstream.cfg.rules.check(repo) else {
         return Ok(());
@@ -19,6 +21,11 @@ pub fn admit(t: &Target, metrics: &Metrics) -> Result<()> {
         Refusal::NotAllowed => Rule::Allow,
     };
     metrics.rule_refused(up, rule);
+    let reason = match rule {
+        Rule::Deny => "rule:deny",
+        Rule::Allow => "rule:allow",
+    };
+    notify.emit(Event::denied(up, repo, reason, 403));
     let message = refusal.message(up, repo);
     tracing::info!(upstream = up, repo, rule = rule.as_str(), "{message}");
     Err(Error::client(ErrorCode::Denied, message))

@@ -14,6 +14,8 @@
 //!   breaker, 429s and offline mode.
 //! - `transfer`: `wharf export` / `wharf import` round trips to an offline Wharf.
 //! - `push`, `referrers`: pushes through Wharf (`allow_push`) and the OCI 1.1 referrers API.
+//! - `notify`: event notifications (`[[notify]]`): a loopback webhook, a receiver down, the
+//!   file sink.
 //! - `rules`: repository rules (`allow`, `deny`) refusing before any upstream request.
 //! - `support`: an in-process fake upstream registry that counts requests and injects faults,
 //!   and helpers to run Wharf in-process on port 0.
@@ -35,6 +37,7 @@ mod faults;
 mod hostile;
 mod listing;
 mod metrics;
+mod notify;
 mod prefetch;
 mod pull;
 mod push;

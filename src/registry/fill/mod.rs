@@ -37,6 +37,7 @@ use crate::cluster::Cluster;
 use crate::config::FillConfig;
 use crate::error::{Error, Result};
 use crate::metrics::{FillResult, Metrics};
+use crate::notify::{Event, Notifier};
 use crate::oci::{Digest, ErrorCode};
 use crate::registry::bucket::Bucket;
 use crate::registry::capacity::Evictor;
@@ -58,6 +59,8 @@ pub struct Fills {
     sharer: Arc<Sharer>,
     /// Download slots (`fill.max_concurrent`).
     slots: Slots,
+    /// Told of every fill that commits.
+    notify: Arc<Notifier>,
 }
 
 impl Fills {
@@ -68,6 +71,7 @@ impl Fills {
         evictor: Arc<Evictor>,
         bucket: Option<Arc<Bucket>>,
         cluster: Option<Arc<Cluster>>,
+        notify: Arc<Notifier>,
     ) -> Arc<Fills> {
         let origins = Origins {
             bucket: bucket.clone(),
@@ -78,6 +82,7 @@ impl Fills {
         Arc::new(Fills {
             inflight: Mutex::new(HashMap::new()),
             slots: Slots::new(cfg.max_concurrent, cfg.idle_timeout),
+            notify,
             sharer: Arc::new(Sharer {
                 bucket,
                 cluster,
@@ -181,6 +186,11 @@ impl Fills {
         match res {
             Ok(f) => {
                 tracing::info!(digest = %digest, size = f.size, upstream = up, result = result.as_str(), "fill done");
+                if result == FillResult::Committed {
+                    let d = digest.to_string();
+                    self.notify
+                        .emit(Event::fill(up, src.repo.as_str(), &d, f.size));
+                }
                 drop(guard);
                 tx.send_replace(FillState::Committed { size: f.size });
             }

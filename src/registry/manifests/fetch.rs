@@ -65,6 +65,10 @@ impl Manifests {
             bytes,
         });
         self.keep(t, &m, refs.links(), None).await?;
+        let (repo, d) = (t.repo.as_str(), m.digest.to_string());
+        let mut filled = crate::notify::Event::fill(up, repo, &d, m.bytes.len() as u64);
+        filled.target.media_type = m.media_type.clone();
+        self.notify.emit(filled);
         self.evictor.maybe_evict();
         if let Some(b) = &self.bucket {
             b.share_manifest(up, t.repo.as_str(), &m);

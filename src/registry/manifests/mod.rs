@@ -52,6 +52,8 @@ pub struct Manifests {
     bucket: Option<Arc<Bucket>>,
     evictor: Arc<Evictor>,
     metrics: Arc<Metrics>,
+    /// Told of each manifest fetched from an upstream and stored (`fill`).
+    notify: Arc<crate::notify::Notifier>,
     /// The longest gap between two chunks of an upstream's body (`fill.idle_timeout`).
     idle: Duration,
     /// Hot manifests by digest (bounded by bytes).
@@ -75,6 +77,7 @@ impl Manifests {
         evictor: Arc<Evictor>,
         metrics: Arc<Metrics>,
         idle: Duration,
+        notify: Arc<crate::notify::Notifier>,
     ) -> Manifests {
         Manifests {
             hot: evictor.hot_manifests(),
@@ -92,6 +95,7 @@ impl Manifests {
             bucket,
             evictor,
             metrics,
+            notify,
             idle,
         }
     }

@@ -1,9 +1,10 @@
 //! Authentication end to end: `docker-registry` with `auth: token` backed by our own token
 //! server ([`super::token_server`]), two images (`public/app:v1`, anonymous may pull;
 //! `private/app:v1`, only alice may), checked directly here and through Wharf in
-//! `pull_through`.
+//! `pull_through`, and the events Wharf sends about them in `notify`.
 
 mod injection;
+mod notify;
 mod pull_through;
 
 use std::path::PathBuf;

@@ -43,6 +43,8 @@ pub const WHARF_METRICS: &[(&str, &str)] = &[
     ("wharf_upstream_cache_bytes", "gauge"),
     ("wharf_upstream_cache_blobs", "gauge"),
     ("wharf_upstream_max_bytes", "gauge"),
+    ("wharf_notify_dropped_total", "counter"),
+    ("wharf_notify_deliveries_total", "counter"),
     ("wharf_build_info", "gauge"),
 ];
 

@@ -97,6 +97,8 @@ fn allowed(family: &str, label: &str) -> Option<Option<&'static [&'static str]>>
         ("wharf_cache_removals_total" | "wharf_cache_removed_bytes_total", "reason") => {
             &["size", "quota", "idle", "purge"]
         }
+        ("wharf_notify_deliveries_total", "result") => &["delivered", "failed"],
+        (_, "sink") => return Some(None),
         ("wharf_build_info", "version") | (_, "le") => return Some(None),
         _ => return None,
     };
@@ -149,7 +151,12 @@ fn e2e_metrics_scraped_by_prometheus_cover_the_dashboard() {
     let dash = dashboard::load();
     let started = Instant::now();
     let s = Setup::new();
-    let wharf = Wharf::start(s.dir.path(), &s.upstream.url(), &s.certs.ca_pem);
+    // A file sink, so that the notify families have their label combinations.
+    let keys = format!(
+        "tag_ttl = \"1s\"\n\n[[notify]]\nname = \"events\"\nfile = {}\n",
+        super::wharf::quoted(s.dir.path().join("events.jsonl"))
+    );
+    let wharf = Wharf::start_with(s.dir.path(), &s.upstream.url(), &s.certs.ca_pem, &keys, &[]);
     let admin = wharf.admin_port;
     let health = http_get(admin, "/healthz");
     assert!(

@@ -41,7 +41,7 @@ fn get_v2_status(port: u16) -> Option<String> {
 }
 
 /// A TOML basic string (JSON string escapes are valid TOML escapes).
-fn quoted(s: impl AsRef<std::ffi::OsStr>) -> String {
+pub fn quoted(s: impl AsRef<std::ffi::OsStr>) -> String {
     serde_json::to_string(&s.as_ref().to_string_lossy()).expect("quote string")
 }
 

@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod fake;
+pub mod hook;
 pub mod logs;
 pub mod scrape;
 
