@@ -160,6 +160,10 @@ impl Tasks {
             admin,
             registry.clone(),
             ready.clone(),
+            crate::http::admin_api::Api {
+                token: config.admin.token.clone(),
+                pins: config.cache.pin.clone(),
+            },
             server::Limits::admin(&config.connections),
             async {
                 let _ = admin_stopped.await;

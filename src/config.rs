@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod admin;
 mod cluster;
 mod connections;
 mod defaults;
@@ -24,6 +25,7 @@ mod units;
 mod upstream;
 mod upstream_types;
 
+pub use admin::{parse_token, read_token, AdminConfig, AdminToken, MIN_TOKEN_LEN};
 pub use cluster::{peer_url, ClusterConfig, Peers, S3Config, StorageConfig};
 pub use connections::ConnectionLimits;
 pub use defaults::{EMBEDDED_DEFAULT, EXAMPLE};
@@ -63,6 +65,8 @@ pub struct Config {
     pub storage: StorageConfig,
     /// The replicas sharing that storage (`[cluster]`).
     pub cluster: Option<ClusterConfig>,
+    /// The admin API's token (`[admin]`).
+    pub admin: AdminConfig,
 }
 
 /// `[tls]`: PEM certificate chain and key, re-read on SIGHUP.
@@ -226,6 +230,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
     let auth = sections::auth(&mut p, raw.auth.unwrap_or_default());
     let storage = cluster::storage(&mut p, raw.storage);
     let cluster = cluster::cluster(&mut p, raw.cluster);
+    let admin = admin::admin(&mut p, raw.admin);
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -242,6 +247,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         upstreams,
         storage,
         cluster,
+        admin,
     })
 }
 

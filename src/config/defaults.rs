@@ -114,6 +114,12 @@ offline = false
 # peer_timeout = "3s"
 # ca_file = "/etc/wharf/internal-ca.pem"  # trusted for https:// peers, beside the system's roots
 
+# The admin API (/admin/v1/, used by `wharf cache`) on the admin listener: a file holding a
+# bearer token of at least 32 characters, not world-readable (`openssl rand -hex 32`).
+# Without it the API is off (404); /metrics, /healthz and /readyz stay open either way.
+# [admin]
+# token_file = "/etc/wharf/admin-token"
+
 [cache]
 # Upper bound for the cached blobs and manifests together; past it, they are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB
 # (powers of 1000) or KiB, MiB, GiB, TiB (powers of 1024); decimals are allowed

@@ -31,6 +31,12 @@ pub(super) struct RawConfig {
     pub upstream: Option<Vec<RawUpstream>>,
     pub storage: Option<RawStorage>,
     pub cluster: Option<RawCluster>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawAdmin {
+    pub token_file: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

@@ -2,6 +2,7 @@
 //! `Range`.
 
 pub mod admin;
+pub mod admin_api;
 pub mod body;
 mod conn;
 pub mod error;

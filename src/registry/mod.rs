@@ -38,6 +38,7 @@ pub mod fill;
 pub mod listing;
 pub mod location;
 pub mod manifests;
+pub mod overview;
 pub mod pushes;
 pub mod referrers;
 mod resolve;

@@ -26,7 +26,9 @@
 
 pub mod backend;
 pub mod blobs;
+pub mod catalog;
 pub mod evict;
+pub mod inspect;
 pub mod keys;
 mod links;
 pub use links::LinkKind;
