@@ -47,6 +47,13 @@ pub enum CacheCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Keep an image from eviction (kept in Wharf's store: it survives restarts).
+    Pin {
+        /// `UPSTREAM/REPO:TAG` (follows the tag) or `UPSTREAM/REPO@DIGEST`.
+        reference: String,
+    },
+    /// Remove a pin set with `wharf cache pin` (`cache.pin` entries stay in the config).
+    Unpin { reference: String },
 }
 
 /// A connection to the admin API.
@@ -181,7 +188,21 @@ async fn run(args: CacheArgs) -> Result<String, String> {
                 render::image(&doc)
             })
         }
+        CacheCommand::Pin { reference } => pin(&admin, &reference, Method::PUT).await,
+        CacheCommand::Unpin { reference } => pin(&admin, &reference, Method::DELETE).await,
     }
+}
+
+/// `pin` (`PUT`) or `unpin` (`DELETE`).
+async fn pin(admin: &Admin, reference: &str, method: Method) -> Result<String, String> {
+    crate::oci::CacheRef::parse(reference)?;
+    let path = format!("/admin/v1/pins?ref={}", q(reference));
+    let doc = admin.call(method, &path, None).await?;
+    let r = doc.get("ref").and_then(|r| r.as_str()).unwrap_or(reference);
+    Ok(match doc.get("since").and_then(|s| s.as_str()) {
+        Some(since) => format!("pinned {r} (since {since})"),
+        None => format!("unpinned {r}"),
+    })
 }
 
 /// Runs a `wharf cache` command; the exit status.

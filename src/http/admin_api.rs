@@ -122,6 +122,9 @@ fn route(r: &Registry, api: &Api, method: &Method, path: &str, q: &[(String, Str
         (&Method::GET, "/admin/v1/tags") => read(&|| tags(r, api, param(q, "repository")?)),
         (&Method::GET, "/admin/v1/image") => read(&|| image(r, api, param(q, "ref")?)),
         (&Method::GET, "/admin/v1/fills") => json(&serde_json::json!({ "fills": r.fills_view() })),
+        (&Method::GET, "/admin/v1/pins") => read(&|| pins(r, api)),
+        (&Method::PUT, "/admin/v1/pins") => read(&|| pin(r, param(q, "ref")?, true)),
+        (&Method::DELETE, "/admin/v1/pins") => read(&|| pin(r, param(q, "ref")?, false)),
         (_, p) if known(p) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {p}"),
@@ -131,9 +134,16 @@ fn route(r: &Registry, api: &Api, method: &Method, path: &str, q: &[(String, Str
 }
 
 fn known(path: &str) -> bool {
-    ["upstreams", "repositories", "tags", "image", "fills"]
-        .iter()
-        .any(|e| path.strip_prefix("/admin/v1/") == Some(e))
+    [
+        "upstreams",
+        "repositories",
+        "tags",
+        "image",
+        "fills",
+        "pins",
+    ]
+    .iter()
+    .any(|e| path.strip_prefix("/admin/v1/") == Some(e))
 }
 
 fn internal(e: crate::error::Error) -> Answer {
@@ -158,13 +168,93 @@ fn repositories(r: &Registry, name: &str) -> Result<Answer, Answer> {
     ))
 }
 
-/// Why `upstream/repo:tag` is pinned (the matching `cache.pin` entries).
-fn pinned_by(api: &Api, upstream: &str, repo: &str, tag: &str) -> Vec<String> {
-    api.pins
+fn rfc3339_ms(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
+}
+
+/// Why the image `digest` of `upstream/repo` (under `tags`) is pinned: the matching
+/// `cache.pin` entries, and the run-time pins of one of its tags or of the digest.
+fn pinned_by(
+    r: &Registry,
+    api: &Api,
+    (upstream, repo): (&str, &str),
+    tags: &[String],
+    digest: &str,
+) -> Result<Vec<String>, Answer> {
+    let mut why: Vec<String> = api
+        .pins
         .iter()
-        .filter(|p| p.upstream == upstream && p.repo == repo && p.matches_tag(tag))
+        .filter(|p| {
+            p.upstream == upstream && p.repo == repo && tags.iter().any(|t| p.matches_tag(t))
+        })
         .map(|p| format!("cache.pin {}/{}:{}", p.upstream, p.repo, p.tag_glob))
-        .collect()
+        .collect();
+    let named = tags.iter().map(|t| format!("{upstream}/{repo}:{t}"));
+    for text in named.chain(std::iter::once(format!("{upstream}/{repo}@{digest}"))) {
+        let Ok(c) = CacheRef::parse(&text) else {
+            continue;
+        };
+        if let Some(since) = r.store().pin_of(&c).map_err(internal)? {
+            why.push(format!("wharf cache pin {c} (since {})", rfc3339_ms(since)));
+        }
+    }
+    Ok(why)
+}
+
+/// `GET /admin/v1/pins`: the run-time pins and `cache.pin`.
+fn pins(r: &Registry, api: &Api) -> Result<Answer, Answer> {
+    let list: Vec<serde_json::Value> = r
+        .store()
+        .pins()
+        .map_err(internal)?
+        .into_iter()
+        .map(|p| serde_json::json!({ "ref": p.reference.to_string(), "since": rfc3339_ms(p.since_ms) }))
+        .collect();
+    let config: Vec<String> = api
+        .pins
+        .iter()
+        .map(|p| format!("{}/{}:{}", p.upstream, p.repo, p.tag_glob))
+        .collect();
+    Ok(json(&serde_json::json!({ "pins": list, "config": config })))
+}
+
+/// `PUT` (`on`) or `DELETE /admin/v1/pins?ref=REF`: a cached tag or digest pinned, or unpinned.
+fn pin(r: &Registry, reference: &str, on: bool) -> Result<Answer, Answer> {
+    let mut c = CacheRef::parse(reference).map_err(|e| error(StatusCode::BAD_REQUEST, e))?;
+    if c.selector == Selector::Repository {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "pin UPSTREAM/REPO:TAG or UPSTREAM/REPO@DIGEST",
+        ));
+    }
+    c.upstream = upstream(r, &c.upstream)?;
+    let store = r.store();
+    if !on {
+        if !store.delete_pin(&c).map_err(internal)? {
+            return Err(error(
+                StatusCode::NOT_FOUND,
+                format!("{c} has no run-time pin (cache.pin entries stay in the config)"),
+            ));
+        }
+        return Ok(json(
+            &serde_json::json!({ "ref": c.to_string(), "pinned": false }),
+        ));
+    }
+    if store
+        .image_detail(&c.upstream, &c.repo, &c.selector)
+        .map_err(internal)?
+        .is_none()
+    {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("{c} is not in the cache"),
+        ));
+    }
+    let since = store.put_pin(&c).map_err(internal)?;
+    Ok(json(
+        &serde_json::json!({ "ref": c.to_string(), "pinned": true, "since": rfc3339_ms(since) }),
+    ))
 }
 
 fn tags(r: &Registry, api: &Api, repository: &str) -> Result<Answer, Answer> {
@@ -179,7 +269,7 @@ fn tags(r: &Registry, api: &Api, repository: &str) -> Result<Answer, Answer> {
     let repo = c.repo.as_str();
     let mut tags = Vec::new();
     for t in r.store().tag_entries(&up, repo).map_err(internal)? {
-        let why = pinned_by(api, &up, repo, &t.tag);
+        let why = pinned_by(r, api, (&up, repo), std::slice::from_ref(&t.tag), &t.digest)?;
         let mut v = serde_json::to_value(&t)
             .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         v["pinned"] = serde_json::Value::Bool(!why.is_empty());
@@ -220,10 +310,7 @@ fn image(r: &Registry, api: &Api, reference: &str) -> Result<Answer, Answer> {
             .map(|t| t.tag)
             .collect(),
     };
-    let why: Vec<String> = tags
-        .iter()
-        .flat_map(|t| pinned_by(api, &up, c.repo.as_str(), t))
-        .collect();
+    let why = pinned_by(r, api, (&up, c.repo.as_str()), &tags, &detail.digest)?;
     let mut v = serde_json::to_value(&detail)
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     v["pinned"] = serde_json::Value::Bool(!why.is_empty());

@@ -332,3 +332,51 @@ async fn wharf_cache_ls_and_inspect_print_tables_json_and_one_line_errors() {
         .expect("run");
     one_line(&gone, "is Wharf running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pin_set_with_wharf_cache_pin_survives_a_restart_and_unpin_removes_it() {
+    let fake = Fake::start().await;
+    let layer = data(20_000, 10);
+    let digest = put_labelled_image(&fake, "org/app", "v1", &layer);
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = wharf_with_api(dir.path(), &fake, "").await;
+    pull(&w, "org/app", "v1").await;
+    let tf = dir.path().join("admin-token");
+    let out = tokio::task::block_in_place(|| cli(&w, Some(&tf), &["pin", "up.test/org/app:v1"]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("pinned up.test/org/app:v1"));
+    // Not cached: refused, so a typo pins nothing.
+    let out = tokio::task::block_in_place(|| cli(&w, Some(&tf), &["pin", "up.test/org/app:v9"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    w.shutdown().await;
+
+    let w = wharf_with_api(dir.path(), &fake, "").await;
+    let t = Some(TOKEN);
+    let img = admin_get(&w, "/admin/v1/image?ref=up.test/org/app:v1", t)
+        .await
+        .json();
+    assert_eq!(img["pinned"], true, "{img}");
+    let why = img["pinned_by"][0].as_str().expect("a reason");
+    assert!(
+        why.starts_with("wharf cache pin up.test/org/app:v1 (since "),
+        "{why}"
+    );
+    let by_digest = format!("/admin/v1/image?ref=up.test/org/app@{digest}");
+    assert_eq!(admin_get(&w, &by_digest, t).await.json()["pinned"], true);
+    let pins = admin_get(&w, "/admin/v1/pins", t).await.json();
+    assert_eq!(pins["pins"][0]["ref"], "up.test/org/app:v1", "{pins}");
+    // Eviction keeps it: the store's pinned set, which the evictor uses, names its blobs.
+    let keep = w.registry.store().pinned_digests(&[]).expect("pinned");
+    assert_eq!(keep.len(), 3, "manifest, config, layer: {keep:?}");
+
+    let out = tokio::task::block_in_place(|| cli(&w, Some(&tf), &["unpin", "up.test/org/app:v1"]));
+    assert!(out.status.success(), "{out:?}");
+    let img = admin_get(&w, "/admin/v1/image?ref=up.test/org/app:v1", t)
+        .await
+        .json();
+    assert_eq!(img["pinned"], false, "{img}");
+    let out = tokio::task::block_in_place(|| cli(&w, Some(&tf), &["unpin", "up.test/org/app:v1"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no run-time pin"));
+    w.shutdown().await;
+}
