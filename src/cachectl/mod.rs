@@ -52,6 +52,12 @@ pub enum CacheCommand {
         /// `UPSTREAM/REPO:TAG` (follows the tag) or `UPSTREAM/REPO@DIGEST`.
         reference: String,
     },
+    /// Revalidate tags now, whatever their `tag_ttl`; says whether each moved.
+    Refresh {
+        /// `UPSTREAM/REPO:TAG`...
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
     /// Remove a pin set with `wharf cache pin` (`cache.pin` entries stay in the config).
     Unpin { reference: String },
 }
@@ -188,8 +194,49 @@ async fn run(args: CacheArgs) -> Result<String, String> {
                 render::image(&doc)
             })
         }
+        CacheCommand::Refresh { references } => refresh(&admin, &references).await,
         CacheCommand::Pin { reference } => pin(&admin, &reference, Method::PUT).await,
         CacheCommand::Unpin { reference } => pin(&admin, &reference, Method::DELETE).await,
+    }
+}
+
+/// `refresh`: one line per tag; every tag is tried, the first error is the result.
+async fn refresh(admin: &Admin, references: &[String]) -> Result<String, String> {
+    let (mut out, mut failed) = (String::new(), None);
+    for r in references {
+        let res = match crate::oci::CacheRef::parse(r) {
+            Ok(_) => {
+                let path = format!("/admin/v1/refresh?ref={}", q(r));
+                admin.call(Method::POST, &path, None).await
+            }
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(doc) => {
+                let f = |k: &str| {
+                    doc.get(k)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("-")
+                        .to_string()
+                };
+                out.push_str(&match f("result").as_str() {
+                    "moved" => {
+                        format!("{} moved: {} -> {}\n", f("ref"), f("previous"), f("digest"))
+                    }
+                    _ => format!("{} unchanged: {}\n", f("ref"), f("digest")),
+                });
+            }
+            Err(e) => {
+                failed.get_or_insert(e);
+            }
+        }
+    }
+    match failed {
+        None => Ok(out),
+        Some(e) => {
+            print!("{out}");
+            Err(e)
+        }
     }
 }
 

@@ -89,6 +89,13 @@ pub async fn answer<B>(
     let path = req.uri().path().to_string();
     let query: Vec<(String, String)> = crate::auth::form::parse(req.uri().query().unwrap_or(""));
     let method = req.method().clone();
+    if method == Method::POST && path == "/admin/v1/refresh" {
+        let a = match param(&query, "ref") {
+            Ok(r) => refresh(&registry, r).await,
+            Err(e) => e,
+        };
+        return respond(a);
+    }
     let work = move || route(&registry, &api, &method, &path, &query);
     match tokio::task::spawn_blocking(work).await {
         Ok(a) => respond(a),
@@ -141,6 +148,7 @@ fn known(path: &str) -> bool {
         "image",
         "fills",
         "pins",
+        "refresh",
     ]
     .iter()
     .any(|e| path.strip_prefix("/admin/v1/") == Some(e))
@@ -166,6 +174,43 @@ fn repositories(r: &Registry, name: &str) -> Result<Answer, Answer> {
     Ok(json(
         &serde_json::json!({ "upstream": up, "repositories": repos }),
     ))
+}
+
+/// `POST /admin/v1/refresh?ref=UPSTREAM/REPO:TAG`: the tag revalidated now.
+async fn refresh(r: &Registry, reference: &str) -> Answer {
+    use crate::registry::manifests::refresh::Refreshed;
+    let c = match CacheRef::parse(reference) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let Selector::Tag(tag) = &c.selector else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "refresh UPSTREAM/REPO:TAG (a digest never moves)",
+        );
+    };
+    let t = match r.resolve(c.repo.as_str(), Some(&c.upstream)) {
+        Ok(t) => t,
+        Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
+    };
+    let name = format!("{}/{}:{}", t.upstream.name(), t.repo.as_str(), tag.as_str());
+    let (result, digest, previous) = match r.refresh_tag(&t, tag).await {
+        Ok(Refreshed::Unchanged(d)) => ("unchanged", d, Some(d)),
+        Ok(Refreshed::Moved { from, to }) => ("moved", to, from),
+        Err(e) => {
+            let status = match e {
+                crate::error::Error::Client { .. } => StatusCode::NOT_FOUND,
+                _ => StatusCode::BAD_GATEWAY,
+            };
+            return error(status, format!("{name}: {e}"));
+        }
+    };
+    json(&serde_json::json!({
+        "ref": name,
+        "result": result,
+        "digest": digest.to_string(),
+        "previous": previous.map(|d| d.to_string()),
+    }))
 }
 
 fn rfc3339_ms(ms: u64) -> String {

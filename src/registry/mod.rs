@@ -238,6 +238,15 @@ impl Registry {
         self.pushes.push(t, client, req).await
     }
 
+    /// Revalidates a tag now, whatever its `tag_ttl` (an operator's `wharf cache refresh`).
+    pub async fn refresh_tag(
+        &self,
+        t: &Target,
+        tag: &crate::oci::Tag,
+    ) -> Result<manifests::refresh::Refreshed> {
+        self.manifests.refresh(t, tag).await
+    }
+
     /// Sets the gauges that mirror live state; called at scrape time.
     pub fn refresh_gauges(&self) {
         let m = &self.metrics;

@@ -20,13 +20,23 @@ pub fn token_file(dir: &Path) -> PathBuf {
 /// An in-process Wharf on `fake` with the admin API on (its token in `dir`), and `extra` in
 /// its `[[upstream]]`.
 pub async fn wharf_with_api(dir: &Path, fake: &Fake, top: &str) -> wharf::app::Running {
+    wharf_with_api_up(dir, fake, top, "").await
+}
+
+/// [`wharf_with_api`] with `extra` in the `[[upstream]]` table.
+pub async fn wharf_with_api_up(
+    dir: &Path,
+    fake: &Fake,
+    top: &str,
+    extra: &str,
+) -> wharf::app::Running {
     let tf = token_file(dir);
     let data = dir.join("data");
     let top = format!(
         "{top}\n[admin]\ntoken_file = {:?}\n",
         tf.display().to_string()
     );
-    support::wharf_with(&data, "up.test", &fake.url(), "", &top).await
+    support::wharf_with(&data, "up.test", &fake.url(), extra, &top).await
 }
 
 async fn admin_get(w: &wharf::app::Running, path: &str, token: Option<&str>) -> support::Resp {
@@ -378,5 +388,72 @@ async fn a_pin_set_with_wharf_cache_pin_survives_a_restart_and_unpin_removes_it(
     let out = tokio::task::block_in_place(|| cli(&w, Some(&tf), &["unpin", "up.test/org/app:v1"]));
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no run-time pin"));
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn refresh_shows_a_moved_tag_before_tag_ttl_even_an_immutable_one() {
+    let fake = Fake::start().await;
+    let (old, _) = fake.put_image("org/app", "v1", &[&data(5_000, 11)]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let extra = "tag_ttl = \"1h\"\nimmutable_tags = [\"^v\"]";
+    let w = wharf_with_api_up(dir.path(), &fake, "", extra).await;
+    pull(&w, "org/app", "v1").await;
+    let tf = dir.path().join("admin-token");
+
+    let out =
+        tokio::task::block_in_place(|| cli(&w, Some(&tf), &["refresh", "up.test/org/app:v1"]));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.trim(), format!("up.test/org/app:v1 unchanged: {old}"));
+
+    let (new, _) = fake.put_image("org/app", "v1", &[&data(5_000, 12)]);
+    let url = format!("http://{}/v2/org/app/manifests/v1", w.addr);
+    assert_eq!(
+        support::digest_of(get(&url).await.bytes()),
+        old,
+        "served from the cache"
+    );
+    let gets = fake.count("GET manifest");
+    let out =
+        tokio::task::block_in_place(|| cli(&w, Some(&tf), &["refresh", "up.test/org/app:v1"]));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        text.trim(),
+        format!("up.test/org/app:v1 moved: {old} -> {new}")
+    );
+    assert_eq!(
+        fake.count("GET manifest"),
+        gets + 1,
+        "one GET of the new manifest"
+    );
+    assert_eq!(
+        support::digest_of(get(&url).await.bytes()),
+        new,
+        "the tag moved"
+    );
+    assert_eq!(
+        fake.count("GET manifest"),
+        gets + 1,
+        "then served from the cache"
+    );
+
+    let r = send(
+        "POST",
+        &format!(
+            "http://{}/admin/v1/refresh?ref=up.test/org/app:v1",
+            w.admin_addr
+        ),
+        &[("authorization", &format!("Bearer {TOKEN}"))],
+        Default::default(),
+    )
+    .await
+    .json();
+    assert_eq!(r["result"], "unchanged", "{r}");
+    assert_eq!(r["digest"], new.as_str());
+    let out =
+        tokio::task::block_in_place(|| cli(&w, Some(&tf), &["refresh", "up.test/org/app:nope"]));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     w.shutdown().await;
 }

@@ -21,6 +21,7 @@ mod fetch;
 mod flight;
 mod pushed;
 mod records;
+pub mod refresh;
 mod tag_flight;
 mod tags;
 
