@@ -52,6 +52,13 @@ pub enum CacheCommand {
         /// `UPSTREAM/REPO:TAG` (follows the tag) or `UPSTREAM/REPO@DIGEST`.
         reference: String,
     },
+    /// Remove images from the cache (tags, manifests, links, and blobs no other cached image
+    /// needs); the next pull fetches them from the upstream again.
+    Purge {
+        /// `UPSTREAM/REPO`, `UPSTREAM/REPO:TAG` or `UPSTREAM/REPO@DIGEST`...
+        #[arg(required = true)]
+        references: Vec<String>,
+    },
     /// Revalidate tags now, whatever their `tag_ttl`; says whether each moved.
     Refresh {
         /// `UPSTREAM/REPO:TAG`...
@@ -194,37 +201,54 @@ async fn run(args: CacheArgs) -> Result<String, String> {
                 render::image(&doc)
             })
         }
-        CacheCommand::Refresh { references } => refresh(&admin, &references).await,
+        CacheCommand::Refresh { references } => each(&admin, &references, "refresh").await,
+        CacheCommand::Purge { references } => each(&admin, &references, "purge").await,
         CacheCommand::Pin { reference } => pin(&admin, &reference, Method::PUT).await,
         CacheCommand::Unpin { reference } => pin(&admin, &reference, Method::DELETE).await,
     }
 }
 
-/// `refresh`: one line per tag; every tag is tried, the first error is the result.
-async fn refresh(admin: &Admin, references: &[String]) -> Result<String, String> {
+/// What `refresh` or `purge` did to one reference, in one line.
+fn summary(what: &str, doc: &serde_json::Value) -> String {
+    let f = |k: &str| {
+        doc.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("-")
+            .to_string()
+    };
+    let n = |k: &str| doc.get(k).and_then(|v| v.as_array()).map_or(0, Vec::len);
+    match (what, f("result").as_str()) {
+        ("purge", _) => format!(
+            "purged {}: {} tags, {} manifests, {} blobs ({} freed)",
+            f("ref"),
+            n("tags"),
+            n("deleted_manifests"),
+            n("deleted_blobs"),
+            crate::prefetch::progress::human(
+                doc.get("freed_bytes").and_then(|b| b.as_u64()).unwrap_or(0)
+            )
+        ),
+        (_, "moved") => format!("{} moved: {} -> {}", f("ref"), f("previous"), f("digest")),
+        _ => format!("{} unchanged: {}", f("ref"), f("digest")),
+    }
+}
+
+/// `refresh` or `purge` (`what`): one line per reference; every one is tried, the first
+/// error is the result.
+async fn each(admin: &Admin, references: &[String], what: &str) -> Result<String, String> {
     let (mut out, mut failed) = (String::new(), None);
     for r in references {
         let res = match crate::oci::CacheRef::parse(r) {
             Ok(_) => {
-                let path = format!("/admin/v1/refresh?ref={}", q(r));
+                let path = format!("/admin/v1/{what}?ref={}", q(r));
                 admin.call(Method::POST, &path, None).await
             }
             Err(e) => Err(e),
         };
         match res {
             Ok(doc) => {
-                let f = |k: &str| {
-                    doc.get(k)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("-")
-                        .to_string()
-                };
-                out.push_str(&match f("result").as_str() {
-                    "moved" => {
-                        format!("{} moved: {} -> {}\n", f("ref"), f("previous"), f("digest"))
-                    }
-                    _ => format!("{} unchanged: {}\n", f("ref"), f("digest")),
-                });
+                out.push_str(&summary(what, &doc));
+                out.push('\n');
             }
             Err(e) => {
                 failed.get_or_insert(e);

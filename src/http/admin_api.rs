@@ -8,13 +8,13 @@
 //!
 //! The endpoints and their JSON shapes are documented in the README ("Operator control").
 
+use super::admin_ops::{error, json, purge, refresh, Answer};
 use super::{full, RespBody};
 use crate::config::{AdminToken, Pin};
 use crate::oci::{CacheRef, Selector};
 use crate::registry::Registry;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
-use serde::Serialize;
 use std::sync::Arc;
 
 /// Every path of the API starts with this.
@@ -26,19 +26,6 @@ pub struct Api {
     pub token: Option<AdminToken>,
     /// `cache.pin` from the config.
     pub pins: Vec<Pin>,
-}
-
-type Answer = (StatusCode, serde_json::Value);
-
-fn error(status: StatusCode, message: impl Into<String>) -> Answer {
-    (status, serde_json::json!({ "error": message.into() }))
-}
-
-fn json<T: Serialize>(v: &T) -> Answer {
-    match serde_json::to_value(v) {
-        Ok(v) => (StatusCode::OK, v),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
 }
 
 fn respond((status, body): Answer) -> Response<RespBody> {
@@ -89,9 +76,10 @@ pub async fn answer<B>(
     let path = req.uri().path().to_string();
     let query: Vec<(String, String)> = crate::auth::form::parse(req.uri().query().unwrap_or(""));
     let method = req.method().clone();
-    if method == Method::POST && path == "/admin/v1/refresh" {
+    if method == Method::POST && (path == "/admin/v1/refresh" || path == "/admin/v1/purge") {
         let a = match param(&query, "ref") {
-            Ok(r) => refresh(&registry, r).await,
+            Ok(r) if path.ends_with("refresh") => refresh(&registry, r).await,
+            Ok(r) => purge(&registry, r).await,
             Err(e) => e,
         };
         return respond(a);
@@ -149,6 +137,7 @@ fn known(path: &str) -> bool {
         "fills",
         "pins",
         "refresh",
+        "purge",
     ]
     .iter()
     .any(|e| path.strip_prefix("/admin/v1/") == Some(e))
@@ -174,43 +163,6 @@ fn repositories(r: &Registry, name: &str) -> Result<Answer, Answer> {
     Ok(json(
         &serde_json::json!({ "upstream": up, "repositories": repos }),
     ))
-}
-
-/// `POST /admin/v1/refresh?ref=UPSTREAM/REPO:TAG`: the tag revalidated now.
-async fn refresh(r: &Registry, reference: &str) -> Answer {
-    use crate::registry::manifests::refresh::Refreshed;
-    let c = match CacheRef::parse(reference) {
-        Ok(c) => c,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
-    };
-    let Selector::Tag(tag) = &c.selector else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "refresh UPSTREAM/REPO:TAG (a digest never moves)",
-        );
-    };
-    let t = match r.resolve(c.repo.as_str(), Some(&c.upstream)) {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::NOT_FOUND, e.to_string()),
-    };
-    let name = format!("{}/{}:{}", t.upstream.name(), t.repo.as_str(), tag.as_str());
-    let (result, digest, previous) = match r.refresh_tag(&t, tag).await {
-        Ok(Refreshed::Unchanged(d)) => ("unchanged", d, Some(d)),
-        Ok(Refreshed::Moved { from, to }) => ("moved", to, from),
-        Err(e) => {
-            let status = match e {
-                crate::error::Error::Client { .. } => StatusCode::NOT_FOUND,
-                _ => StatusCode::BAD_GATEWAY,
-            };
-            return error(status, format!("{name}: {e}"));
-        }
-    };
-    json(&serde_json::json!({
-        "ref": name,
-        "result": result,
-        "digest": digest.to_string(),
-        "previous": previous.map(|d| d.to_string()),
-    }))
 }
 
 fn rfc3339_ms(ms: u64) -> String {

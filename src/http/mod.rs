@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod admin_api;
+mod admin_ops;
 pub mod body;
 mod conn;
 pub mod error;

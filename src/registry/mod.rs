@@ -34,6 +34,7 @@ pub mod blobs;
 pub mod body;
 pub mod bucket;
 pub mod capacity;
+pub mod control;
 pub mod fill;
 pub mod listing;
 pub mod location;
@@ -77,6 +78,7 @@ pub struct Registry {
     referrers: Arc<Referrers>,
     lister: listing::Lister,
     pushes: Pushes,
+    control: control::Control,
     pub metrics: Arc<Metrics>,
 }
 
@@ -139,6 +141,9 @@ impl Registry {
             max_size: cfg.cache.max_size,
         });
         let lister = listing::Lister::new(access.clone(), idle);
+        let shared = bucket.is_some();
+        let control =
+            control::Control::new(store.clone(), fills.clone(), manifests.clone(), shared);
         let blobs = Blobs::new(store.clone(), access.clone(), fills, bucket, cluster);
         Ok(Registry {
             store,
@@ -149,6 +154,7 @@ impl Registry {
             referrers,
             lister,
             pushes,
+            control,
             metrics,
         })
     }
@@ -245,6 +251,14 @@ impl Registry {
         tag: &crate::oci::Tag,
     ) -> Result<manifests::refresh::Refreshed> {
         self.manifests.refresh(t, tag).await
+    }
+
+    /// Purges cached content (an operator's `wharf cache purge`; see `control`).
+    pub async fn purge(
+        &self,
+        r: &crate::oci::CacheRef,
+    ) -> Result<Option<crate::store::purge::Purged>> {
+        self.control.purge(r).await
     }
 
     /// Sets the gauges that mirror live state; called at scrape time.

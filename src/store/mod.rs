@@ -37,6 +37,7 @@ pub use links::LinkKind;
 mod migrate;
 pub mod pins;
 mod prune;
+pub mod purge;
 pub mod report;
 pub mod s3;
 mod unlink;

@@ -233,7 +233,7 @@ impl Store {
         Ok(out)
     }
 
-    fn remove_manifest(&self, digest: &Digest, size: u64) -> Result<()> {
+    pub(super) fn remove_manifest(&self, digest: &Digest, size: u64) -> Result<()> {
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_cf(self.cf(CF_MANIFESTS)?, digest.as_bytes());
         batch.delete_cf(self.cf(CF_MANIFEST_USE)?, digest.as_bytes());

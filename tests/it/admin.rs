@@ -457,3 +457,107 @@ async fn refresh_shows_a_moved_tag_before_tag_ttl_even_an_immutable_one() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_wharf_cache_purge_the_next_pull_fetches_from_the_upstream_again() {
+    let fake = Fake::start().await;
+    fake.put_image("org/app", "v1", &[&data(40_000, 13)]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = wharf_with_api(dir.path(), &fake, "").await;
+    pull(&w, "org/app", "v1").await;
+    let (m0, b0) = (fake.count("GET manifest"), fake.count("GET blob"));
+    pull(&w, "org/app", "v1").await;
+    assert_eq!(
+        (fake.count("GET manifest"), fake.count("GET blob")),
+        (m0, b0),
+        "cached"
+    );
+
+    let tf = dir.path().join("admin-token");
+    let out = tokio::task::block_in_place(|| cli(&w, Some(&tf), &["purge", "up.test/org/app:v1"]));
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("purged up.test/org/app:v1: 1 tags, 1 manifests, 2 blobs"),
+        "{text}"
+    );
+    let ups = admin_get(&w, "/admin/v1/upstreams", Some(TOKEN))
+        .await
+        .json();
+    assert_eq!(ups["upstreams"][0]["cached"]["blobs"], 0, "{ups}");
+    let out = tokio::task::block_in_place(|| cli(&w, Some(&tf), &["purge", "up.test/org/app:v1"]));
+    assert_eq!(out.status.code(), Some(1), "nothing left: {out:?}");
+
+    pull(&w, "org/app", "v1").await;
+    assert_eq!(fake.count("GET manifest"), m0 + 1, "the manifest again");
+    assert_eq!(fake.count("GET blob"), b0 + 2, "config and layer again");
+    w.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purge_during_a_fill_of_its_blob_changes_nothing_and_the_client_gets_every_byte() {
+    let fake = Fake::start().await;
+    let big = data(1024 * 1024, 14);
+    fake.put_image("org/app", "v1", &[&big]);
+    let d = support::digest_of(&big);
+    fake.set_behavior(
+        &d,
+        BlobBehavior {
+            chunk: 64 * 1024,
+            delay: Duration::from_millis(40),
+            ..Default::default()
+        },
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    let w = wharf_with_api(dir.path(), &fake, "").await;
+    let base = format!("http://{}/v2/org/app", w.addr);
+    assert_eq!(get(&format!("{base}/manifests/v1")).await.status, 200);
+    let reader = tokio::spawn(get_owned(format!("{base}/blobs/{d}")));
+    for _ in 0..100 {
+        if !w.registry.fills_view().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let url = format!(
+        "http://{}/admin/v1/purge?ref=up.test/org/app:v1",
+        w.admin_addr
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let r = send(
+        "POST",
+        &url,
+        &[("authorization", &auth)],
+        Default::default(),
+    )
+    .await;
+    assert_eq!(r.status, 409, "{:?}", r.body);
+    assert!(r.json()["error"]
+        .as_str()
+        .expect("msg")
+        .contains("being filled"));
+    assert_eq!(
+        reader.await.expect("join"),
+        200,
+        "the in-flight client is served"
+    );
+    settled(&w).await;
+    let img = admin_get(&w, "/admin/v1/image?ref=up.test/org/app:v1", Some(TOKEN)).await;
+    assert_eq!(img.status, 200, "nothing was purged");
+    // Once the fill is done, the purge goes through.
+    let r = send(
+        "POST",
+        &url,
+        &[("authorization", &auth)],
+        Default::default(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    assert_eq!(
+        r.json()["freed_bytes"]
+            .as_u64()
+            .map(|b| b >= big.len() as u64),
+        Some(true)
+    );
+    w.shutdown().await;
+}

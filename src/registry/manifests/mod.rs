@@ -186,6 +186,12 @@ impl Manifests {
         self.tags.invalidate_all();
         self.negative.invalidate_all();
     }
+
+    /// [`Self::forget_lookups`], and the hot manifests too (after a purge).
+    pub fn forget_all(&self) {
+        self.forget_lookups();
+        self.hot.invalidate_all();
+    }
 }
 
 /// Per-entry expiry: the value is the entry's time to live.
