@@ -19,6 +19,8 @@ pub struct Running {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub registry: Arc<Registry>,
+    /// Where events go (`[[notify]]`): SIGHUP makes its file sinks reopen.
+    pub notify: Arc<Notifier>,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -59,7 +61,7 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
     let addr = listener
         .local_addr()
         .map_err(|e| format!("listener address: {e}"))?;
-    let registry = open_registry(&config, addr).await?;
+    let (registry, notify) = open_registry(&config, addr).await?;
     let admin = TcpListener::bind(config.admin_listen).await.map_err(|e| {
         format!(
             "cannot listen on {} (admin_listen): {e}",
@@ -70,12 +72,13 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         .local_addr()
         .map_err(|e| format!("admin listener address: {e}"))?;
     let (acceptor, certs) = tls_acceptor(&config)?;
-    on_hangup(certs, registry.notify.clone());
+    on_hangup(certs, notify.clone());
+    let running_notify = notify.clone();
     let handler = Arc::new(Handler {
         tls: acceptor.is_some(),
         registry: registry.clone(),
         sessions: Arc::new(crate::auth::Sessions::new(config.auth.token_ttl)),
-        notify: registry.notify.clone(),
+        notify,
     });
     let tasks = Tasks::start(&config, admin, &registry);
     let (stop, stopped) = oneshot::channel::<()>();
@@ -92,14 +95,19 @@ pub async fn start_on(config: Config, listener: TcpListener) -> Result<Running, 
         addr,
         admin_addr,
         registry,
+        notify: running_notify,
         stop: Some(stop),
         task,
     })
 }
 
 /// Opens the store (on a blocking thread: it reconciles records with files), starts the
-/// notifier (events name `addr` as their source) and builds the registry over them.
-async fn open_registry(config: &Config, addr: SocketAddr) -> Result<Arc<Registry>, String> {
+/// notifier (events name `addr` as their source) and builds the registry over them; the
+/// notifier is also the HTTP edge's (pull and denied events) and SIGHUP's (file sinks).
+async fn open_registry(
+    config: &Config,
+    addr: SocketAddr,
+) -> Result<(Arc<Registry>, Arc<Notifier>), String> {
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir))
         .await
@@ -113,12 +121,8 @@ async fn open_registry(config: &Config, addr: SocketAddr) -> Result<Arc<Registry
     let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
     let metrics = Arc::new(crate::metrics::Metrics::new(&names, config.cache.max_size));
     let notify = Arc::new(Notifier::start(&config.notify, addr, metrics.clone())?);
-    Ok(Arc::new(Registry::new(
-        config,
-        Arc::new(store),
-        metrics,
-        notify,
-    )?))
+    let registry = Registry::new(config, Arc::new(store), metrics, notify.clone())?;
+    Ok((Arc::new(registry), notify))
 }
 
 type Certs = Arc<crate::http::tls::Reloadable>;
@@ -180,6 +184,10 @@ impl Tasks {
             admin,
             registry.clone(),
             ready.clone(),
+            crate::http::admin_api::Api {
+                token: config.admin.token.clone(),
+                pins: config.cache.pin.clone(),
+            },
             server::Limits::admin(&config.connections),
             async {
                 let _ = admin_stopped.await;

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod admin;
 mod cluster;
 mod connections;
 mod defaults;
@@ -26,6 +27,7 @@ mod units;
 mod upstream;
 mod upstream_types;
 
+pub use admin::{parse_token, read_token, AdminConfig, AdminToken, MIN_TOKEN_LEN};
 pub use cluster::{peer_url, ClusterConfig, Peers, S3Config, StorageConfig};
 pub use connections::ConnectionLimits;
 pub use defaults::{EMBEDDED_DEFAULT, EXAMPLE};
@@ -69,6 +71,8 @@ pub struct Config {
     pub cluster: Option<ClusterConfig>,
     /// Where events are sent (`[[notify]]`).
     pub notify: Vec<NotifyConfig>,
+    /// The admin API's token (`[admin]`).
+    pub admin: AdminConfig,
 }
 
 /// `[tls]`: PEM certificate chain and key, re-read on SIGHUP.
@@ -190,6 +194,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
     let storage = cluster::storage(&mut p, raw.storage);
     let cluster = cluster::cluster(&mut p, raw.cluster);
     let notify = notify::validate(&mut p, raw.notify.as_deref().unwrap_or_default());
+    let admin = admin::admin(&mut p, raw.admin);
     if !p.0.is_empty() {
         return Err(ConfigErrors(p.0));
     }
@@ -207,6 +212,7 @@ fn validate(raw: raw::RawConfig, unknown: Vec<String>) -> Result<Config, ConfigE
         storage,
         cluster,
         notify,
+        admin,
     })
 }
 

@@ -18,11 +18,13 @@
 //! - [`config`]: the TOML configuration, its defaults and its validation.
 //! - [`transfer`], [`prefetch`]: moving images in and out of the cache (air-gapped sites,
 //!   warming a mirror).
+//! - [`cachectl`]: `wharf cache ...`, a client of a running Wharf's admin API.
 //! - [`cli`]: the maintenance commands' output and exit status (`main.rs` parses arguments).
 //! - [`app`]: the composition root that wires the pieces together and runs the servers.
 
 pub mod app;
 pub mod auth;
+pub mod cachectl;
 pub mod cli;
 pub mod cluster;
 pub mod config;

@@ -105,6 +105,9 @@ enum Command {
     /// running on the config's data_dir if there is one, else directly into the data_dir.
     /// Exit status 0: every image prefetched; 1: some failed; 2: could not start.
     Prefetch(PrefetchArgs),
+    /// Look into and control the cache of a running Wharf through its admin API
+    /// (`[admin] token_file`). Exit status 0: done; 1: failed (one line says why).
+    Cache(wharf::cachectl::CacheArgs),
     /// Configuration helpers.
     Config {
         #[command(subcommand)]
@@ -197,6 +200,7 @@ fn main() -> ExitCode {
     let logs = |level| Some((cli.log_format, level));
     match cli.command {
         Command::Config { command } => config_command(command),
+        Command::Cache(args) => wharf::cachectl::main(args).into(),
         Command::Gc { config, to } => with_config(logs("info"), config, |cfg| {
             wharf::cli::gc(&cfg, to.as_deref()).into()
         }),

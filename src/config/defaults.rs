@@ -122,6 +122,11 @@ offline = false
 # events = ["pull", "fill", "purge", "evict", "denied"]   # default: all
 # headers = { Authorization = "Bearer ..." }              # sent to the webhook only
 # timeout = "5s"                          # one delivery attempt
+# The admin API (/admin/v1/, used by `wharf cache`) on the admin listener: a file holding a
+# bearer token of at least 32 characters, not world-readable (`openssl rand -hex 32`).
+# Without it the API is off (404); /metrics, /healthz and /readyz stay open either way.
+# [admin]
+# token_file = "/etc/wharf/admin-token"
 
 [cache]
 # Upper bound for the cached blobs and manifests together; past it, they are evicted. Whole bytes ("1000000") or a number and a unit: B, KB, MB, GB, TB

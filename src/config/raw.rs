@@ -32,6 +32,12 @@ pub(super) struct RawConfig {
     pub storage: Option<RawStorage>,
     pub cluster: Option<RawCluster>,
     pub notify: Option<Vec<RawNotify>>,
+    pub admin: Option<RawAdmin>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct RawAdmin {
+    pub token_file: Option<Value>,
 }
 
 #[derive(Deserialize, Default)]

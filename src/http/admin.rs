@@ -1,7 +1,8 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (the process answers), `/readyz`
 //! (the store is open and the registry listener is up). Kept off the registry port so that
 //! it can be firewalled separately. Served by the registry's accept loop (`server`) with a
-//! connection cap of its own (`admin_max_connections`) and the same timeouts.
+//! connection cap of its own (`admin_max_connections`) and the same timeouts. Paths under
+//! `/admin/` are the admin API (`admin_api`).
 
 use super::body::ClientBody;
 use super::server::{self, Limits};
@@ -45,17 +46,26 @@ fn answer<B>(registry: &Registry, ready: &Ready, req: &Request<B>) -> Response<R
     resp
 }
 
-/// Serves the admin endpoints on `listener` under `limits` until `shutdown` completes.
+/// Serves the admin endpoints (and the admin API as `api` says) on `listener` under
+/// `limits` until `shutdown` completes.
 pub async fn serve(
     listener: TcpListener,
     registry: Arc<Registry>,
     ready: Ready,
+    api: super::admin_api::Api,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
+    let api = Arc::new(api);
     let handle = move |req: Request<ClientBody>| {
-        let resp = answer(&registry, &ready, &req);
-        async move { resp }
+        let (registry, ready, api) = (registry.clone(), ready.clone(), api.clone());
+        async move {
+            if req.uri().path().starts_with(super::admin_api::PREFIX) {
+                super::admin_api::answer(registry, api, req).await
+            } else {
+                answer(&registry, &ready, &req)
+            }
+        }
     };
     server::serve_with(listener, None, limits, handle, shutdown).await
 }

@@ -2,6 +2,8 @@
 //! `Range`.
 
 pub mod admin;
+pub mod admin_api;
+mod admin_ops;
 pub mod body;
 mod conn;
 pub mod error;

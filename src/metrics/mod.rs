@@ -13,15 +13,18 @@
 //! [`Metrics::precreate_notify`]), so every family is exported from the first scrape; gauges that
 //! mirror live state are computed at scrape time ([`Metrics::render`]).
 
+mod handles;
 mod labels;
+
+use handles::{counter, counter_vec, gauge, gauge_vec, histogram_vec};
 
 pub use labels::{
     AuthzResult, BucketOp, Delivery, FillResult, Kind, Relay, Removal, RequestResult, Revalidation,
     Rule, Source, StatusClass, TeeResult, UpstreamKind, PRECREATED_METHODS,
 };
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -62,47 +65,6 @@ pub struct Metrics {
     pub upstream_max_bytes: IntGaugeVec,
     pub notify_dropped: IntCounterVec,
     pub notify_deliveries: IntCounterVec,
-}
-
-fn counter_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let c =
-        IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    c
-}
-
-fn gauge_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
-    let g =
-        IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    g
-}
-
-fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
-    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(g.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    g
-}
-
-fn counter(r: &Registry, name: &str, help: &str) -> IntCounter {
-    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(c.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    c
-}
-
-fn histogram_vec(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
-    let buckets = vec![
-        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-    ];
-    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    r.register(Box::new(h.clone()))
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
-    h
 }
 
 impl Metrics {

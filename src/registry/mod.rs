@@ -34,10 +34,12 @@ pub mod blobs;
 pub mod body;
 pub mod bucket;
 pub mod capacity;
+pub mod control;
 pub mod fill;
 pub mod listing;
 pub mod location;
 pub mod manifests;
+pub mod overview;
 pub mod pushes;
 pub mod referrers;
 mod resolve;
@@ -77,9 +79,8 @@ pub struct Registry {
     referrers: Arc<Referrers>,
     lister: listing::Lister,
     pushes: Pushes,
+    control: control::Control,
     pub metrics: Arc<Metrics>,
-    /// Where events go (`[[notify]]`); the parts that emit hold it too.
-    pub notify: Arc<Notifier>,
 }
 
 impl Registry {
@@ -89,19 +90,8 @@ impl Registry {
         metrics: Arc<Metrics>,
         notify: Arc<Notifier>,
     ) -> std::result::Result<Registry, String> {
-        let routes = routes(cfg, &metrics)?;
-        let bucket = match &cfg.storage {
-            StorageConfig::Filesystem => None,
-            StorageConfig::S3(s) => Some(Bucket::new(
-                Arc::new(crate::store::s3::S3Store::new(s)?),
-                s.redirect,
-                metrics.clone(),
-            )),
-        };
-        let cluster = match &cfg.cluster {
-            Some(c) => Some(Cluster::start(c)?),
-            None => None,
-        };
+        let routes = routes(cfg, &metrics, &notify)?;
+        let (bucket, cluster) = shared(cfg, &metrics)?;
         let evictor = Arc::new(capacity::Evictor::new(
             store.clone(),
             cfg.cache.clone(),
@@ -146,6 +136,9 @@ impl Registry {
             max_size: cfg.cache.max_size,
         });
         let lister = listing::Lister::new(access.clone(), idle);
+        let shared = bucket.is_some();
+        let control =
+            control::Control::new(store.clone(), fills.clone(), manifests.clone(), shared);
         let blobs = Blobs::new(store.clone(), access.clone(), fills, bucket, cluster);
         Ok(Registry {
             store,
@@ -156,8 +149,8 @@ impl Registry {
             referrers,
             lister,
             pushes,
+            control,
             metrics,
-            notify,
         })
     }
 
@@ -172,7 +165,7 @@ impl Registry {
     /// anything else happens, if the upstream's repository rules do (`rules`).
     pub fn resolve_at(&self, host: Option<&str>, name: &str, ns: Option<&str>) -> Result<Target> {
         let t = self.routes.resolve_at(host, name, ns)?;
-        rules::admit(&t, &self.metrics, &self.notify)?;
+        self.routes.admit(&t)?;
         Ok(t)
     }
 
@@ -244,6 +237,23 @@ impl Registry {
         req: pushes::PushRequest,
     ) -> Result<pushes::Answer> {
         self.pushes.push(t, client, req).await
+    }
+
+    /// Revalidates a tag now, whatever its `tag_ttl` (an operator's `wharf cache refresh`).
+    pub async fn refresh_tag(
+        &self,
+        t: &Target,
+        tag: &crate::oci::Tag,
+    ) -> Result<manifests::refresh::Refreshed> {
+        self.manifests.refresh(t, tag).await
+    }
+
+    /// Purges cached content (an operator's `wharf cache purge`; see `control`).
+    pub async fn purge(
+        &self,
+        r: &crate::oci::CacheRef,
+    ) -> Result<Option<crate::store::purge::Purged>> {
+        self.control.purge(r).await
     }
 
     /// Sets the gauges that mirror live state; called at scrape time.
@@ -318,8 +328,31 @@ fn quotas(cfg: &Config, metrics: &Metrics) -> Vec<(String, u64)> {
     quotas
 }
 
-/// The configured upstreams, built.
-fn routes(cfg: &Config, metrics: &Arc<Metrics>) -> std::result::Result<Routes, String> {
+/// The bucket shared with other replicas and the cluster of replicas, when configured.
+type Shared = (Option<Arc<Bucket>>, Option<Arc<Cluster>>);
+
+fn shared(cfg: &Config, metrics: &Arc<Metrics>) -> std::result::Result<Shared, String> {
+    let bucket = match &cfg.storage {
+        StorageConfig::Filesystem => None,
+        StorageConfig::S3(s) => Some(Bucket::new(
+            Arc::new(crate::store::s3::S3Store::new(s)?),
+            s.redirect,
+            metrics.clone(),
+        )),
+    };
+    let cluster = match &cfg.cluster {
+        Some(c) => Some(Cluster::start(c)?),
+        None => None,
+    };
+    Ok((bucket, cluster))
+}
+
+/// The configured upstreams, built, and their repository rules.
+fn routes(
+    cfg: &Config,
+    metrics: &Arc<Metrics>,
+    notify: &Arc<Notifier>,
+) -> std::result::Result<Routes, String> {
     let mut upstreams = Vec::new();
     for u in &cfg.upstreams {
         upstreams.push(Arc::new(Upstream::new(
@@ -329,5 +362,10 @@ fn routes(cfg: &Config, metrics: &Arc<Metrics>) -> std::result::Result<Routes, S
         )?));
     }
     let default = cfg.upstreams.iter().position(|u| u.default);
-    Ok(Routes::new(upstreams, default))
+    Ok(Routes::new(
+        upstreams,
+        default,
+        metrics.clone(),
+        notify.clone(),
+    ))
 }

@@ -12,19 +12,40 @@
 
 use super::target::Target;
 use crate::error::{Error, Result};
+use crate::metrics::Metrics;
+use crate::notify::Notifier;
 use crate::oci::{ErrorCode, RepoName};
 use crate::upstream::Upstream;
 use std::sync::Arc;
 
-/// The configured upstreams, and which one a request goes to.
+/// The configured upstreams, which one a request goes to, and whether its repository rules
+/// let the request through.
 pub struct Routes {
     upstreams: Vec<Arc<Upstream>>,
     default: Option<usize>,
+    /// Refusals are counted and sent as `denied` events.
+    metrics: Arc<Metrics>,
+    notify: Arc<Notifier>,
 }
 
 impl Routes {
-    pub fn new(upstreams: Vec<Arc<Upstream>>, default: Option<usize>) -> Routes {
-        Routes { upstreams, default }
+    pub fn new(
+        upstreams: Vec<Arc<Upstream>>,
+        default: Option<usize>,
+        metrics: Arc<Metrics>,
+        notify: Arc<Notifier>,
+    ) -> Routes {
+        Routes {
+            upstreams,
+            default,
+            metrics,
+            notify,
+        }
+    }
+
+    /// `Ok` when `t`'s upstream serves its repository; otherwise the refusal (`rules`).
+    pub fn admit(&self, t: &Target) -> Result<()> {
+        super::rules::admit(t, &self.metrics, &self.notify)
     }
 
     pub fn all(&self) -> &[Arc<Upstream>] {

@@ -89,17 +89,16 @@ impl Store {
         ))
     }
 
-    /// Every digest reachable from the cached tags that `pins` name.
+    /// Every digest reachable from the cached tags that `pins` (`cache.pin`) name and from
+    /// the pins set at run time (`pins`).
     pub fn pinned_digests(&self, pins: &[Pin]) -> Result<HashSet<Digest>> {
         let mut out = HashSet::new();
-        if pins.is_empty() {
-            return Ok(out);
-        }
-        let mut roots = Vec::new();
-        for item in self
+        let mut roots = self.runtime_pin_roots()?;
+        let tags = self
             .db
-            .iterator_cf(self.cf(CF_TAGS)?, rocksdb::IteratorMode::Start)
-        {
+            .iterator_cf(self.cf(CF_TAGS)?, rocksdb::IteratorMode::Start);
+        // Without `cache.pin`, no tag needs reading.
+        for item in tags.take(if pins.is_empty() { 0 } else { usize::MAX }) {
             let (k, v) = item?;
             let (Some((up, repo, tag)), Some(rec)) =
                 (keys::decode_tag_key(&k), keys::decode_tag(&v))

@@ -14,6 +14,8 @@
 //!   Expired decisions are pruned ([`Store::prune_authz`]).
 //! - `manifest_use`: digest → size + coarse last access of a stored manifest (manifests count
 //!   in the cache's size and are evicted with the blobs: see [`usage`]).
+//! - `pins`: `UPSTREAM/REPO:TAG` or `UPSTREAM/REPO@DIGEST` → when it was pinned at run time
+//!   (`wharf cache pin`; see [`pins`]). Created on open, so an older data dir gets it empty.
 //!
 //! Invariants:
 //! - Blob files are the truth for blobs: a blob is served only if its file exists under
@@ -26,13 +28,17 @@
 
 pub mod backend;
 pub mod blobs;
+pub mod catalog;
 pub mod evict;
 pub mod expiry;
+pub mod inspect;
 pub mod keys;
 mod links;
 pub use links::LinkKind;
 mod migrate;
+pub mod pins;
 mod prune;
+pub mod purge;
 pub mod report;
 pub mod s3;
 mod unlink;
@@ -54,7 +60,8 @@ pub(crate) const CF_BLOB_LINKS: &str = "blob_links";
 pub(crate) const CF_MANIFEST_LINKS: &str = "manifest_links";
 const CF_AUTHZ: &str = "authz";
 const CF_MANIFEST_USE: &str = "manifest_use";
-const ALL_CFS: [&str; 7] = [
+const CF_PINS: &str = "pins";
+const ALL_CFS: [&str; 8] = [
     CF_MANIFESTS,
     CF_TAGS,
     CF_BLOBS,
@@ -62,6 +69,7 @@ const ALL_CFS: [&str; 7] = [
     CF_MANIFEST_LINKS,
     CF_AUTHZ,
     CF_MANIFEST_USE,
+    CF_PINS,
 ];
 
 /// The credential id of imported content ([`Store::mark_imported`]): credential ids are

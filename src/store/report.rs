@@ -31,7 +31,7 @@ pub struct Usage {
 
 impl Store {
     /// Bytes of the cached blobs reachable from manifest `root`.
-    fn reachable_bytes(&self, root: Digest) -> Result<u64> {
+    pub(super) fn reachable_bytes(&self, root: Digest) -> Result<u64> {
         let (mut seen, mut todo, mut bytes) = (HashSet::new(), vec![root], 0u64);
         while let Some(d) = todo.pop() {
             if !seen.insert(d) {

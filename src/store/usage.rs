@@ -90,6 +90,22 @@ impl Store {
         }
     }
 
+    /// When the manifest `digest` was last served (seconds since the epoch), written or not.
+    pub fn manifest_last_access(&self, digest: &Digest) -> Result<Option<u64>> {
+        let pending = self
+            .usage
+            .pending
+            .lock()
+            .ok()
+            .and_then(|m| m.get(digest).map(|e| e.0));
+        let stored = self
+            .db
+            .get_pinned_cf(self.cf(CF_MANIFEST_USE)?, digest.as_bytes())?
+            .and_then(|v| keys::decode_blob(&v))
+            .map(|r| r.last_access_s);
+        Ok(pending.max(stored))
+    }
+
     /// Records the usage of a manifest just stored (blocking): counted once, accessed now.
     pub fn note_manifest(&self, digest: &Digest, size: u64) -> Result<()> {
         self.record_use(digest, super::now_ms() / 1000, size, false)
@@ -238,7 +254,7 @@ impl Store {
         Ok(out)
     }
 
-    fn remove_manifest(&self, digest: &Digest, size: u64) -> Result<()> {
+    pub(super) fn remove_manifest(&self, digest: &Digest, size: u64) -> Result<()> {
         let mut batch = rocksdb::WriteBatch::default();
         batch.delete_cf(self.cf(CF_MANIFESTS)?, digest.as_bytes());
         batch.delete_cf(self.cf(CF_MANIFEST_USE)?, digest.as_bytes());

@@ -14,6 +14,7 @@ pub mod breaker;
 pub mod challenge;
 pub mod client;
 mod guard;
+pub mod health;
 mod push;
 pub mod realm;
 pub(crate) mod redirect;
@@ -57,6 +58,7 @@ pub struct Upstream {
     tokens: token::TokenCache,
     scheme: Mutex<Option<AuthScheme>>,
     breaker: breaker::Breaker,
+    health: health::Health,
     /// Tags that never change once cached.
     immutable: Option<regex::RegexSet>,
     /// Never contact this upstream.
@@ -109,6 +111,7 @@ impl Upstream {
             tokens: token::TokenCache::new(),
             scheme: Mutex::new(None),
             breaker: breaker::Breaker::new(p.breaker_failures, p.breaker_cooldown),
+            health: health::Health::new(),
             immutable,
             offline,
             realm_warned: Default::default(),
@@ -127,10 +130,22 @@ impl Upstream {
         self.breaker.is_open()
     }
 
+    /// The rate-limit count and the last failure (for the admin API).
+    pub fn health(&self) -> &health::Health {
+        &self.health
+    }
+
+    /// A failed request: counted against the breaker and remembered as the last error.
+    fn failed(&self, what: &str) {
+        self.breaker.failure();
+        self.health.note_error(what);
+    }
+
     /// Records Docker Hub's `ratelimit-remaining` / `ratelimit-limit` (`"76;w=21600"`).
     fn note_ratelimit(&self, headers: &HeaderMap) {
         let value = |name: &str| ratelimit_value(headers, name);
         if let Some(v) = value("ratelimit-remaining") {
+            self.health.note_remaining(v);
             self.metrics
                 .ratelimit_remaining
                 .with_label_values(&[self.name()])

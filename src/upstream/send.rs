@@ -88,19 +88,20 @@ impl Upstream {
                 }
                 Ok(Err(e)) => {
                     count(StatusClass::Error);
-                    self.breaker.failure();
-                    return Err(Error::unreachable(self.name(), describe(&e)));
+                    let what = describe(&e);
+                    self.failed(&what);
+                    return Err(Error::unreachable(self.name(), what));
                 }
                 Err(_) => {
                     count(StatusClass::Error);
-                    self.breaker.failure();
+                    self.failed("no response in time");
                     return Err(Error::unreachable(self.name(), "no response in time"));
                 }
             };
             count(StatusClass::of(resp.status().as_u16()));
             self.note_ratelimit(resp.headers());
             if resp.status().is_server_error() {
-                self.breaker.failure();
+                self.failed(&format!("{} answered {}", uri.path(), resp.status()));
             } else {
                 self.breaker.success();
             }

@@ -1,5 +1,6 @@
 //! Wharf's one integration test binary (every test binary links RocksDB, so there is one).
 //!
+//! - `admin`: the admin API (`/admin/v1/`) and `wharf cache` run as the built binary.
 //! - `auth`: client authentication and per-repository authorization.
 //! - `bounds`: what a burst of clients may cost: tag requests in single flight, manifests
 //!   inside `cache.max_size`, `fill.max_concurrent` (issue 18, findings 7 and 8).
@@ -26,6 +27,7 @@
 // tests also time real processes and sockets, on the wall clock.
 #![allow(clippy::disallowed_types)]
 
+mod admin;
 mod auth;
 mod bounds;
 mod capacity;

@@ -213,7 +213,7 @@ async fn the_file_sink_writes_json_lines_and_reopens() {
     }
     let rotated = dir.path().join("events.jsonl.1");
     std::fs::rename(&path, &rotated).expect("rename");
-    world.w.registry.notify.reopen();
+    world.w.notify.reopen();
     assert_eq!(
         Who::Alice
             .get(&world.url("private/app", "manifests/v1"))

@@ -129,6 +129,14 @@ impl Fills {
         self.inflight.lock().ok()?.get(digest).cloned()
     }
 
+    /// The fills in flight (for the admin API).
+    pub fn all(&self) -> Vec<Arc<Fill>> {
+        self.inflight
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub fn count(&self) -> usize {
         self.inflight.lock().map(|m| m.len()).unwrap_or(0)
     }
@@ -157,6 +165,7 @@ impl Fills {
             file: OnceLock::new(),
             state: rx,
             spill: Mutex::new(Default::default()),
+            from: OnceLock::new(),
         });
         map.insert(digest, fill.clone());
         drop(map);

@@ -108,6 +108,7 @@ impl Pipeline {
         let digest = fill.digest;
         let opened = self.origins.open(&digest, src, deadline).await?;
         let from = opened.origin.describe(src.upstream.name());
+        let _ = fill.from.set(from.clone());
         let store = self.store.clone();
         let temp = tokio::task::spawn_blocking(move || store.create_temp(&digest))
             .await

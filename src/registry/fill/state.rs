@@ -35,11 +35,24 @@ pub struct Fill {
     pub(super) state: watch::Receiver<FillState>,
     /// Bytes that could not be written to disk.
     pub(super) spill: Mutex<Spill>,
+    /// Where the bytes come from, as log lines name it; set when the download opens.
+    pub(super) from: OnceLock<String>,
 }
 
 impl Fill {
     pub fn subscribe(&self) -> watch::Receiver<FillState> {
         self.state.clone()
+    }
+
+    /// Where the bytes come from (the upstream's name, the shared bucket, the owner
+    /// replica); `None` until the download opened.
+    pub fn origin(&self) -> Option<&str> {
+        self.from.get().map(String::as_str)
+    }
+
+    /// What readers see now.
+    pub fn state(&self) -> FillState {
+        self.state.borrow().clone()
     }
 
     /// The temp file; set before the state leaves `Starting`.

@@ -21,6 +21,7 @@ mod fetch;
 mod flight;
 mod pushed;
 mod records;
+pub mod refresh;
 mod tag_flight;
 mod tags;
 
@@ -188,6 +189,12 @@ impl Manifests {
     pub fn forget_lookups(&self) {
         self.tags.invalidate_all();
         self.negative.invalidate_all();
+    }
+
+    /// [`Self::forget_lookups`], and the hot manifests too (after a purge).
+    pub fn forget_all(&self) {
+        self.forget_lookups();
+        self.hot.invalidate_all();
     }
 }
 

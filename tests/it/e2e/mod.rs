@@ -4,6 +4,7 @@
 //! Needs `docker-registry`, `skopeo` and `openssl` on PATH (Debian packages of those names);
 //! without them the tests fail, unless `WHARF_SKIP_E2E=1`, which makes them skip.
 //!
+//! - `admin`: `wharf cache purge` between two pulls (the purged blobs fetched again).
 //! - `airgap`: `wharf prefetch` → `export` → `import` into a fresh Wharf → `serve --offline`.
 //! - `proc`: child processes stopped on drop, free ports, polling, the tool check.
 //! - `images`: OCI image layouts generated in Rust (tar, gzip, config, manifest, index).
@@ -31,6 +32,7 @@
 //!   that bucket, concurrent cold pulls, a replica killed mid-pull, a fresh replica served
 //!   without upstream requests.
 
+mod admin;
 mod airgap;
 mod auth;
 mod cache;

@@ -1,0 +1,59 @@
+//! `wharf cache purge` against the real `wharf serve`, with `docker-registry` upstream and
+//! `skopeo` pulling: a purged image is fetched from the upstream again on the next pull.
+
+use super::proc;
+use super::wharf::{Wharf, UPSTREAM_NAME};
+use super::Setup;
+use std::os::unix::fs::PermissionsExt;
+
+#[test]
+fn e2e_wharf_cache_purge_then_pull_fetches_from_the_upstream_again() {
+    if !proc::tools_present("e2e_wharf_cache_purge_then_pull_fetches_from_the_upstream_again") {
+        return;
+    }
+    let s = Setup::new();
+    let token_file = s.path("admin-token");
+    std::fs::write(&token_file, "e2e-admin-token-0123456789abcdefghijklmnop\n").expect("token");
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let keys = format!(
+        "tag_ttl = \"1h\"\n\n[admin]\ntoken_file = {}\n",
+        serde_json::to_string(&token_file.to_string_lossy()).expect("quote")
+    );
+    let wharf = Wharf::start_with(s.dir.path(), &s.upstream.url(), &s.certs.ca_pem, &keys, &[]);
+    let (image, blobs) = (&s.images[0], s.expected[0].blobs);
+    let source = format!("docker://{}/{}:{}", wharf.host(), image.repo, image.tag);
+    let tls = ["--src-tls-verify=false"];
+    let logs = || wharf.proc.logs();
+
+    let before = s.upstream.blob_gets();
+    s.pull(0, &source, &tls, "cold", &logs);
+    assert_eq!(s.upstream.blob_gets() - before, blobs, "cold pull");
+    s.pull(0, &source, &tls, "warm", &logs);
+    assert_eq!(
+        s.upstream.blob_gets() - before,
+        blobs,
+        "warm pull: from the cache"
+    );
+
+    let reference = format!("{UPSTREAM_NAME}/{}:{}", image.repo, image.tag);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wharf"))
+        .args(["cache", "purge", &reference, "--admin"])
+        .arg(format!("http://127.0.0.1:{}", wharf.admin_port))
+        .arg("--token-file")
+        .arg(&token_file)
+        .output()
+        .expect("run wharf cache purge");
+    assert!(out.status.success(), "{out:?}\n{}", logs());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!("purged {reference}: 1 tags")),
+        "{text}"
+    );
+
+    s.pull(0, &source, &tls, "after-purge", &logs);
+    assert_eq!(
+        s.upstream.blob_gets() - before,
+        2 * blobs,
+        "every blob fetched again"
+    );
+}
