@@ -10,12 +10,16 @@
 //!   half-linked: links go in one batch before records and files (see `store::purge`).
 //! - After a purge, no in-memory cache answers for what it removed: the hot manifests, the
 //!   hot tag resolutions and the remembered upstream 404s of `Manifests` are dropped.
+//! - What a purge removed is counted (`wharf_cache_removals_total{reason="purge"}`) and told:
+//!   one `purge` event per manifest it unlinked from the repository.
 //! - With a shared bucket (`storage.backend = "s3"`) purging is refused: the bucket's
 //!   records (which other replicas also wrote) would serve the content again, and deciding
 //!   which of its blobs no replica links is not implemented yet.
 
 use super::{Fills, Manifests};
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, Removal};
+use crate::notify::{Event, Notifier};
 use crate::oci::{CacheRef, ErrorCode};
 use crate::store::purge::Purged;
 use crate::store::Store;
@@ -26,20 +30,30 @@ pub struct Control {
     fills: Arc<Fills>,
     manifests: Arc<Manifests>,
     shared_bucket: bool,
+    metrics: Arc<Metrics>,
+    notify: Arc<Notifier>,
+}
+
+/// What [`Control`] works with.
+pub struct Parts {
+    pub store: Arc<Store>,
+    pub fills: Arc<Fills>,
+    pub manifests: Arc<Manifests>,
+    /// `storage.backend = "s3"`: purging is refused.
+    pub shared_bucket: bool,
+    pub metrics: Arc<Metrics>,
+    pub notify: Arc<Notifier>,
 }
 
 impl Control {
-    pub fn new(
-        store: Arc<Store>,
-        fills: Arc<Fills>,
-        manifests: Arc<Manifests>,
-        shared_bucket: bool,
-    ) -> Control {
+    pub fn new(p: Parts) -> Control {
         Control {
-            store,
-            fills,
-            manifests,
-            shared_bucket,
+            store: p.store,
+            fills: p.fills,
+            manifests: p.manifests,
+            shared_bucket: p.shared_bucket,
+            metrics: p.metrics,
+            notify: p.notify,
         }
     }
 
@@ -69,11 +83,19 @@ impl Control {
                 format!("{busy} is being filled; purge {r} again once the fill is done"),
             ));
         }
-        let (store, r) = (self.store.clone(), r.clone());
-        let purged = tokio::task::spawn_blocking(move || store.purge(&r))
+        let (store, r2) = (self.store.clone(), r.clone());
+        let purged = tokio::task::spawn_blocking(move || store.purge(&r2))
             .await
             .map_err(Error::internal)??;
         self.manifests.forget_all();
+        if let Some(p) = &purged {
+            let removed = (p.blobs.len() + p.manifests.len()) as u64;
+            self.metrics.removed(Removal::Purge, removed, p.bytes);
+            for d in &p.unlinked_manifests {
+                let (up, repo) = (r.upstream.as_str(), r.repo.as_str());
+                self.notify.emit(Event::purge(up, repo, &d.to_string(), 0));
+            }
+        }
         Ok(purged)
     }
 }

@@ -136,9 +136,14 @@ impl Registry {
             max_size: cfg.cache.max_size,
         });
         let lister = listing::Lister::new(access.clone(), idle);
-        let shared = bucket.is_some();
-        let control =
-            control::Control::new(store.clone(), fills.clone(), manifests.clone(), shared);
+        let control = control::Control::new(control::Parts {
+            store: store.clone(),
+            fills: fills.clone(),
+            manifests: manifests.clone(),
+            shared_bucket: bucket.is_some(),
+            metrics: metrics.clone(),
+            notify,
+        });
         let blobs = Blobs::new(store.clone(), access.clone(), fills, bucket, cluster);
         Ok(Registry {
             store,

@@ -561,3 +561,55 @@ async fn a_purge_during_a_fill_of_its_blob_changes_nothing_and_the_client_gets_e
     );
     w.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_purge_is_counted_and_told_as_a_purge_event() {
+    let fake = Fake::start().await;
+    let (digest, _) = fake.put_image("org/app", "v1", &[&data(10_000, 21)]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let events = dir.path().join("events.jsonl");
+    let top = format!(
+        "[[notify]]\nfile = {:?}\nevents = [\"purge\"]\n",
+        events.display().to_string()
+    );
+    let w = wharf_with_api(dir.path(), &fake, &top).await;
+    pull(&w, "org/app", "v1").await;
+    let url = format!(
+        "http://{}/admin/v1/purge?ref=up.test/org/app:v1",
+        w.admin_addr
+    );
+    let auth = format!("Bearer {TOKEN}");
+    let r = send(
+        "POST",
+        &url,
+        &[("authorization", &auth)],
+        Default::default(),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.bytes());
+    let text = crate::support::scrape::scrape(w.admin_addr).await;
+    let purged =
+        crate::support::scrape::sample(&text, "wharf_cache_removals_total{reason=\"purge\"}");
+    assert_eq!(
+        purged, 3.0,
+        "the manifest, the config and the layer:\n{text}"
+    );
+    let mut line = None;
+    for _ in 0..100 {
+        let body = std::fs::read_to_string(&events).unwrap_or_default();
+        line = body
+            .lines()
+            .find(|l| l.contains(&digest))
+            .map(str::to_string);
+        if line.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = line.expect("a purge event naming the manifest");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object a line");
+    assert_eq!(v["action"], "purge");
+    assert_eq!(v["target"]["digest"], digest);
+    assert_eq!(v["target"]["repository"], "org/app");
+    w.shutdown().await;
+}
