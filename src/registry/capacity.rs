@@ -138,17 +138,24 @@ impl Evictor {
         }
     }
 
+    /// After a pass that removed `e` for `reason`: counted, told, and its manifests dropped
+    /// from the in-memory caches.
+    fn settled(&self, reason: Removal, e: &Evicted) {
+        let (_, bytes) = e.totals();
+        self.removed(reason, e.blobs, e.manifests.len() as u64, bytes);
+        if let (Some(f), false) = (self.forget.get(), e.manifests.is_empty()) {
+            f(e.manifests.clone());
+        }
+    }
+
     /// One eviction pass down to `target` bytes (blocking): what it freed.
     pub fn run_pass(&self, target: u64) -> Result<Evicted> {
         let keep = self.store.pinned_digests(&self.cfg.pin)?;
         let e = self.store.evict_lru(target, &keep)?;
-        let (count, bytes) = (
-            e.blobs + e.manifests.len() as u64,
-            e.blob_bytes + e.manifest_bytes,
-        );
+        let (count, bytes) = e.totals();
         self.metrics.evictions.inc_by(count);
         self.metrics.evicted_bytes.inc_by(bytes);
-        self.removed(Removal::Size, e.blobs, e.manifests.len() as u64, bytes);
+        self.settled(Removal::Size, &e);
         if count > 0 {
             tracing::info!(
                 blobs = e.blobs,
@@ -158,9 +165,6 @@ impl Evictor {
                 target,
                 "evicted least recently used blobs and manifests"
             );
-        }
-        if let (Some(f), false) = (self.forget.get(), e.manifests.is_empty()) {
-            f(e.manifests.clone());
         }
         Ok(e)
     }
@@ -173,11 +177,8 @@ impl Evictor {
         let cutoff = (crate::store::now_ms() / 1000).saturating_sub(max_idle.as_secs());
         let keep = self.store.pinned_digests(&self.cfg.pin)?;
         let e = self.store.evict_idle(cutoff, &keep)?;
-        let (count, bytes) = (
-            e.blobs + e.manifests.len() as u64,
-            e.blob_bytes + e.manifest_bytes,
-        );
-        self.removed(Removal::Idle, e.blobs, e.manifests.len() as u64, bytes);
+        let (count, bytes) = e.totals();
+        self.settled(Removal::Idle, &e);
         if count > 0 {
             tracing::info!(
                 blobs = e.blobs,
@@ -186,9 +187,6 @@ impl Evictor {
                 bytes,
                 "removed blobs and manifests idle for longer than cache.max_idle"
             );
-        }
-        if let (Some(f), false) = (self.forget.get(), e.manifests.is_empty()) {
-            f(e.manifests.clone());
         }
         Ok(e)
     }

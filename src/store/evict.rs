@@ -82,11 +82,7 @@ impl Store {
     /// Evicts least-recently-accessed blobs and manifests, except `keep`, until their total
     /// is at most `target` bytes. Returns (blobs and manifests, bytes) removed.
     pub fn evict_to(&self, target: u64, keep: &HashSet<Digest>) -> Result<(u64, u64)> {
-        let e = self.evict_lru(target, keep)?;
-        Ok((
-            e.blobs + e.manifests.len() as u64,
-            e.blob_bytes + e.manifest_bytes,
-        ))
+        Ok(self.evict_lru(target, keep)?.totals())
     }
 
     /// Every digest reachable from the cached tags that `pins` (`cache.pin`) name and from

@@ -40,6 +40,16 @@ pub struct Evicted {
     pub tags: u64,
 }
 
+impl Evicted {
+    /// Blobs and manifests removed, and their bytes.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.blobs + self.manifests.len() as u64,
+            self.blob_bytes + self.manifest_bytes,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Item {
     Blob,

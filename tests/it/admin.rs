@@ -39,6 +39,19 @@ pub async fn wharf_with_api_up(
     support::wharf_with(&data, "up.test", &fake.url(), extra, &top).await
 }
 
+/// `POST /admin/v1/purge?ref=<r>` with the token.
+async fn purge_api(w: &wharf::app::Running, r: &str) -> support::Resp {
+    let url = format!("http://{}/admin/v1/purge?ref={r}", w.admin_addr);
+    let auth = format!("Bearer {TOKEN}");
+    send(
+        "POST",
+        &url,
+        &[("authorization", &auth)],
+        Default::default(),
+    )
+    .await
+}
+
 async fn admin_get(w: &wharf::app::Running, path: &str, token: Option<&str>) -> support::Resp {
     let auth = token.map(|t| format!("Bearer {t}"));
     let headers: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
@@ -519,18 +532,7 @@ async fn a_purge_during_a_fill_of_its_blob_changes_nothing_and_the_client_gets_e
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let url = format!(
-        "http://{}/admin/v1/purge?ref=up.test/org/app:v1",
-        w.admin_addr
-    );
-    let auth = format!("Bearer {TOKEN}");
-    let r = send(
-        "POST",
-        &url,
-        &[("authorization", &auth)],
-        Default::default(),
-    )
-    .await;
+    let r = purge_api(&w, "up.test/org/app:v1").await;
     assert_eq!(r.status, 409, "{:?}", r.body);
     assert!(r.json()["error"]
         .as_str()
@@ -545,13 +547,7 @@ async fn a_purge_during_a_fill_of_its_blob_changes_nothing_and_the_client_gets_e
     let img = admin_get(&w, "/admin/v1/image?ref=up.test/org/app:v1", Some(TOKEN)).await;
     assert_eq!(img.status, 200, "nothing was purged");
     // Once the fill is done, the purge goes through.
-    let r = send(
-        "POST",
-        &url,
-        &[("authorization", &auth)],
-        Default::default(),
-    )
-    .await;
+    let r = purge_api(&w, "up.test/org/app:v1").await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(
         r.json()["freed_bytes"]
@@ -574,18 +570,7 @@ async fn a_purge_is_counted_and_told_as_a_purge_event() {
     );
     let w = wharf_with_api(dir.path(), &fake, &top).await;
     pull(&w, "org/app", "v1").await;
-    let url = format!(
-        "http://{}/admin/v1/purge?ref=up.test/org/app:v1",
-        w.admin_addr
-    );
-    let auth = format!("Bearer {TOKEN}");
-    let r = send(
-        "POST",
-        &url,
-        &[("authorization", &auth)],
-        Default::default(),
-    )
-    .await;
+    let r = purge_api(&w, "up.test/org/app:v1").await;
     assert_eq!(r.status, 200, "{:?}", r.bytes());
     let text = crate::support::scrape::scrape(w.admin_addr).await;
     let purged =
