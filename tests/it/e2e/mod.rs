@@ -4,7 +4,8 @@
 //! Needs `docker-registry`, `skopeo` and `openssl` on PATH (Debian packages of those names);
 //! without them the tests fail, unless `WHARF_SKIP_E2E=1`, which makes them skip.
 //!
-//! - `admin`: `wharf cache purge` between two pulls (the purged blobs fetched again).
+//! - `admin`: `wharf cache purge` between two pulls (the purged blobs fetched again), and
+//!   `wharf cache refresh` of a tag moved upstream before `tag_ttl`.
 //! - `airgap`: `wharf prefetch` → `export` → `import` into a fresh Wharf → `serve --offline`.
 //! - `proc`: child processes stopped on drop, free ports, polling, the tool check.
 //! - `images`: OCI image layouts generated in Rust (tar, gzip, config, manifest, index).
