@@ -25,7 +25,9 @@ pub enum Refreshed {
 impl Manifests {
     /// Revalidates `tag` of `t` now.
     pub async fn refresh(self: &Arc<Self>, t: &Target, tag: &Tag) -> Result<Refreshed> {
-        let client = Client::anonymous();
+        // As the upstream sees Wharf: its configured credentials, or anonymous (so decisions
+        // are recorded for the identity that was actually used).
+        let client = t.upstream.effective_client(&Client::anonymous());
         let rec = self.get_tag(t, tag.as_str()).await?;
         let cached = match rec {
             Some(r) => self.cached(&r.digest).await?.map(|_| r),
