@@ -39,6 +39,18 @@ pub async fn wharf_with_api_up(
     support::wharf_with(&data, "up.test", &fake.url(), extra, &top).await
 }
 
+/// Makes the fake send blob `d` slowly (64 KiB every 40 ms), so that its fill stays visible.
+fn slow(fake: &Fake, d: &str) {
+    fake.set_behavior(
+        d,
+        BlobBehavior {
+            chunk: 64 * 1024,
+            delay: Duration::from_millis(40),
+            ..Default::default()
+        },
+    );
+}
+
 /// `POST /admin/v1/purge?ref=<r>` with the token.
 async fn purge_api(w: &wharf::app::Running, r: &str) -> support::Resp {
     let url = format!("http://{}/admin/v1/purge?ref={r}", w.admin_addr);
@@ -232,14 +244,7 @@ async fn fills_in_progress_show_bytes_written_size_waiters_and_origin() {
     let fake = Fake::start().await;
     let big = data(2 * 1024 * 1024, 8);
     let d = fake.put_blob_in("org/app", &big);
-    fake.set_behavior(
-        &d,
-        BlobBehavior {
-            chunk: 64 * 1024,
-            delay: Duration::from_millis(40),
-            ..Default::default()
-        },
-    );
+    slow(&fake, &d);
     let dir = tempfile::tempdir().expect("tmp");
     let w = wharf_with_api(dir.path(), &fake, "").await;
     let url = format!("http://{}/v2/org/app/blobs/{d}", w.addr);
@@ -513,14 +518,7 @@ async fn a_purge_during_a_fill_of_its_blob_changes_nothing_and_the_client_gets_e
     let big = data(1024 * 1024, 14);
     fake.put_image("org/app", "v1", &[&big]);
     let d = support::digest_of(&big);
-    fake.set_behavior(
-        &d,
-        BlobBehavior {
-            chunk: 64 * 1024,
-            delay: Duration::from_millis(40),
-            ..Default::default()
-        },
-    );
+    slow(&fake, &d);
     let dir = tempfile::tempdir().expect("tmp");
     let w = wharf_with_api(dir.path(), &fake, "").await;
     let base = format!("http://{}/v2/org/app", w.addr);
